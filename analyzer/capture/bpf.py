@@ -1,0 +1,72 @@
+"""BPF capture filters (`-f`) on frames read from files, through libpcap.
+
+libpcap compiles the expression once per link type and runs it on each frame, exactly as
+tcpdump and tshark would; live capture hands the same expression to the kernel instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+from analyzer.capture.frame import Frame
+from analyzer.errors import InputError
+
+
+class _BpfProgram(ctypes.Structure):
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
+
+
+class _PktHdr(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long),
+                ("caplen", ctypes.c_uint32), ("len", ctypes.c_uint32)]
+
+
+def _libpcap() -> ctypes.CDLL:
+    name = ctypes.util.find_library("pcap")
+    if name is None:
+        raise InputError("-f needs libpcap (Debian package libpcap0.8), which is not installed")
+    lib = ctypes.CDLL(name)
+    lib.pcap_open_dead.restype = ctypes.c_void_p
+    lib.pcap_open_dead.argtypes = [ctypes.c_int, ctypes.c_int]
+    lib.pcap_compile.argtypes = [ctypes.c_void_p, ctypes.POINTER(_BpfProgram), ctypes.c_char_p,
+                                 ctypes.c_int, ctypes.c_uint32]
+    lib.pcap_geterr.restype = ctypes.c_char_p
+    lib.pcap_geterr.argtypes = [ctypes.c_void_p]
+    lib.pcap_offline_filter.argtypes = [ctypes.POINTER(_BpfProgram), ctypes.POINTER(_PktHdr),
+                                        ctypes.c_char_p]
+    lib.pcap_close.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+class FrameFilter:
+    """A BPF expression applied to frames of any link type."""
+
+    def __init__(self, expression: str) -> None:
+        self.expression = expression
+        self._lib = _libpcap()
+        self._programs: dict[int, _BpfProgram] = {}
+        self._header = _PktHdr()
+        self.compile(1)  # report a syntax error before reading anything
+
+    def compile(self, linktype: int) -> _BpfProgram:
+        program = self._programs.get(linktype)
+        if program is None:
+            handle = self._lib.pcap_open_dead(linktype, 262144)
+            program = _BpfProgram()
+            if self._lib.pcap_compile(handle, ctypes.byref(program),
+                                      self.expression.encode(), 1, 0xFFFFFFFF) != 0:
+                error = self._lib.pcap_geterr(handle).decode(errors="replace")
+                self._lib.pcap_close(handle)
+                raise InputError(f"bad filter {self.expression!r}: {error}")
+            self._lib.pcap_close(handle)
+            self._programs[linktype] = program
+        return program
+
+    def matches(self, frame: Frame) -> bool:
+        header = self._header
+        header.caplen = len(frame.data)
+        header.len = frame.wirelen
+        program = self.compile(frame.linktype)
+        return bool(self._lib.pcap_offline_filter(ctypes.byref(program), ctypes.byref(header),
+                                                  frame.data))

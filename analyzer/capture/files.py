@@ -1,0 +1,105 @@
+"""Opening a capture file: format detection by content (pcap, pcapng, gzip-compressed
+either), one-line errors for unusable input, and streaming iteration over its frames."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from analyzer.capture.chunks import ChunkReader
+from analyzer.capture.frame import CaptureInfo, Frame
+from analyzer.capture.pcap import MAGICS, read_pcap
+from analyzer.capture.pcapng import SHB_TYPE, read_pcapng
+from analyzer.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class CaptureFile:
+    """An open capture: iterate it once for its frames; `info` fills in as it goes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.info = CaptureInfo(path=self.path)
+        self._raw = _open_raw(self.path)
+        self.size = os.fstat(self._raw.fileno()).st_size
+        stream: BinaryIO = self._raw
+        head = self._raw.read(4)
+        if head[:2] == GZIP_MAGIC:
+            self.info.compressed = True
+            self._raw.seek(0)
+            stream = gzip.GzipFile(fileobj=self._raw, mode="rb")  # type: ignore[assignment]
+            try:
+                head = stream.read(4)
+            except (OSError, EOFError, zlib.error) as exc:
+                self._raw.close()
+                raise InputError(f"{self.path}: damaged gzip data ({exc})") from None
+        if not head:
+            self._raw.close()
+            raise InputError(f"{self.path}: empty file, not a capture")
+        if head in MAGICS:
+            self._frames = read_pcap(ChunkReader(stream, head), self.info)
+        elif head == SHB_TYPE:
+            self._frames = read_pcapng(ChunkReader(stream, head), self.info)
+        else:
+            self._raw.close()
+            raise InputError(
+                f"{self.path}: not a pcap or pcapng capture (starts with {head.hex(' ')})")
+        try:
+            # Read the file header now so a broken one is an input error, not a warning.
+            self._first = next(self._frames, None)
+        except ValueError as exc:
+            self._raw.close()
+            raise InputError(f"{self.path}: {exc}") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            self._raw.close()
+            raise InputError(f"{self.path}: cannot read ({exc})") from None
+        self._stream = stream
+
+    @property
+    def bytes_read(self) -> int:
+        """Position in the file on disk (compressed bytes for gzip), for progress bars."""
+        try:
+            return self._raw.tell()
+        except (OSError, ValueError):
+            return self.size
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._first is None:
+            return
+        yield self._first
+        try:
+            yield from self._frames
+        except (OSError, EOFError, zlib.error) as exc:
+            self.info.warnings.append(
+                f"compressed data damaged ({exc}); analysis stops there")
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> CaptureFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open_raw(path: str) -> BinaryIO:
+    try:
+        return open(path, "rb")  # noqa: SIM115 - closed by CaptureFile.close
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a capture file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open ({exc.strerror})") from None
+
+
+def open_capture(path: str | os.PathLike[str]) -> CaptureFile:
+    """Open a pcap/pcapng file (plain or gzip); raises InputError when it is unusable."""
+    return CaptureFile(path)

@@ -1,0 +1,127 @@
+"""Command line: argument parsing and wiring only. `tcp.py` and `tftp.py` add their
+subcommands; the work itself lives in capture/, decode/, the trackers and report/."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+from analyzer import __version__
+from analyzer.errors import InputError
+
+EXIT_OK = 0
+EXIT_INPUT = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from analyzer.cli import tcp, tftp
+
+    parser = argparse.ArgumentParser(
+        prog="analyzer",
+        description="Packet capture and protocol analyzer: TCP stream lifecycles and "
+                    "TFTP transfers, from pcap/pcapng files or live interfaces.")
+    parser.add_argument("--version", action="version", version=f"analyzer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    read = sub.add_parser("read", help="full report of a pcap/pcapng file",
+                          description="Analyze a pcap/pcapng capture (plain or gzip): summary, "
+                                      "TCP streams, TFTP transfers.")
+    read.add_argument("capture", metavar="CAPTURE")
+    add_report_options(read)
+    read.add_argument("--no-progress", action="store_true",
+                      help="no progress bar, even on a terminal")
+    read.set_defaults(handler=run_read)
+
+    sniff = sub.add_parser("sniff", help="live capture with the same report",
+                           description="Capture live from an interface (needs root or "
+                                       "CAP_NET_RAW) and report as `read` does.")
+    sniff.add_argument("-i", "--interface", required=True, metavar="IFACE")
+    sniff.add_argument("-c", "--count", type=int, metavar="N", help="stop after N packets")
+    sniff.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    sniff.add_argument("-w", "--write", metavar="OUT.pcapng", help="save the capture as pcapng")
+    sniff.add_argument("--no-live", action="store_true", help="no live view while capturing")
+    add_report_options(sniff)
+    sniff.set_defaults(handler=run_sniff)
+
+    interfaces = sub.add_parser("interfaces", help="list interfaces that can be sniffed")
+    interfaces.add_argument("--json", action="store_true", help="JSON Lines output")
+    interfaces.set_defaults(handler=run_interfaces)
+
+    tcp.register(sub)
+    tftp.register(sub)
+    return parser
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="JSON Lines on stdout (see SPEC)")
+    parser.add_argument("-f", "--filter", metavar="BPF", help="BPF capture filter")
+    parser.add_argument("--extract", metavar="DIR", help="write every TFTP file into DIR")
+    parser.add_argument("--tftp-port", type=int, action="append", default=[], metavar="N",
+                        help="also treat requests to UDP port N as TFTP (repeatable)")
+
+
+def run_read(args: argparse.Namespace) -> int:
+    from analyzer.pipeline import analyze_file
+    from analyzer.report import console
+
+    progress = None
+    if not args.no_progress and sys.stderr.isatty():
+        progress = console.file_progress()
+    with progress or nullcontext():
+        analysis = analyze_file(args.capture, tftp_ports=args.tftp_port,
+                                extract_dir=args.extract, bpf=args.filter,
+                                progress=progress.update if progress else None)
+    console.print_analysis(analysis, as_json=args.json)
+    return EXIT_OK
+
+
+def run_sniff(args: argparse.Namespace) -> int:
+    from analyzer.capture.live import LiveCapture
+    from analyzer.pipeline import Analyzer
+    from analyzer.report import console
+
+    capture = LiveCapture(args.interface, bpf=args.filter, count=args.count,
+                          duration=args.duration, write=args.write)
+    analyzer = Analyzer(tftp_ports=args.tftp_port, extract_dir=args.extract)
+    live_view = not args.no_live and not args.json and sys.stderr.isatty()
+    with console.live_view(analyzer, capture, enabled=live_view) as view:
+        capture.run(analyzer.feed, on_tick=view.refresh)
+    analysis = analyzer.finish(capture.info)
+    console.print_analysis(analysis, as_json=args.json)
+    return EXIT_OK
+
+
+def run_interfaces(args: argparse.Namespace) -> int:
+    from analyzer.capture.live import list_interfaces
+    from analyzer.report import console
+
+    console.print_interfaces(list_interfaces(), as_json=args.json)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # SIGTERM ends a command the way Ctrl-C does, so sniff can finish its report.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        return args.handler(args)
+    except InputError as exc:
+        print(f"analyzer: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("analyzer: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (e.g. `| head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

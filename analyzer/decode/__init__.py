@@ -1,0 +1,11 @@
+"""Frame bytes to `Packet` records: link layers, IPv4/IPv6 (with fragment reassembly),
+TCP/UDP/ICMP headers and a payload view; counts of everything else for the summary.
+
+Only what the trackers need, decoded with `struct` on memoryviews. Full dissection of a
+packet a user asks to see is scapy's job, in the views.
+"""
+
+from analyzer.decode.decoder import Decoder, DecodeStats
+from analyzer.decode.packet import Packet, format_address, format_endpoint
+
+__all__ = ["DecodeStats", "Decoder", "Packet", "format_address", "format_endpoint"]

@@ -1,0 +1,323 @@
+"""The frame decoder: link layer, IP, transport, in one pass over a memoryview.
+
+The common path (Ethernet or loopback, IPv4/IPv6, TCP/UDP, no fragments) is one
+function with precompiled structs; the rarer link types go through `_link_offset`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+
+from analyzer.capture import linktypes as lt
+from analyzer.capture.frame import Frame
+from analyzer.decode.fragments import FragmentReassembler
+from analyzer.decode.packet import (
+    PROTO_ICMP,
+    PROTO_ICMPV6,
+    PROTO_TCP,
+    PROTO_UDP,
+    Packet,
+)
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+ETH_ARP = 0x0806
+ETH_VLAN_TAGS = (0x8100, 0x88A8, 0x9100)
+
+# BSD NULL / LOOP address families that mean IPv6 (differs per BSD flavour).
+AF_INET = 2
+AF_INET6_VALUES = (10, 24, 28, 30)
+
+NFULA_PAYLOAD = 9
+
+IPV6_EXT_HEADERS = {0: "hop-by-hop", 43: "routing", 60: "destination", 51: "ah", 135: "mobility"}
+IPV6_FRAGMENT = 44
+IPV6_NO_NEXT = 59
+
+ETHERTYPE_NAMES = {
+    0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x8863: "pppoe-discovery",
+    0x8864: "pppoe", 0x8847: "mpls", 0x888E: "eapol", 0x88F7: "ptp", 0x22F0: "avtp",
+}
+IP_PROTO_NAMES = {
+    1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah",
+    58: "icmpv6", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp",
+}
+
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_IPV6 = struct.Struct("!IHBB16s16s")
+_TCP = struct.Struct("!HHIIBBH")
+_UDP = struct.Struct("!HHH")
+_U16 = struct.Struct("!H")
+
+MAX_WARNINGS = 20
+
+
+@dataclass
+class DecodeStats:
+    packets: int = 0
+    bytes: int = 0  # captured bytes
+    wire_bytes: int = 0
+    linktypes: Counter[int] = field(default_factory=Counter)
+    protocols: Counter[str] = field(default_factory=Counter)
+    skipped_linktypes: Counter[int] = field(default_factory=Counter)
+    malformed: int = 0
+    truncated: int = 0  # packets cut by the snaplen
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, text: str) -> None:
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(text)
+        elif len(self.warnings) == MAX_WARNINGS:
+            self.warnings.append("further decode warnings suppressed")
+
+
+class Decoder:
+    """Turns frames into Packets; counts what it does not hand on."""
+
+    def __init__(self) -> None:
+        self.stats = DecodeStats()
+        self.fragments = FragmentReassembler()
+
+    def decode(self, frame: Frame, number: int) -> Packet | None:
+        ts, linktype, interface, data, wirelen = frame
+        stats = self.stats
+        stats.packets += 1
+        stats.bytes += len(data)
+        stats.wire_bytes += wirelen
+        stats.linktypes[linktype] += 1
+        mv = memoryview(data)
+        # Link layer: find the network protocol and where it starts.
+        if linktype == lt.ETHERNET:
+            if len(data) < 14:
+                return self._malformed(number, "Ethernet header cut short")
+            ethertype = (data[12] << 8) | data[13]
+            off = 14
+            while ethertype in ETH_VLAN_TAGS:
+                if len(data) < off + 4:
+                    return self._malformed(number, "VLAN tag cut short")
+                stats.protocols["vlan"] += 1
+                ethertype = (data[off + 2] << 8) | data[off + 3]
+                off += 4
+            if ethertype == ETH_IPV4:
+                version = 4
+            elif ethertype == ETH_IPV6:
+                version = 6
+            else:
+                self._count_ethertype(ethertype)
+                return None
+        else:
+            located = self._link_offset(linktype, data, number)
+            if located is None:
+                return None
+            version, off = located
+        if version == 4:
+            return self._ipv4(mv, off, number, ts, interface)
+        return self._ipv6(mv, off, number, ts, interface)
+
+    # -- link layers other than Ethernet ------------------------------------------------
+
+    def _link_offset(self, linktype: int, data: bytes, number: int) -> tuple[int, int] | None:
+        """(IP version, offset of the IP header), or None when it is not IP."""
+        n = len(data)
+        if linktype in (lt.RAW, lt.IPV4, lt.IPV6, lt.RAW_ALT_12, lt.RAW_ALT_14):
+            if not n:
+                return self._malformed(number, "empty raw IP packet")
+            version = data[0] >> 4
+            if version in (4, 6):
+                return version, 0
+            return self._malformed(number, f"raw IP packet with version {version}")
+        if linktype in (lt.NULL, lt.LOOP):
+            if n < 4:
+                return self._malformed(number, "loopback header cut short")
+            if linktype == lt.LOOP:
+                family = int.from_bytes(data[:4], "big")
+            else:
+                # DLT_NULL is in the capturing host's byte order; families are small.
+                family = int.from_bytes(data[:4], "little")
+                if family > 0xFFFF:
+                    family = int.from_bytes(data[:4], "big")
+            if family == AF_INET:
+                return 4, 4
+            if family in AF_INET6_VALUES:
+                return 6, 4
+            self.stats.protocols[f"af-{family}"] += 1
+            return None
+        if linktype == lt.LINUX_SLL:
+            if n < 16:
+                return self._malformed(number, "Linux cooked header cut short")
+            return self._ethertype_offset((data[14] << 8) | data[15], 16, data, number)
+        if linktype == lt.LINUX_SLL2:
+            if n < 20:
+                return self._malformed(number, "Linux cooked v2 header cut short")
+            return self._ethertype_offset((data[0] << 8) | data[1], 20, data, number)
+        if linktype == lt.NFLOG:
+            return self._nflog(data, number)
+        self.stats.skipped_linktypes[linktype] += 1
+        return None
+
+    def _ethertype_offset(self, ethertype: int, off: int, data: bytes,
+                          number: int) -> tuple[int, int] | None:
+        while ethertype in ETH_VLAN_TAGS:
+            if len(data) < off + 4:
+                return self._malformed(number, "VLAN tag cut short")
+            self.stats.protocols["vlan"] += 1
+            ethertype = (data[off + 2] << 8) | data[off + 3]
+            off += 4
+        if ethertype == ETH_IPV4:
+            return 4, off
+        if ethertype == ETH_IPV6:
+            return 6, off
+        self._count_ethertype(ethertype)
+        return None
+
+    def _nflog(self, data: bytes, number: int) -> tuple[int, int] | None:
+        if len(data) < 4:
+            return self._malformed(number, "NFLOG header cut short")
+        family = data[0]
+        off = 4
+        while off + 4 <= len(data):
+            # TLV length and type are in the capturing host's byte order (little on x86).
+            tlv_len = int.from_bytes(data[off:off + 2], "little")
+            tlv_type = int.from_bytes(data[off + 2:off + 4], "little")
+            if tlv_len < 4:
+                return self._malformed(number, "NFLOG TLV with impossible length")
+            if tlv_type == NFULA_PAYLOAD:
+                if family == AF_INET:
+                    return 4, off + 4
+                if family == 10:
+                    return 6, off + 4
+                self.stats.protocols[f"nflog-af-{family}"] += 1
+                return None
+            off += (tlv_len + 3) & ~3
+        self.stats.protocols["nflog-no-payload"] += 1
+        return None
+
+    def _count_ethertype(self, ethertype: int) -> None:
+        if ethertype <= 1500:
+            self.stats.protocols["llc"] += 1
+        else:
+            self.stats.protocols[ETHERTYPE_NAMES.get(ethertype, f"ethertype-{ethertype:#06x}")] += 1
+
+    # -- network layer ------------------------------------------------------------------
+
+    def _ipv4(self, mv: memoryview, off: int, number: int, ts: float,
+              interface: int) -> Packet | None:
+        if len(mv) - off < 20:
+            return self._malformed(number, "IPv4 header cut short")
+        vihl, _tos, total, ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(mv, off)
+        ihl = (vihl & 0x0F) * 4
+        if vihl >> 4 != 4 or ihl < 20:
+            return self._malformed(number, "bad IPv4 header")
+        self.stats.protocols["ipv4"] += 1
+        available = len(mv) - off
+        if total == 0:
+            total = available  # segmentation offload: the stack left the length unset
+        elif total < ihl:
+            return self._malformed(number, "IPv4 total length shorter than its header")
+        start = off + ihl
+        end = off + min(total, available)
+        claimed = total - ihl
+        if frag & 0x3FFF:  # more-fragments flag or a non-zero offset
+            self.stats.protocols["ipv4-fragment"] += 1
+            if end - start < claimed:
+                self.stats.truncated += 1
+                return None  # a cut fragment cannot be reassembled
+            whole = self.fragments.add((4, src, dst, ident, proto), (frag & 0x1FFF) * 8,
+                                       bool(frag & 0x2000), mv[start:end], ts)
+            if whole is None:
+                return None
+            return self._transport(memoryview(whole), 0, len(whole), len(whole), 4, src, dst,
+                                   proto, number, ts, interface)
+        return self._transport(mv, start, end, claimed, 4, src, dst, proto, number, ts,
+                               interface)
+
+    def _ipv6(self, mv: memoryview, off: int, number: int, ts: float,
+              interface: int) -> Packet | None:
+        if len(mv) - off < 40:
+            return self._malformed(number, "IPv6 header cut short")
+        vtcfl, plen, nxt, _hlim, src, dst = _IPV6.unpack_from(mv, off)
+        if vtcfl >> 28 != 6:
+            return self._malformed(number, "bad IPv6 header")
+        self.stats.protocols["ipv6"] += 1
+        start = off + 40
+        end = min(len(mv), start + plen) if plen else len(mv)
+        claimed = plen if plen else end - start
+        claimed_end = start + claimed
+        fragment: tuple[int, bool, int] | None = None
+        while nxt in IPV6_EXT_HEADERS or nxt == IPV6_FRAGMENT:
+            if end - start < 8:
+                return self._malformed(number, "IPv6 extension header cut short")
+            if nxt == IPV6_FRAGMENT:
+                offset_flags = (mv[start + 2] << 8) | mv[start + 3]
+                ident = int.from_bytes(mv[start + 4:start + 8], "big")
+                fragment = (offset_flags & 0xFFF8, bool(offset_flags & 1), ident)
+                nxt = mv[start]
+                start += 8
+                break
+            hdr_len = (mv[start + 1] + 2) * 4 if nxt == 51 else (mv[start + 1] + 1) * 8
+            nxt = mv[start]
+            start += hdr_len
+        claimed = claimed_end - start
+        if fragment is not None:
+            self.stats.protocols["ipv6-fragment"] += 1
+            frag_offset, more, ident = fragment
+            if end - start < claimed:
+                self.stats.truncated += 1
+                return None
+            whole = self.fragments.add((6, src, dst, ident, nxt), frag_offset, more,
+                                       mv[start:end], ts)
+            if whole is None:
+                return None
+            return self._transport(memoryview(whole), 0, len(whole), len(whole), 6, src, dst,
+                                   nxt, number, ts, interface)
+        if nxt == IPV6_NO_NEXT:
+            self.stats.protocols["ipv6-no-next"] += 1
+            return None
+        return self._transport(mv, start, end, claimed, 6, src, dst, nxt, number, ts, interface)
+
+    # -- transport layer ----------------------------------------------------------------
+
+    def _transport(self, mv: memoryview, start: int, end: int, claimed: int, version: int,
+                   src: bytes, dst: bytes, proto: int, number: int, ts: float,
+                   interface: int) -> Packet | None:
+        protocols = self.stats.protocols
+        have = end - start
+        if proto == PROTO_TCP:
+            if have < 20:
+                return self._malformed(number, "TCP header cut short")
+            sport, dport, seq, ack, doff, flags, window = _TCP.unpack_from(mv, start)
+            hlen = (doff >> 4) * 4
+            if hlen < 20 or hlen > have:
+                return self._malformed(number, "bad TCP header length")
+            protocols["tcp"] += 1
+            pkt = Packet(number, ts, interface, version, src, dst, proto, sport, dport,
+                         mv[start + hlen:end], claimed - hlen, seq, ack, flags, window,
+                         mv[start + 20:start + hlen])
+        elif proto == PROTO_UDP:
+            if have < 8:
+                return self._malformed(number, "UDP header cut short")
+            sport, dport, ulen = _UDP.unpack_from(mv, start)
+            protocols["udp"] += 1
+            # Trust the UDP length when it fits in what IP claims (Ethernet padding).
+            plen = ulen - 8 if 8 <= ulen <= claimed else claimed - 8
+            pkt = Packet(number, ts, interface, version, src, dst, proto, sport, dport,
+                         mv[start + 8:min(end, start + 8 + plen)], plen)
+        elif proto == PROTO_ICMP or proto == PROTO_ICMPV6:
+            if have < 4:
+                return self._malformed(number, "ICMP header cut short")
+            protocols["icmp" if proto == PROTO_ICMP else "icmpv6"] += 1
+            pkt = Packet(number, ts, interface, version, src, dst, proto, mv[start],
+                         mv[start + 1], mv[start + 4:end], claimed - 4)
+        else:
+            protocols[IP_PROTO_NAMES.get(proto, f"ip-proto-{proto}")] += 1
+            return None
+        if pkt.truncated:
+            self.stats.truncated += 1
+        return pkt
+
+    def _malformed(self, number: int, why: str) -> None:
+        self.stats.malformed += 1
+        self.stats.warn(f"frame {number}: {why}")
+        return None

@@ -1,0 +1,98 @@
+"""IPv4 and IPv6 fragment reassembly with bounded buffers.
+
+Datagrams are held until complete, for at most `timeout` seconds of capture time, and the
+bytes held across all datagrams are capped; what falls out is counted, never kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_DATAGRAM = 65535 + 40  # IPv6 jumbograms are not fragmented; 64 KiB is the ceiling
+MAX_HELD_BYTES = 8 << 20
+MAX_DATAGRAMS = 4096
+TIMEOUT = 60.0  # seconds of capture time (Linux drops after 30, Windows 60)
+
+
+@dataclass
+class _Datagram:
+    first_ts: float
+    pieces: dict[int, bytes] = field(default_factory=dict)  # offset -> bytes
+    total: int | None = None  # known once the last fragment (MF=0) arrives
+    held: int = 0
+
+
+class FragmentReassembler:
+    """Collects fragments by (version, src, dst, id, proto); returns whole payloads."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple, _Datagram] = {}
+        self.held_bytes = 0
+        self.reassembled = 0
+        self.dropped = 0  # datagrams given up: timeout, memory cap, impossible sizes
+        self.overlaps = 0
+
+    def add(self, key: tuple, offset: int, more: bool, data: bytes | memoryview,
+            ts: float) -> bytes | None:
+        """Add one fragment; return the reassembled payload when the datagram is whole."""
+        self._expire(ts)
+        end = offset + len(data)
+        if end > MAX_DATAGRAM:
+            self.dropped += 1
+            self._discard(key)
+            return None
+        dgram = self._pending.get(key)
+        if dgram is None:
+            if len(self._pending) >= MAX_DATAGRAMS:
+                self._discard(next(iter(self._pending)))
+                self.dropped += 1
+            dgram = self._pending[key] = _Datagram(first_ts=ts)
+        if not more:
+            dgram.total = end
+        if offset in dgram.pieces:
+            self.overlaps += 1  # a repeated fragment: the first copy stands
+        else:
+            piece = bytes(data)
+            dgram.pieces[offset] = piece
+            dgram.held += len(piece)
+            self.held_bytes += len(piece)
+        while self.held_bytes > MAX_HELD_BYTES and self._pending:
+            self._discard(next(iter(self._pending)))
+            self.dropped += 1
+        if key not in self._pending or dgram.total is None:
+            return None
+        return self._assemble(key, dgram)
+
+    def _assemble(self, key: tuple, dgram: _Datagram) -> bytes | None:
+        out = bytearray()
+        for offset in sorted(dgram.pieces):
+            piece = dgram.pieces[offset]
+            if offset > len(out):
+                return None  # a hole: wait for more
+            if offset < len(out):
+                self.overlaps += 1
+                piece = piece[len(out) - offset:]
+            out += piece
+        assert dgram.total is not None
+        if len(out) < dgram.total:
+            return None
+        self._discard(key)
+        self.reassembled += 1
+        return bytes(out[:dgram.total])
+
+    def _discard(self, key: tuple) -> None:
+        dgram = self._pending.pop(key, None)
+        if dgram is not None:
+            self.held_bytes -= dgram.held
+
+    def _expire(self, ts: float) -> None:
+        while self._pending:
+            key, oldest = next(iter(self._pending.items()))
+            if ts - oldest.first_ts <= TIMEOUT:
+                return
+            self._discard(key)
+            self.dropped += 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)

@@ -1,0 +1,137 @@
+"""The decoded packet record the protocol trackers consume.
+
+One `Packet` per TCP, UDP or ICMP datagram (after IP fragment reassembly). It holds
+only what the trackers need; addresses stay packed (4 or 16 bytes) and are turned
+into text only by views, through `format_endpoint` / `format_address`.
+"""
+
+from __future__ import annotations
+
+import socket
+from functools import lru_cache
+
+# IP protocol numbers the trackers see.
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+
+# TCP flag bits (as in the header's flags byte; NS is ignored).
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+
+class Packet:
+    """A TCP, UDP or ICMP packet, decoded just enough for the trackers.
+
+    `payload` is a buffer (memoryview or bytes) over the captured bytes: hash it or
+    parse it directly, and call `bytes(payload)` only to keep it beyond this call.
+    `payload_len` is the length the IP header claims; it exceeds `len(payload)` when
+    the capture's snaplen cut the packet (`truncated`).
+
+    For ICMP/ICMPv6, `sport` is the ICMP type, `dport` the code, and `payload` the
+    ICMP body after the 4-byte type/code/checksum header (for errors: the 4 unused
+    bytes then the quoted original datagram; see `decode.icmp.quoted_datagram`).
+    """
+
+    __slots__ = (
+        "frame",
+        "ts",
+        "interface",
+        "version",
+        "src",
+        "dst",
+        "proto",
+        "sport",
+        "dport",
+        "seq",
+        "ack",
+        "flags",
+        "window",
+        "tcp_options",
+        "payload",
+        "payload_len",
+        "truncated",
+    )
+
+    def __init__(
+        self,
+        frame: int,
+        ts: float,
+        interface: int,
+        version: int,
+        src: bytes,
+        dst: bytes,
+        proto: int,
+        sport: int,
+        dport: int,
+        payload: memoryview | bytes,
+        payload_len: int,
+        seq: int = 0,
+        ack: int = 0,
+        flags: int = 0,
+        window: int = 0,
+        tcp_options: memoryview | bytes = b"",
+    ) -> None:
+        self.frame = frame  # 1-based frame number, as Wireshark numbers frames
+        self.ts = ts  # epoch seconds
+        self.interface = interface  # pcapng interface id (0 for pcap)
+        self.version = version  # 4 or 6
+        self.src = src
+        self.dst = dst
+        self.proto = proto
+        self.sport = sport
+        self.dport = dport
+        self.payload = payload
+        self.payload_len = payload_len
+        self.truncated = len(payload) < payload_len
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.window = window  # as on the wire, not scaled
+        self.tcp_options = tcp_options
+
+    def __repr__(self) -> str:
+        return (
+            f"Packet(frame={self.frame}, {format_endpoint(self.src, self.sport)} -> "
+            f"{format_endpoint(self.dst, self.dport)}, proto={self.proto}, "
+            f"flags={self.flags:#04x}, len={self.payload_len})"
+        )
+
+
+@lru_cache(maxsize=65536)
+def format_address(addr: bytes) -> str:
+    """Packed IPv4/IPv6 address to text."""
+    if len(addr) == 4:
+        return socket.inet_ntop(socket.AF_INET, addr)
+    return socket.inet_ntop(socket.AF_INET6, addr)
+
+
+def format_endpoint(addr: bytes, port: int) -> str:
+    """SPEC endpoint text: "ip:port", IPv6 as "[addr]:port"."""
+    if len(addr) == 4:
+        return f"{format_address(addr)}:{port}"
+    return f"[{format_address(addr)}]:{port}"
+
+
+def parse_address(text: str) -> bytes:
+    """Text IPv4/IPv6 address to packed bytes (for filters and tests)."""
+    if ":" in text:
+        return socket.inet_pton(socket.AF_INET6, text)
+    return socket.inet_pton(socket.AF_INET, text)
+
+
+def flags_text(flags: int) -> str:
+    """TCP flags as Wireshark-like text: "SYN, ACK"."""
+    names = []
+    for bit, name in ((CWR, "CWR"), (ECE, "ECE"), (URG, "URG"), (ACK, "ACK"),
+                      (PSH, "PSH"), (RST, "RST"), (SYN, "SYN"), (FIN, "FIN")):
+        if flags & bit:
+            names.append(name)
+    return ", ".join(reversed(names)) if names else "<none>"

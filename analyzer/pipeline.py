@@ -1,0 +1,167 @@
+"""Wiring: a frame source through the decoder into the TCP and TFTP trackers.
+
+`Analyzer` is the one place that dispatches packets to trackers; `analyze_file` and the
+live sniffer both feed it frames. No views and no protocol logic live here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analyzer.capture import CaptureInfo, Frame, open_capture
+from analyzer.capture.bpf import FrameFilter
+from analyzer.capture.linktypes import linktype_name
+from analyzer.decode import Decoder, DecodeStats, Packet
+from analyzer.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from analyzer.tcp.tracker import TcpTracker
+from analyzer.tftp.tracker import TftpTracker
+
+PROGRESS_EVERY = 1 << 14  # frames between progress callbacks
+
+
+@dataclass
+class CaptureSummary:
+    """The SPEC `capture` object: what was read, from where, and what went wrong."""
+
+    info: CaptureInfo
+    stats: DecodeStats
+    first: float | None
+    last: float | None
+    filtered_out: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        info, stats = self.info, self.stats
+        return {
+            "type": "capture",
+            "file": info.path,
+            "format": info.format,
+            "compressed": info.compressed,
+            "sections": info.sections,
+            "packets": stats.packets,
+            "bytes": stats.bytes,
+            "wire_bytes": stats.wire_bytes,
+            "first": self.first,
+            "last": self.last,
+            "duration": (self.last - self.first) if self.first is not None
+            and self.last is not None else 0.0,
+            "link_types": {linktype_name(k): v for k, v in sorted(stats.linktypes.items())},
+            "skipped_link_types": {linktype_name(k): v
+                                   for k, v in sorted(stats.skipped_linktypes.items())},
+            "interfaces": [
+                {"id": i.id, "name": i.name, "description": i.description,
+                 "link_type": linktype_name(i.linktype), "linktype": i.linktype,
+                 "tsresol": i.tsresol, "snaplen": i.snaplen, "packets": i.packets,
+                 "dropped": i.dropped}
+                for i in info.interfaces
+            ],
+            "protocols": dict(stats.protocols.most_common()),
+            "malformed": stats.malformed,
+            "truncated": stats.truncated,
+            "filtered_out": self.filtered_out,
+            "warnings": self.warnings,
+        }
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.info.warnings + self.stats.warnings
+
+
+@dataclass
+class Analysis:
+    capture: CaptureSummary
+    tcp: TcpTracker
+    tftp: TftpTracker
+
+
+class Analyzer:
+    """Decoder plus trackers: feed it frames, then `finish()`."""
+
+    def __init__(self, *, tftp_ports: Iterable[int] = (), extract_dir: str | Path | None = None,
+                 frame_filter: FrameFilter | None = None,
+                 tcp_tracker: TcpTracker | None = None) -> None:
+        self.decoder = Decoder()
+        self.tcp = tcp_tracker if tcp_tracker is not None else TcpTracker()
+        sink = None
+        if extract_dir is not None:
+            from analyzer.tftp.extract import Extractor
+
+            sink = Extractor(extract_dir)
+        self.tftp = TftpTracker(extra_ports=tftp_ports, sink=sink)
+        self.frame_filter = frame_filter
+        self.frames = 0
+        self.filtered_out = 0
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def feed(self, frame: Frame) -> Packet | None:
+        """Decode one frame and hand its packet to the tracker that wants it."""
+        self.frames += 1
+        if self.frame_filter is not None and not self.frame_filter.matches(frame):
+            self.filtered_out += 1
+            return None
+        ts = frame.ts
+        if self.first is None or ts < self.first:
+            self.first = ts
+        if self.last is None or ts > self.last:
+            self.last = ts
+        pkt = self.decoder.decode(frame, self.frames)
+        if pkt is not None:
+            proto = pkt.proto
+            if proto == PROTO_TCP:
+                self.tcp.on_packet(pkt)
+            elif proto == PROTO_UDP or proto == PROTO_ICMP or proto == PROTO_ICMPV6:
+                self.tftp.on_packet(pkt)
+        return pkt
+
+    def finish(self, info: CaptureInfo) -> Analysis:
+        self.tcp.finish()
+        self.tftp.finish()
+        stats = self.decoder.stats
+        frags = self.decoder.fragments
+        if frags.pending or frags.dropped:
+            stats.warn(f"IP fragments: {frags.reassembled} datagrams reassembled, "
+                       f"{frags.pending + frags.dropped} left incomplete")
+        summary = CaptureSummary(info, stats, self.first, self.last, self.filtered_out)
+        return Analysis(summary, self.tcp, self.tftp)
+
+
+def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = (),
+                 extract_dir: str | Path | None = None, bpf: str | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 tcp_tracker: TcpTracker | None = None) -> Analysis:
+    """Read a whole capture through the trackers. `progress(done, total)` in file bytes."""
+    frame_filter = FrameFilter(bpf) if bpf else None
+    with open_capture(path) as cap:
+        analyzer = Analyzer(tftp_ports=tftp_ports, extract_dir=extract_dir,
+                            frame_filter=frame_filter, tcp_tracker=tcp_tracker)
+        feed = analyzer.feed
+        if progress is None:
+            for frame in cap:
+                feed(frame)
+        else:
+            countdown = PROGRESS_EVERY
+            for frame in cap:
+                feed(frame)
+                countdown -= 1
+                if not countdown:
+                    countdown = PROGRESS_EVERY
+                    progress(cap.bytes_read, cap.size)
+            progress(cap.size, cap.size)
+        return analyzer.finish(cap.info)
+
+
+def iter_packets(path: str | os.PathLike[str], bpf: str | None = None) -> Iterator[Packet]:
+    """The decoded packets of a file, in order (for commands that look at one stream)."""
+    frame_filter = FrameFilter(bpf) if bpf else None
+    decoder = Decoder()
+    with open_capture(path) as cap:
+        for number, frame in enumerate(cap, 1):
+            if frame_filter is not None and not frame_filter.matches(frame):
+                continue
+            pkt = decoder.decode(frame, number)
+            if pkt is not None:
+                yield pkt

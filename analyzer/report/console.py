@@ -1,0 +1,146 @@
+"""Putting views on the terminal: the `read`/`sniff` report, JSON Lines, the progress bar
+for long reads and the live view while sniffing. Rich renders to stdout for reports and
+to stderr for progress, so `--json` output stays clean."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from analyzer.report.summary import capture_summary
+
+if TYPE_CHECKING:
+    from analyzer.capture.live import InterfaceEntry, LiveCapture
+    from analyzer.pipeline import Analysis, Analyzer
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False)
+
+
+def print_analysis(analysis: Analysis, *, as_json: bool) -> None:
+    if as_json:
+        from analyzer.report.jsonl import write_analysis
+
+        write_analysis(analysis, sys.stdout)
+        return
+    from analyzer.report.tcp_view import streams_table
+    from analyzer.report.tftp_view import transfers_table
+
+    console = stdout_console()
+    console.print(capture_summary(analysis.capture))
+    tcp_results = analysis.tcp.results()
+    tftp_results = analysis.tftp.results()
+    if tcp_results:
+        console.print()
+        console.print(streams_table(tcp_results))
+    if tftp_results:
+        console.print()
+        console.print(transfers_table(tftp_results))
+    if not tcp_results and not tftp_results:
+        console.print(Text("\nNo TCP streams or TFTP transfers in this capture.", style="dim"))
+
+
+class FileProgress:
+    """A progress bar on stderr over the bytes of the file being read."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("reading"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self._task = self._progress.add_task("read", total=None)
+
+    def update(self, done: int, total: int) -> None:
+        self._progress.update(self._task, completed=done, total=total)
+
+    def __enter__(self) -> FileProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def file_progress() -> FileProgress:
+    return FileProgress()
+
+
+class LiveView:
+    """Counters and the newest streams/transfers, redrawn on stderr while sniffing."""
+
+    def __init__(self, analyzer: Analyzer, capture: LiveCapture, enabled: bool) -> None:
+        self.analyzer = analyzer
+        self.capture = capture
+        self._live = Live(self._render(), console=Console(stderr=True), transient=True,
+                          auto_refresh=False) if enabled else None
+
+    def _render(self) -> Group:
+        stats = self.analyzer.decoder.stats
+        header = Text.assemble(
+            ("sniffing ", "bold"), (self.capture.interface, "bold cyan"),
+            f"  {stats.packets:,} packets  {stats.bytes:,} bytes  ",
+            ", ".join(f"{k} {v:,}" for k, v in stats.protocols.most_common(6)))
+        table = Table(box=None, show_header=True, header_style="bold")
+        for column in ("kind", "connection", "packets", "state"):
+            table.add_column(column)
+        for row in self.analyzer.tcp.live_rows(8) if hasattr(self.analyzer.tcp, "live_rows") \
+                else ():
+            table.add_row("tcp", *row)
+        for row in self.analyzer.tftp.live_rows(4) if hasattr(self.analyzer.tftp, "live_rows") \
+                else ():
+            table.add_row("tftp", *row)
+        return Group(header, table) if table.row_count else Group(header)
+
+    def refresh(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render(), refresh=True)
+
+    def __enter__(self) -> LiveView:
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+
+@contextmanager
+def live_view(analyzer: Analyzer, capture: LiveCapture, *, enabled: bool) -> Iterator[LiveView]:
+    with LiveView(analyzer, capture, enabled) as view:
+        yield view
+
+
+def print_interfaces(entries: list[InterfaceEntry], *, as_json: bool) -> None:
+    from analyzer.capture.linktypes import linktype_name
+
+    if as_json:
+        for e in entries:
+            print(json.dumps({"type": "interface", "name": e.name, "index": e.index,
+                              "link_type": linktype_name(e.linktype), "up": e.up,
+                              "addresses": e.addresses}))
+        return
+    table = Table(title="Interfaces", title_justify="left")
+    for column in ("#", "name", "link type", "state", "addresses"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(str(e.index), e.name, linktype_name(e.linktype),
+                      Text("up", style="green") if e.up else Text("down", style="red"),
+                      ", ".join(e.addresses))
+    stdout_console().print(table)

@@ -1,0 +1,62 @@
+"""The capture summary view: what was read, link types, interfaces, protocols, warnings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from analyzer.pipeline import CaptureSummary
+
+
+def format_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def capture_summary(summary: CaptureSummary) -> RenderableType:
+    data = summary.to_json()
+    table = Table(title="Capture", title_justify="left", show_header=False, box=None,
+                  padding=(0, 2))
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column()
+    fmt = data["format"] + (" (gzip)" if data["compressed"] else "")
+    if data["sections"] > 1:
+        fmt += f", {data['sections']} sections"
+    table.add_row("file", data["file"])
+    table.add_row("format", fmt)
+    table.add_row("packets", f"{data['packets']:,}"
+                  + (f" ({data['filtered_out']:,} filtered out)" if data["filtered_out"] else ""))
+    table.add_row("bytes", f"{data['bytes']:,} captured, {data['wire_bytes']:,} on the wire")
+    table.add_row("first / last", f"{format_time(data['first'])}  →  {format_time(data['last'])}")
+    table.add_row("duration", f"{data['duration']:.6f} s")
+    table.add_row("link types", ", ".join(f"{k} ({v:,})" for k, v in data["link_types"].items())
+                  or "-")
+    if data["skipped_link_types"]:
+        table.add_row("skipped", Text(", ".join(
+            f"{k} ({v:,})" for k, v in data["skipped_link_types"].items()), style="yellow"))
+    if len(data["interfaces"]) > 1 or any(i["name"] for i in data["interfaces"]):
+        table.add_row("interfaces", ", ".join(
+            f"#{i['id']} {i['name'] or '(unnamed)'} {i['link_type']} ({i['packets']:,})"
+            + (f" dropped {i['dropped']:,}" if i["dropped"] else "")
+            for i in data["interfaces"]))
+    table.add_row("protocols", ", ".join(f"{k} {v:,}" for k, v in data["protocols"].items())
+                  or "-")
+    if data["malformed"] or data["truncated"]:
+        table.add_row("damaged", Text(f"{data['malformed']:,} malformed, "
+                                      f"{data['truncated']:,} cut by the snaplen", style="yellow"))
+    parts: list[RenderableType] = [table]
+    for warning in data["warnings"]:
+        parts.append(Text(f"warning: {warning}", style="bold yellow"))
+    return Group(*parts)
