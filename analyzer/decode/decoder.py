@@ -7,7 +7,7 @@ function with precompiled structs; the rarer link types go through `_link_offset
 from __future__ import annotations
 
 import struct
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from analyzer.capture import linktypes as lt
@@ -49,6 +49,10 @@ _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _IPV6 = struct.Struct("!IHBB16s16s")
 _TCP = struct.Struct("!HHIIBBH")
 _UDP = struct.Struct("!HHH")
+_IPV4_UNPACK = _IPV4.unpack_from
+_TCP_UNPACK = _TCP.unpack_from
+_UDP_UNPACK = _UDP.unpack_from
+ETHERNET = lt.ETHERNET
 _U16 = struct.Struct("!H")
 
 MAX_WARNINGS = 20
@@ -77,23 +81,54 @@ class Decoder:
     """Turns frames into Packets; counts what it does not hand on."""
 
     def __init__(self) -> None:
-        self.stats = DecodeStats()
+        self._stats = DecodeStats()
         self.fragments = FragmentReassembler()
+        # Counted in plain ints/dicts on the hot path, folded into stats by counts().
+        self._fast_counts = [0, 0]  # IPv4 TCP, IPv4 UDP packets decoded by the fast path
+        self._linktype_counts: defaultdict[int, int] = defaultdict(int)
 
     def decode(self, frame: Frame, number: int) -> Packet | None:
         ts, linktype, interface, data, wirelen = frame
-        stats = self.stats
+        stats = self._stats
         stats.packets += 1
         stats.bytes += len(data)
         stats.wire_bytes += wirelen
-        stats.linktypes[linktype] += 1
+        self._linktype_counts[linktype] += 1
         mv = memoryview(data)
         # Link layer: find the network protocol and where it starts.
-        if linktype == lt.ETHERNET:
+        if linktype == ETHERNET:
             if len(data) < 14:
                 return self._malformed(number, "Ethernet header cut short")
             ethertype = (data[12] << 8) | data[13]
             off = 14
+            if ethertype == ETH_IPV4 and len(data) >= 34:
+                # Fast path: IPv4 without options or fragments, carrying TCP or UDP.
+                vihl, _tos, total, _ident, frag, _ttl, proto, _csum, src, dst = \
+                    _IPV4_UNPACK(data, 14)
+                if vihl == 0x45 and not frag & 0x3FFF and total >= 20:
+                    counts = self._fast_counts
+                    end = 14 + total
+                    if end > len(data):  # cut by the snaplen
+                        end = len(data)
+                    claimed = total - 20
+                    if proto == PROTO_TCP and end >= 54:
+                        sport, dport, seq, ack, doff, flags, window = _TCP_UNPACK(data, 34)
+                        hlen = (doff >> 4) << 2
+                        if hlen >= 20 and 34 + hlen <= end:
+                            counts[0] += 1
+                            if end - 34 < total - 20:
+                                stats.truncated += 1
+                            return Packet(number, ts, interface, 4, src, dst, PROTO_TCP, sport,
+                                          dport, mv[34 + hlen:end], claimed - hlen, seq, ack,
+                                          flags, window, mv[54:34 + hlen])
+                    elif proto == PROTO_UDP and end >= 42:
+                        sport, dport, ulen = _UDP_UNPACK(data, 34)
+                        if 8 <= ulen <= claimed:
+                            counts[1] += 1
+                            if end - 34 < ulen:
+                                stats.truncated += 1
+                            return Packet(number, ts, interface, 4, src, dst, PROTO_UDP, sport,
+                                          dport, mv[42:min(end, 34 + ulen)], ulen - 8)
             while ethertype in ETH_VLAN_TAGS:
                 if len(data) < off + 4:
                     return self._malformed(number, "VLAN tag cut short")
@@ -115,6 +150,21 @@ class Decoder:
         if version == 4:
             return self._ipv4(mv, off, number, ts, interface)
         return self._ipv6(mv, off, number, ts, interface)
+
+    @property
+    def stats(self) -> DecodeStats:
+        """The statistics, with the fast path's counters folded in."""
+        stats = self._stats
+        tcp, udp = self._fast_counts
+        if tcp or udp:
+            stats.protocols["ipv4"] += tcp + udp
+            stats.protocols["tcp"] += tcp
+            stats.protocols["udp"] += udp
+            self._fast_counts[:] = [0, 0]
+        for linktype, count in self._linktype_counts.items():
+            stats.linktypes[linktype] += count
+        self._linktype_counts.clear()
+        return stats
 
     # -- link layers other than Ethernet ------------------------------------------------
 
@@ -142,7 +192,7 @@ class Decoder:
                 return 4, 4
             if family in AF_INET6_VALUES:
                 return 6, 4
-            self.stats.protocols[f"af-{family}"] += 1
+            self._stats.protocols[f"af-{family}"] += 1
             return None
         if linktype == lt.LINUX_SLL:
             if n < 16:
@@ -154,7 +204,7 @@ class Decoder:
             return self._ethertype_offset((data[0] << 8) | data[1], 20, data, number)
         if linktype == lt.NFLOG:
             return self._nflog(data, number)
-        self.stats.skipped_linktypes[linktype] += 1
+        self._stats.skipped_linktypes[linktype] += 1
         return None
 
     def _ethertype_offset(self, ethertype: int, off: int, data: bytes,
@@ -162,7 +212,7 @@ class Decoder:
         while ethertype in ETH_VLAN_TAGS:
             if len(data) < off + 4:
                 return self._malformed(number, "VLAN tag cut short")
-            self.stats.protocols["vlan"] += 1
+            self._stats.protocols["vlan"] += 1
             ethertype = (data[off + 2] << 8) | data[off + 3]
             off += 4
         if ethertype == ETH_IPV4:
@@ -188,17 +238,18 @@ class Decoder:
                     return 4, off + 4
                 if family == 10:
                     return 6, off + 4
-                self.stats.protocols[f"nflog-af-{family}"] += 1
+                self._stats.protocols[f"nflog-af-{family}"] += 1
                 return None
             off += (tlv_len + 3) & ~3
-        self.stats.protocols["nflog-no-payload"] += 1
+        self._stats.protocols["nflog-no-payload"] += 1
         return None
 
     def _count_ethertype(self, ethertype: int) -> None:
         if ethertype <= 1500:
-            self.stats.protocols["llc"] += 1
+            self._stats.protocols["llc"] += 1
         else:
-            self.stats.protocols[ETHERTYPE_NAMES.get(ethertype, f"ethertype-{ethertype:#06x}")] += 1
+            name = ETHERTYPE_NAMES.get(ethertype, f"ethertype-{ethertype:#06x}")
+            self._stats.protocols[name] += 1
 
     # -- network layer ------------------------------------------------------------------
 
@@ -210,7 +261,7 @@ class Decoder:
         ihl = (vihl & 0x0F) * 4
         if vihl >> 4 != 4 or ihl < 20:
             return self._malformed(number, "bad IPv4 header")
-        self.stats.protocols["ipv4"] += 1
+        self._stats.protocols["ipv4"] += 1
         available = len(mv) - off
         if total == 0:
             total = available  # segmentation offload: the stack left the length unset
@@ -220,9 +271,9 @@ class Decoder:
         end = off + min(total, available)
         claimed = total - ihl
         if frag & 0x3FFF:  # more-fragments flag or a non-zero offset
-            self.stats.protocols["ipv4-fragment"] += 1
+            self._stats.protocols["ipv4-fragment"] += 1
             if end - start < claimed:
-                self.stats.truncated += 1
+                self._stats.truncated += 1
                 return None  # a cut fragment cannot be reassembled
             whole = self.fragments.add((4, src, dst, ident, proto), (frag & 0x1FFF) * 8,
                                        bool(frag & 0x2000), mv[start:end], ts)
@@ -240,7 +291,7 @@ class Decoder:
         vtcfl, plen, nxt, _hlim, src, dst = _IPV6.unpack_from(mv, off)
         if vtcfl >> 28 != 6:
             return self._malformed(number, "bad IPv6 header")
-        self.stats.protocols["ipv6"] += 1
+        self._stats.protocols["ipv6"] += 1
         start = off + 40
         end = min(len(mv), start + plen) if plen else len(mv)
         claimed = plen if plen else end - start
@@ -261,10 +312,10 @@ class Decoder:
             start += hdr_len
         claimed = claimed_end - start
         if fragment is not None:
-            self.stats.protocols["ipv6-fragment"] += 1
+            self._stats.protocols["ipv6-fragment"] += 1
             frag_offset, more, ident = fragment
             if end - start < claimed:
-                self.stats.truncated += 1
+                self._stats.truncated += 1
                 return None
             whole = self.fragments.add((6, src, dst, ident, nxt), frag_offset, more,
                                        mv[start:end], ts)
@@ -273,7 +324,7 @@ class Decoder:
             return self._transport(memoryview(whole), 0, len(whole), len(whole), 6, src, dst,
                                    nxt, number, ts, interface)
         if nxt == IPV6_NO_NEXT:
-            self.stats.protocols["ipv6-no-next"] += 1
+            self._stats.protocols["ipv6-no-next"] += 1
             return None
         return self._transport(mv, start, end, claimed, 6, src, dst, nxt, number, ts, interface)
 
@@ -282,7 +333,7 @@ class Decoder:
     def _transport(self, mv: memoryview, start: int, end: int, claimed: int, version: int,
                    src: bytes, dst: bytes, proto: int, number: int, ts: float,
                    interface: int) -> Packet | None:
-        protocols = self.stats.protocols
+        protocols = self._stats.protocols
         have = end - start
         if proto == PROTO_TCP:
             if have < 20:
@@ -314,10 +365,10 @@ class Decoder:
             protocols[IP_PROTO_NAMES.get(proto, f"ip-proto-{proto}")] += 1
             return None
         if pkt.truncated:
-            self.stats.truncated += 1
+            self._stats.truncated += 1
         return pkt
 
     def _malformed(self, number: int, why: str) -> None:
-        self.stats.malformed += 1
-        self.stats.warn(f"frame {number}: {why}")
+        self._stats.malformed += 1
+        self._stats.warn(f"frame {number}: {why}")
         return None
