@@ -104,10 +104,11 @@ class Analyzer:
             self.filtered_out += 1
             return None
         ts = frame.ts
-        if self.first is None or ts < self.first:
-            self.first = ts
-        if self.last is None or ts > self.last:
-            self.last = ts
+        if ts:  # 0.0: a pcapng Simple Packet Block before any timed frame
+            if self.first is None or ts < self.first:
+                self.first = ts
+            if self.last is None or ts > self.last:
+                self.last = ts
         pkt = self.decoder.decode(frame, self.frames)
         if pkt is not None:
             proto = pkt.proto
@@ -134,8 +135,8 @@ def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = ()
                  progress: Callable[[int, int], None] | None = None,
                  tcp_tracker: TcpTracker | None = None) -> Analysis:
     """Read a whole capture through the trackers. `progress(done, total)` in file bytes."""
-    frame_filter = FrameFilter(bpf) if bpf else None
     with open_capture(path) as cap:
+        frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
         analyzer = Analyzer(tftp_ports=tftp_ports, extract_dir=extract_dir,
                             frame_filter=frame_filter, tcp_tracker=tcp_tracker)
         feed = analyzer.feed
@@ -156,9 +157,9 @@ def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = ()
 
 def iter_packets(path: str | os.PathLike[str], bpf: str | None = None) -> Iterator[Packet]:
     """The decoded packets of a file, in order (for commands that look at one stream)."""
-    frame_filter = FrameFilter(bpf) if bpf else None
     decoder = Decoder()
     with open_capture(path) as cap:
+        frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
         for number, frame in enumerate(cap, 1):
             if frame_filter is not None and not frame_filter.matches(frame):
                 continue

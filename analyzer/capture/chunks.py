@@ -6,19 +6,24 @@ capture is never held in memory whole and small records cost no system call each
 
 from __future__ import annotations
 
+import zlib
 from typing import BinaryIO
 
 CHUNK_SIZE = 1 << 20
 
 
 class ChunkReader:
-    __slots__ = ("stream", "buf", "off", "consumed")
+    __slots__ = ("stream", "buf", "off", "consumed", "error", "_read")
 
     def __init__(self, stream: BinaryIO, initial: bytes = b"") -> None:
         self.stream = stream
         self.buf = initial
         self.off = 0
         self.consumed = 0  # bytes of the stream before buf[0]
+        self.error: str | None = None  # why the stream ended early (damaged compression)
+        # read1 hands over what a gzip stream decompressed so far before it fails on
+        # damage further on; read() would drop it with the exception.
+        self._read = getattr(stream, "read1", stream.read)
 
     def ensure(self, n: int) -> bool:
         """Make at least n bytes available at self.off; False if the stream ends first."""
@@ -26,8 +31,12 @@ class ChunkReader:
         if have >= n:
             return True
         parts = [self.buf[self.off:]]
-        while have < n:
-            more = self.stream.read(max(CHUNK_SIZE, n - have))
+        while have < n and self.error is None:
+            try:
+                more = self._read(max(CHUNK_SIZE, n - have))
+            except (OSError, EOFError, zlib.error) as exc:
+                self.error = str(exc)
+                break
             if not more:
                 break
             parts.append(more)

@@ -40,10 +40,11 @@ class CaptureFile:
         if not head:
             self._raw.close()
             raise InputError(f"{self.path}: empty file, not a capture")
+        self._reader = ChunkReader(stream, head)
         if head in MAGICS:
-            self._frames = read_pcap(ChunkReader(stream, head), self.info)
+            self._frames = read_pcap(self._reader, self.info)
         elif head == SHB_TYPE:
-            self._frames = read_pcapng(ChunkReader(stream, head), self.info)
+            self._frames = read_pcapng(self._reader, self.info)
         else:
             self._raw.close()
             raise InputError(
@@ -71,11 +72,10 @@ class CaptureFile:
         if self._first is None:
             return
         yield self._first
-        try:
-            yield from self._frames
-        except (OSError, EOFError, zlib.error) as exc:
+        yield from self._frames
+        if self._reader.error is not None:
             self.info.warnings.append(
-                f"compressed data damaged ({exc}); analysis stops there")
+                f"compressed data damaged ({self._reader.error}); analysis stops there")
 
     def close(self) -> None:
         self._raw.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import select
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ ARPHRD_LOOPBACK = 772
 ARPHRD_LINKTYPES = {1: 1, 772: 1, 65534: 101, 778: 101, 776: 101, 768: 101, 769: 101,
                     824: 229, 801: 127, 803: 127}
 SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33
+RECEIVE_BUFFER = 32 << 20
+SNAPLEN = 262144
+ANY = "any"  # Linux's pseudo-interface: every interface at once
 TICK = 0.25  # seconds between live-view refreshes
 
 
@@ -76,13 +81,20 @@ def _timestamp_ns(ancillary: list[tuple[int, int, bytes]]) -> int:
 
 
 class LiveCapture:
+    """A packet socket on one interface (or "any"), read until told to stop.
+
+    Each frame keeps the interface it came from; with "any" every interface seen gets
+    its own pcapng interface entry, with its own link type.
+    """
+
     def __init__(self, interface: str, *, bpf: str | None = None, count: int | None = None,
                  duration: float | None = None, write: str | None = None) -> None:
-        try:
-            socket.if_nametoindex(interface)
-        except OSError:
-            raise InputError(f"{interface}: no such interface "
-                             "(`analyzer interfaces` lists them)") from None
+        if interface != ANY:
+            try:
+                socket.if_nametoindex(interface)
+            except OSError:
+                raise InputError(f"{interface}: no such interface "
+                                 "(`analyzer interfaces` lists them)") from None
         if count is not None and count <= 0:
             raise InputError("-c needs a positive packet count")
         if duration is not None and duration <= 0:
@@ -91,18 +103,13 @@ class LiveCapture:
         self.bpf = bpf
         self.count = count
         self.duration = duration
-        self.write_path = write
         self.info = CaptureInfo(path=f"live:{interface}", format="live")
         self.frames = 0
-        self.dropped = 0
+        self.dropped: int | None = None
         self.started: float | None = None
+        self._interface_ids: dict[tuple[str, int], int] = {}
         self._socket = self._open()
-        hatype = self._socket.ins.getsockname()[3]
-        self.linktype = ARPHRD_LINKTYPES.get(hatype, 1)
-        self._skip_outgoing = hatype == ARPHRD_LOOPBACK  # lo shows each packet twice
-        self.info.interfaces.append(InterfaceInfo(id=0, linktype=self.linktype, name=interface,
-                                                  snaplen=262144, tsresol="1e-9"))
-        self._writer = PcapngWriter(write, self.linktype, interface) if write else None
+        self._writer = PcapngWriter(write) if write else None
 
     def _open(self):  # type: ignore[no-untyped-def]
         import logging
@@ -116,7 +123,8 @@ class LiveCapture:
         except ImportError as exc:  # pragma: no cover - scapy is a dependency
             raise InputError(f"live capture needs scapy ({exc})") from None
         try:
-            return conf.L2listen(iface=self.interface, filter=self.bpf)
+            listener = conf.L2listen(iface=None if self.interface == ANY else self.interface,
+                                     filter=self.bpf)
         except PermissionError:
             raise InputError(f"sniffing on {self.interface} needs root or CAP_NET_RAW "
                              "(try sudo)") from None
@@ -127,51 +135,87 @@ class LiveCapture:
                 raise InputError(f"sniffing on {self.interface} needs root or CAP_NET_RAW "
                                  "(try sudo)") from None
             raise InputError(f"cannot capture on {self.interface}: {exc.strerror}") from None
-
-    def run(self, feed: Callable[[Frame], object],
-            on_tick: Callable[[], object] | None = None) -> None:
-        """Capture until the count or duration is reached, or Ctrl-C / SIGTERM."""
-        sock = self._socket.ins
+        sock = listener.ins
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        try:  # a deep buffer rides out bursts while the analysis catches up
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        return listener
+
+    def _interface_id(self, name: str, hatype: int) -> int:
+        key = (name, hatype)
+        found = self._interface_ids.get(key)
+        if found is None:
+            found = self._interface_ids[key] = len(self.info.interfaces)
+            linktype = ARPHRD_LINKTYPES.get(hatype, 1)
+            self.info.interfaces.append(InterfaceInfo(id=found, linktype=linktype, name=name,
+                                                      snaplen=SNAPLEN, tsresol="1e-9"))
+            if self._writer is not None:
+                self._writer.add_interface(linktype, name)
+        return found
+
+    def run(self, feed: Callable[[Frame], object], stop: threading.Event,
+            on_tick: Callable[[], object] | None = None) -> None:
+        """Capture until the count or duration is reached or `stop` is set (the CLI sets
+        it on Ctrl-C and SIGTERM); then read what the kernel already queued, and close."""
+        sock = self._socket.ins
         self.started = time.time()
         deadline = self.started + self.duration if self.duration else None
         next_tick = self.started + TICK
         try:
-            while self.count is None or self.frames < self.count:
+            while not self._done() and not stop.is_set():
                 now = time.time()
                 if deadline is not None and now >= deadline:
                     break
                 wait = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
-                ready, _, _ = select.select([sock], [], [], wait)
-                if ready:
-                    data, ancillary, _flags, address = sock.recvmsg(262144, 64)
-                    if self._skip_outgoing and address[2] == PACKET_OUTGOING:
-                        continue
-                    ts_ns = _timestamp_ns(ancillary)
-                    frame = Frame(ts_ns / 1e9, self.linktype, 0, data, len(data))
-                    self.frames += 1
-                    if self._writer is not None:
-                        self._writer.write(frame, ts_ns)
-                    feed(frame)
+                if select.select([sock], [], [], wait)[0]:
+                    self._receive(sock, 0, feed)
                 if on_tick is not None and time.time() >= next_tick:
                     next_tick = time.time() + TICK
                     on_tick()
-        except KeyboardInterrupt:
-            pass  # Ctrl-C or SIGTERM: stop capturing, keep everything captured so far
+            # Packets that reached the socket before we stopped were captured: keep them.
+            while not self._done() and self._receive(sock, socket.MSG_DONTWAIT, feed):
+                pass
         finally:
             self._stop()
 
+    def _done(self) -> bool:
+        return self.count is not None and self.frames >= self.count
+
+    def _receive(self, sock: socket.socket, flags: int,
+                 feed: Callable[[Frame], object]) -> bool:
+        try:
+            data, ancillary, _flags, address = sock.recvmsg(SNAPLEN, 64, flags)
+        except (BlockingIOError, InterruptedError):
+            return False
+        name, _proto, pkttype, hatype = address[:4]
+        if pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK:
+            return True  # loopback shows each packet twice; libpcap keeps the incoming one
+        ts_ns = _timestamp_ns(ancillary)
+        interface = self._interface_id(name, hatype)
+        frame = Frame(ts_ns / 1e9, self.info.interfaces[interface].linktype, interface, data,
+                      len(data))
+        self.frames += 1
+        self.info.interfaces[interface].packets += 1
+        if self._writer is not None:
+            self._writer.write(frame, ts_ns)
+        feed(frame)
+        return True
+
     def _stop(self) -> None:
         try:
-            received, drops = struct.unpack(
+            _received, drops = struct.unpack(
                 "II", self._socket.ins.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
-            self.dropped += drops
+            self.dropped = drops
         except OSError:
             pass
-        self.info.interfaces[0].packets = self.frames
-        self.info.interfaces[0].dropped = self.dropped
         if self.dropped:
-            self.info.warnings.append(f"the kernel dropped {self.dropped} packets")
+            where = " (on loopback this counts both copies of each packet)" \
+                if any(i.name == "lo" for i in self.info.interfaces) else ""
+            self.info.warnings.append(f"the kernel dropped {self.dropped} packets{where}")
+        if len(self.info.interfaces) == 1:
+            self.info.interfaces[0].dropped = self.dropped
         self._socket.close()
         if self._writer is not None:
             self._writer.close(time.time(), self.dropped)

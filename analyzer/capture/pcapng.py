@@ -61,6 +61,7 @@ def read_pcapng(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:
     order = "<"
     section_ifaces: list[_Interface] = []
     count = 0
+    last_ts = 0.0  # Simple Packet Blocks carry no time: they get their predecessor's
     while True:
         if not reader.ensure(12):
             if reader.remaining():
@@ -115,8 +116,9 @@ def read_pcapng(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:
             iface = section_ifaces[iface_id]
             iface.info.packets += 1
             count += 1
-            yield Frame(((hi << 32) | lo) / iface.divisor + iface.offset, iface.linktype,
-                        iface.global_id, buf[off + 28:off + 28 + caplen], wirelen)
+            last_ts = ((hi << 32) | lo) / iface.divisor + iface.offset
+            yield Frame(last_ts, iface.linktype, iface.global_id,
+                        buf[off + 28:off + 28 + caplen], wirelen)
         elif btype == SPB:
             if not section_ifaces:
                 info.warnings.append(
@@ -130,8 +132,7 @@ def read_pcapng(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:
                 caplen = min(caplen, iface.snaplen)
             iface.info.packets += 1
             count += 1
-            # An SPB has no timestamp.
-            yield Frame(0.0, iface.linktype, iface.global_id,
+            yield Frame(last_ts, iface.linktype, iface.global_id,
                         buf[off + 12:off + 12 + caplen], wirelen)
         elif btype == IDB:
             linktype, _reserved, snaplen = struct.unpack_from(order + "HHI", buf, off + 8)
@@ -162,8 +163,9 @@ def read_pcapng(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:
             iface = section_ifaces[iface_id]
             iface.info.packets += 1
             count += 1
-            yield Frame(((hi << 32) | lo) / iface.divisor + iface.offset, iface.linktype,
-                        iface.global_id, buf[off + 28:off + 28 + caplen], wirelen)
+            last_ts = ((hi << 32) | lo) / iface.divisor + iface.offset
+            yield Frame(last_ts, iface.linktype, iface.global_id,
+                        buf[off + 28:off + 28 + caplen], wirelen)
         elif btype == ISB:
             iface_id = struct.unpack_from(order + "I", buf, off + 8)[0]
             if iface_id < len(section_ifaces):

@@ -25,8 +25,9 @@ def _option(code: int, value: bytes) -> bytes:
 
 
 class PcapngWriter:
-    def __init__(self, path: str, linktype: int, interface_name: str,
-                 snaplen: int = 262144) -> None:
+    """Interfaces are added as they appear (`add_interface`), each with its link type."""
+
+    def __init__(self, path: str) -> None:
         try:
             self._file: BinaryIO = open(path, "wb")  # noqa: SIM115 - closed in close()
         except OSError as exc:
@@ -36,30 +37,38 @@ class PcapngWriter:
         shb = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + _option(4, b"analyzer") + \
             _option(0, b"")
         self._file.write(_block(0x0A0D0D0A, shb))
-        idb = struct.pack("<HHI", linktype, 0, snaplen) + \
-            _option(2, interface_name.encode()) + _option(9, b"\x09") + _option(0, b"")
-        self._file.write(_block(1, idb))
         self._file.flush()
-        self.count = 0
+        self.counts: list[int] = []
+
+    def add_interface(self, linktype: int, name: str, snaplen: int = 262144) -> int:
+        """Write an Interface Description Block; frames name it by the returned id."""
+        idb = struct.pack("<HHI", linktype, 0, snaplen) + \
+            _option(2, name.encode()) + _option(9, b"\x09") + _option(0, b"")
+        self._file.write(_block(1, idb))
+        self.counts.append(0)
+        return len(self.counts) - 1
 
     def write(self, frame: Frame, ts_ns: int | None = None) -> None:
         """Append one frame; `ts_ns` keeps the exact nanoseconds a float would round."""
         ticks = round(frame.ts * 1e9) if ts_ns is None else ts_ns
-        body = struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame.data),
-                           frame.wirelen) + frame.data
+        body = struct.pack("<IIIII", frame.interface, ticks >> 32, ticks & 0xFFFFFFFF,
+                           len(frame.data), frame.wirelen) + frame.data
         self._file.write(_block(6, body))
         self._file.flush()
-        self.count += 1
+        self.counts[frame.interface] += 1
 
     def close(self, end_ts: float | None = None, dropped: int | None = None) -> None:
         if self._file.closed:
             return
         if end_ts is not None:
+            # The kernel counts drops per socket; with one interface they are its drops.
             ticks = round(end_ts * 1e9)
-            options = b""
-            if dropped is not None:
-                options += _option(5, struct.pack("<Q", dropped))  # isb_ifdrop
-            options += _option(4, struct.pack("<Q", self.count))  # isb_ifrecv
-            self._file.write(_block(5, struct.pack("<III", 0, ticks >> 32, ticks & 0xFFFFFFFF)
-                                    + options + _option(0, b"")))
+            for interface, count in enumerate(self.counts):
+                options = b""
+                if dropped is not None and len(self.counts) == 1:
+                    options += _option(5, struct.pack("<Q", dropped))  # isb_ifdrop
+                options += _option(4, struct.pack("<Q", count))  # isb_ifrecv
+                self._file.write(_block(5, struct.pack("<III", interface, ticks >> 32,
+                                                       ticks & 0xFFFFFFFF)
+                                        + options + _option(0, b"")))
         self._file.close()

@@ -7,6 +7,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     sniff = sub.add_parser("sniff", help="live capture with the same report",
                            description="Capture live from an interface (needs root or "
                                        "CAP_NET_RAW) and report as `read` does.")
-    sniff.add_argument("-i", "--interface", required=True, metavar="IFACE")
+    sniff.add_argument("-i", "--interface", required=True, metavar="IFACE",
+                       help='interface name, or "any" for all of them')
     sniff.add_argument("-c", "--count", type=int, metavar="N", help="stop after N packets")
     sniff.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     sniff.add_argument("-w", "--write", metavar="OUT.pcapng", help="save the capture as pcapng")
@@ -80,6 +82,12 @@ def run_read(args: argparse.Namespace) -> int:
 
 
 def run_sniff(args: argparse.Namespace) -> int:
+    # Ctrl-C and SIGTERM only ask the capture loop to stop, wherever they land, so every
+    # frame written to -w has also been analyzed and the report is always printed.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+
     from analyzer.capture.live import LiveCapture
     from analyzer.pipeline import Analyzer
     from analyzer.report import console
@@ -89,7 +97,7 @@ def run_sniff(args: argparse.Namespace) -> int:
     analyzer = Analyzer(tftp_ports=args.tftp_port, extract_dir=args.extract)
     live_view = not args.no_live and not args.json and sys.stderr.isatty()
     with console.live_view(analyzer, capture, enabled=live_view) as view:
-        capture.run(analyzer.feed, on_tick=view.refresh)
+        capture.run(analyzer.feed, stop, on_tick=view.refresh)
     analysis = analyzer.finish(capture.info)
     console.print_analysis(analysis, as_json=args.json)
     return EXIT_OK

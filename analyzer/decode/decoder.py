@@ -158,8 +158,10 @@ class Decoder:
         tcp, udp = self._fast_counts
         if tcp or udp:
             stats.protocols["ipv4"] += tcp + udp
-            stats.protocols["tcp"] += tcp
-            stats.protocols["udp"] += udp
+            if tcp:
+                stats.protocols["tcp"] += tcp
+            if udp:
+                stats.protocols["udp"] += udp
             self._fast_counts[:] = [0, 0]
         for linktype, count in self._linktype_counts.items():
             stats.linktypes[linktype] += count
@@ -223,14 +225,17 @@ class Decoder:
         return None
 
     def _nflog(self, data: bytes, number: int) -> tuple[int, int] | None:
-        if len(data) < 4:
+        if len(data) < 8:
             return self._malformed(number, "NFLOG header cut short")
         family = data[0]
+        # TLV lengths and types are in the capturing host's byte order, which the frame
+        # does not say. Types are small (NFULA_* < 64, flags in the top two bits), so the
+        # first TLV's type tells: only in little-endian is its first byte the value.
+        order = "little" if data[6] & 0x3F else "big"
         off = 4
         while off + 4 <= len(data):
-            # TLV length and type are in the capturing host's byte order (little on x86).
-            tlv_len = int.from_bytes(data[off:off + 2], "little")
-            tlv_type = int.from_bytes(data[off + 2:off + 4], "little")
+            tlv_len = int.from_bytes(data[off:off + 2], order)
+            tlv_type = int.from_bytes(data[off + 2:off + 4], order) & 0x7FFF  # NLA_F_* bits
             if tlv_len < 4:
                 return self._malformed(number, "NFLOG TLV with impossible length")
             if tlv_type == NFULA_PAYLOAD:
