@@ -1,0 +1,86 @@
+"""`analyzer tcp follow CAPTURE STREAM` and `analyzer tcp ladder CAPTURE STREAM`: wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analyzer.errors import InputError
+
+FOLLOW_FORMATS = ("ascii", "hex", "raw", "yaml")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    tcp = subparsers.add_parser("tcp", help="one TCP stream: follow its data, draw its ladder",
+                                description="Look at one TCP stream of a capture, numbered "
+                                            "as Wireshark's tcp.stream (and `analyzer read`).")
+    sub = tcp.add_subparsers(dest="tcp_command", required=True, metavar="SUBCOMMAND")
+
+    follow = sub.add_parser(
+        "follow", help="Follow TCP Stream, in the formats of tshark -z follow",
+        description="Print the reassembled data of STREAM as `tshark -q -z "
+                    "follow,tcp,FORMAT,STREAM` does (node 0 is the client). Bytes never "
+                    "captured are not spliced into the data: they are listed on stderr "
+                    "(and under `gaps:` in yaml).")
+    follow.add_argument("capture", metavar="CAPTURE")
+    follow.add_argument("stream", metavar="STREAM", type=int, help="tcp.stream number")
+    follow.add_argument("--format", choices=FOLLOW_FORMATS, default="ascii",
+                        help="output format (default: ascii)")
+    follow.add_argument("-f", "--filter", metavar="BPF", help="BPF filter on the frames")
+    follow.set_defaults(handler=run_follow)
+
+    ladder = sub.add_parser(
+        "ladder", help="packet-by-packet lifecycle as a ladder diagram",
+        description="Draw STREAM as a sequence diagram: one arrow per packet with time, "
+                    "flags, relative seq/ack, length, both endpoints' TCP states after it, "
+                    "and plain-words notes on the packets that matter.")
+    ladder.add_argument("capture", metavar="CAPTURE")
+    ladder.add_argument("stream", metavar="STREAM", type=int, help="tcp.stream number")
+    ladder.add_argument("-f", "--filter", metavar="BPF", help="BPF filter on the frames")
+    ladder.set_defaults(handler=run_ladder)
+
+
+def _one_stream(args: argparse.Namespace):  # -> TcpStreamResult
+    from analyzer.decode.packet import PROTO_TCP
+    from analyzer.pipeline import iter_packets
+    from analyzer.report.tcp_view import find
+    from analyzer.tcp import TcpTracker
+
+    if args.stream < 0:
+        raise InputError(f"{args.capture}: stream numbers start at 0, not {args.stream}")
+    tracker = TcpTracker(keep={args.stream})
+    on_packet = tracker.on_packet
+    for pkt in iter_packets(args.capture, bpf=args.filter):
+        if pkt.proto == PROTO_TCP:
+            on_packet(pkt)
+    tracker.finish()
+    result = find(tracker.results(), args.stream)
+    if result is None:
+        count = tracker.stream_count
+        raise InputError(f"{args.capture}: no TCP stream {args.stream} "
+                         f"(the capture has {count} TCP stream{'s' if count != 1 else ''}"
+                         f"{f', 0..{count - 1}' if count else ''})")
+    return result
+
+
+def run_follow(args: argparse.Namespace) -> int:
+    from analyzer.report.tcp_view import follow_text, gap_lines
+
+    result = _one_stream(args)
+    sys.stdout.write(follow_text(result, args.format))
+    sys.stdout.flush()
+    for line in gap_lines(result):
+        print(f"analyzer: {line}", file=sys.stderr)
+    return 0
+
+
+def run_ladder(args: argparse.Namespace) -> int:
+    from analyzer.report.console import stdout_console
+    from analyzer.report.tcp_view import LADDER_WIDTH, ladder
+
+    result = _one_stream(args)
+    console = stdout_console()
+    if not console.is_terminal:
+        console.width = LADDER_WIDTH  # piped to a file or pager: do not wrap at 80
+    console.print(ladder(result))
+    return 0

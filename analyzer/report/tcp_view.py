@@ -1,0 +1,385 @@
+"""Views of TCP results: the stream table of `read`/`sniff`, Follow TCP Stream in tshark's
+four formats, and the ladder (sequence) diagram of one connection.
+
+Views only: every fact comes from `TcpStreamResult` (and, for follow and ladder, the chunks
+and packet records the tracker kept for the chosen stream). Follow output is byte-for-byte
+tshark's `-z follow,tcp,MODE,N` layout; bytes never captured are not spliced into it: they
+are listed by `gap_lines` for the caller to print apart (stderr), and in YAML as a `gaps:`
+section.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from analyzer.decode.packet import flags_text
+from analyzer.tcp.result import PacketRecord, TcpStreamResult
+
+SEPARATOR = "=" * 67 + "\n"
+
+GOOD, SUSPICIOUS, BROKEN = "green", "yellow", "red"
+
+# Analysis counts worth a look, with their short names in the table.
+_FLAG_NAMES = (
+    ("retransmission", "retrans"), ("fast_retransmission", "fast-retrans"),
+    ("out_of_order", "ooo"), ("dup_ack", "dup-ack"), ("zero_window", "zero-win"),
+    ("keep_alive", "keep-alive"), ("lost_segment", "lost"), ("acked_unseen", "acked-unseen"),
+    ("overlap_conflict", "CONFLICT"),
+)
+_BROKEN_COUNTS = ("lost_segment", "acked_unseen", "overlap_conflict")
+_SUSPICIOUS_COUNTS = ("retransmission", "fast_retransmission", "out_of_order", "dup_ack",
+                      "zero_window")
+
+
+# -- the stream table --------------------------------------------------------------------
+
+def health(result: TcpStreamResult) -> str:
+    """GOOD, SUSPICIOUS or BROKEN: the colour of a stream's row."""
+    analysis = result.analysis
+    if result.gaps or result.close == "rst" or "refused" in result.labels or any(
+            analysis.get(key) for key in _BROKEN_COUNTS):
+        return BROKEN
+    if result.handshake != "complete" or result.close != "fin" or any(
+            analysis.get(key) for key in _SUSPICIOUS_COUNTS) or result.labels:
+        return SUSPICIOUS
+    return GOOD
+
+
+def _size(count: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024  # type: ignore[assignment]
+    return str(count)
+
+
+def _analysis_text(result: TcpStreamResult) -> str:
+    return " ".join(f"{short}×{result.analysis[key]}" for key, short in _FLAG_NAMES
+                    if result.analysis.get(key))
+
+
+def streams_table(results: Sequence[TcpStreamResult]) -> RenderableType:
+    """One row per TCP stream, coloured good (green) / suspicious (yellow) / broken (red).
+
+    Two-line cells keep it readable in 100 columns: endpoints, bytes each way, the life of
+    the connection (handshake, close), Wireshark's completeness over Zeek's conn_state and
+    history, then labels and the analysis counts worth a look."""
+    table = Table(title=f"TCP streams ({len(results)})", title_justify="left",
+                  header_style="bold", expand=False, pad_edge=False, show_lines=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("client → server", no_wrap=True)
+    table.add_column("pkts", justify="right", no_wrap=True)
+    table.add_column("bytes", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("handshake / close", no_wrap=True)
+    table.add_column("wireshark / zeek", no_wrap=True)
+    table.add_column("labels, analysis", min_width=12)
+    for result in results:
+        colour = health(result)
+        guessed = " (guessed)" if result.direction_guessed else ""
+        close = result.close
+        if result.active_closer and close in ("fin", "half"):
+            close += f", {result.active_closer} first"
+        life = Text()
+        life.append(result.handshake,
+                    style=GOOD if result.handshake == "complete" else SUSPICIOUS)
+        life.append("\n")
+        life.append(close, style={"fin": GOOD, "rst": BROKEN}.get(result.close, SUSPICIOUS))
+        verdicts = Text()
+        verdicts.append(f"{result.completeness_label} ({result.completeness})",
+                        style=GOOD if result.completeness_label.startswith("Complete")
+                        else SUSPICIOUS)
+        verdicts.append(f"\n{result.conn_state} {result.history}")
+        notes = list(result.labels)
+        flags = _analysis_text(result)
+        if flags:
+            notes.append(flags)
+        if result.gaps:
+            missing = sum(g.length for g in result.gaps)
+            notes.append(f"gaps×{len(result.gaps)} ({missing} B missing)")
+        if result.evicted:
+            notes.append("evicted while idle")
+        table.add_row(
+            Text(str(result.stream), style=f"bold {colour}"),
+            f"{result.client.endpoint}{guessed}\n→ {result.server.endpoint}",
+            str(result.packets),
+            f"→ {_size(result.client.bytes)}\n← {_size(result.server.bytes)}",
+            f"{result.duration:.3f}s",
+            life, verdicts,
+            Text("\n".join(notes), style=colour if notes else ""),
+        )
+    return table
+
+
+# -- follow ------------------------------------------------------------------------------
+
+def _node_endpoints(result: TcpStreamResult) -> tuple[str, str]:
+    return result.client.endpoint, result.server.endpoint
+
+
+def follow_text(result: TcpStreamResult, mode: str) -> str:
+    """`tshark -q -z follow,tcp,MODE,N` output for mode ascii, hex or raw; node 0 is the
+    client. Needs the stream's chunks (track it with `TcpTracker(keep={N})`)."""
+    if mode == "yaml":
+        return follow_yaml(result)
+    node0, node1 = _node_endpoints(result)
+    out = ["\n", SEPARATOR, f"Follow: tcp,{mode}\n", f"Filter: tcp.stream eq {result.stream}\n",
+           f"Node 0: {node0}\n", f"Node 1: {node1}\n"]
+    offsets = [0, 0]
+    for chunk in result.chunks or ():
+        node = 0 if chunk.from_client else 1
+        prefix = "\t" if node else ""
+        data = chunk.data
+        if mode == "raw":
+            out.append(prefix + data.hex() + "\n")
+        elif mode == "ascii":
+            out.append(f"{prefix}{len(data)}\n")
+            out.append("".join(_ASCII[b] for b in data) + "\n")
+        elif mode == "hex":
+            out.append(_hexdump(data, offsets[node], prefix))
+        else:
+            raise ValueError(f"unknown follow mode {mode!r}")
+        offsets[node] += len(data)
+    out.append(SEPARATOR)
+    return "".join(out)
+
+
+# tshark's ascii mode: printable ASCII and CR/LF as is, everything else as '.'.
+_ASCII = [chr(b) if 0x20 <= b < 0x7F or b in (0x0A, 0x0D) else "." for b in range(256)]
+_DUMP = [chr(b) if 0x20 <= b < 0x7F else "." for b in range(256)]
+
+
+def _hexdump(data: bytes, offset: int, prefix: str) -> str:
+    """tshark's follow hex lines: offset, 16 bytes in two groups of 8, ASCII column."""
+    lines = []
+    for start in range(0, len(data), 16):
+        row = data[start:start + 16]
+        hex_part = " ".join(f"{b:02x}" for b in row[:8])
+        if len(row) > 8:
+            hex_part += "  " + " ".join(f"{b:02x}" for b in row[8:])
+        text = "".join(_DUMP[b] for b in row[:8])
+        if len(row) >= 8:
+            text += " " + "".join(_DUMP[b] for b in row[8:])
+        if text.endswith(" "):
+            # tshark drops the line's last character when it is a space: the separator
+            # after 8 bytes, or a data byte 0x20
+            text = text[:-1]
+        lines.append(f"{prefix}{offset + start:08X}  {hex_part:<50}{text}\n")
+    return "".join(lines)
+
+
+def _timestamp(ts: float) -> str:
+    """Nanosecond text as tshark prints it; a float only keeps ~0.1 us at today's epoch,
+    so microsecond captures (the common case) are rounded to exact microseconds."""
+    micros = round(ts * 1_000_000)
+    if abs(ts * 1_000_000 - micros) < 0.05:
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}000"
+    return f"{ts:.9f}"
+
+
+def follow_yaml(result: TcpStreamResult) -> str:
+    """tshark's `follow,tcp,yaml` document, plus a `gaps:` list when bytes are missing."""
+    out = ["peers:\n"]
+    for peer, endpoint in enumerate(_node_endpoints(result)):
+        host, _, port = endpoint.rpartition(":")
+        out.append(f"  - peer: {peer}\n    host: {host.strip('[]')}\n    port: {port}\n")
+    out.append("packets:\n")
+    for chunk in result.chunks or ():
+        encoded = base64.encodebytes(chunk.data).decode("ascii")
+        body = "".join(f"      {line}\n" for line in encoded.splitlines())
+        out.append(f"  - packet: {chunk.frame}\n    peer: {0 if chunk.from_client else 1}\n"
+                   f"    timestamp: {_timestamp(chunk.ts)}\n    data: !!binary |\n{body}")
+    if result.gaps:
+        out.append("gaps:\n")
+        for gap in result.gaps:
+            out.append(f"  - peer: {0 if gap.from_client else 1}\n    offset: {gap.offset}\n"
+                       f"    length: {gap.length}\n")
+    return "".join(out)
+
+
+def gap_lines(result: TcpStreamResult) -> list[str]:
+    """One line per gap, for stderr: bytes the capture never saw."""
+    return [f"stream {result.stream}: {'client' if g.from_client else 'server'} bytes "
+            f"{g.offset}..{g.offset + g.length - 1} ({g.length} bytes) were never captured"
+            for g in result.gaps]
+
+
+# -- the ladder --------------------------------------------------------------------------
+
+ARROW_WIDTH = 46
+LADDER_WIDTH = 170  # columns the ladder needs to be read without wrapping
+
+_FLAG_STYLE = (
+    (0x04, "bold red"),  # RST
+    (0x02, "bold green"),  # SYN
+    (0x01, "bold blue"),  # FIN
+)
+
+
+def _record_style(record: PacketRecord) -> str:
+    for bit, style in _FLAG_STYLE:
+        if record.flags & bit:
+            return style
+    return "white" if record.length else "dim"
+
+
+def _short_flags(flags: int) -> str:
+    return flags_text(flags).replace(", ", ",")
+
+
+def _options_text(options: dict | None) -> str:
+    if not options:
+        return ""
+    parts = []
+    if "mss" in options:
+        parts.append(f"MSS={options['mss']}")
+    if "wscale" in options:
+        parts.append(f"WS={1 << options['wscale']}")
+    if options.get("sack_perm"):
+        parts.append("SACK_PERM")
+    if "timestamps" in options:
+        parts.append("TS")
+    if options.get("tfo"):
+        parts.append("TFO")
+    return " ".join(parts)
+
+
+def _arrow(record: PacketRecord) -> Text:
+    label = f" {_short_flags(record.flags)} Seq={record.rel_seq}"
+    if record.flags & 0x10:
+        label += f" Ack={record.rel_ack}"
+    label += f" Len={record.length} "
+    room = ARROW_WIDTH - 1 - len(label)
+    if room < 2:
+        label = label[:ARROW_WIDTH - 3]
+        room = 2
+    left = room // 2
+    right = room - left
+    if record.from_client:
+        text = "─" * left + label + "─" * right + "▶"
+    else:
+        text = "◀" + "─" * left + label + "─" * right
+    return Text(text, style=_record_style(record))
+
+
+def _notes(record: PacketRecord, result: TcpStreamResult) -> list[tuple[str, str]]:
+    """Plain words for a packet's events: (text, style)."""
+    me = "client" if record.from_client else "server"
+    other = "server" if record.from_client else "client"
+    notes: list[tuple[str, str]] = []
+    words = {
+        "port-reuse": ("new connection on a reused 4-tuple (port reuse)", "yellow"),
+        "syn": (f"{me} opens: SYN, ISN {record.rel_seq} (raw {record.seq})", "green"),
+        "syn-ack": (f"{me} accepts: SYN-ACK, ISN 0 (raw {record.seq})"
+                    if not result.labels or "simultaneous-open" not in result.labels
+                    else f"{me} answers the crossing SYN: SYN-ACK", "green"),
+        "simultaneous-open": ("simultaneous open: both sides sent a SYN", "yellow"),
+        "handshake-ack": ("handshake complete" + (
+            f" (initial RTT {result.initial_rtt * 1000:.3f} ms)"
+            if result.initial_rtt is not None else ""), "green"),
+        "syn-data": (f"SYN carries {record.length} bytes of data (TCP Fast Open?)", "yellow"),
+        "active-fin": (f"{me} starts active close: FIN", "blue"),
+        "passive-fin": (f"{me} closes its side too: FIN (passive close)", "blue"),
+        "simultaneous-close": ("FINs crossed: simultaneous close", "yellow"),
+        "fin-acked": (f"{me} ACKs the {other}'s FIN", "blue"),
+        "rst": (f"{me} resets the connection", "red"),
+        "refused": (f"{me} refuses the connection: RST (nothing listening?)", "red"),
+        "retransmission": ("retransmission", "yellow"),
+        "fast-retransmission": ("fast retransmission (after 3 duplicate ACKs)", "yellow"),
+        "out-of-order": ("out of order", "yellow"),
+        "dup-ack": ("duplicate ACK", "yellow"),
+        "zero-window": (f"zero window: {me} cannot take more data", "yellow"),
+        "keep-alive": ("keep-alive", "dim"),
+        "lost-segment": ("previous segment not captured", "red"),
+    }
+    for event in record.events:
+        if event in words:
+            notes.append(words[event])
+        if event == "rst":
+            cause = result.client.rst_cause if record.from_client else result.server.rst_cause
+            if cause:
+                notes.append((f"RST cause: {cause!r}", "red"))
+    for conflict in result.conflicts:
+        if conflict.frame == record.frame:
+            notes.append((f"bytes differ from the first copy at offset {conflict.offset}: "
+                          f"first {conflict.first[:16]!r}, now {conflict.retransmitted[:16]!r}"
+                          " (Follow keeps the first)", "bold red"))
+    return notes
+
+
+def ladder(result: TcpStreamResult) -> RenderableType:
+    """The connection as a sequence diagram: one arrow per packet with time, flags,
+    relative seq/ack, length, both endpoints' RFC 9293 states after it, and notes."""
+    records = result.records or []
+    header = _ladder_header(result)
+    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False,
+                  show_edge=False, expand=False)
+    table.add_column("frame", justify="right", style="dim", no_wrap=True)
+    table.add_column("time (s)", justify="right", no_wrap=True)
+    table.add_column("client", justify="right", no_wrap=True)
+    table.add_column(f"{result.client.endpoint}  ⇄  {result.server.endpoint}",
+                     justify="center", no_wrap=True)
+    table.add_column("server", no_wrap=True)
+    table.add_column("notes", min_width=30)
+    previous = ("", "")
+    for record in records:
+        states = (record.client_state, record.server_state)
+        client_state = Text(states[0], style="bold" if states[0] != previous[0] else "dim")
+        server_state = Text(states[1], style="bold" if states[1] != previous[1] else "dim")
+        previous = states
+        notes = Text()
+        for i, (note, style) in enumerate(_notes(record, result)):
+            if i:
+                notes.append("; ")
+            notes.append(note, style=style)
+        extra = _options_text(record.options)
+        if extra:
+            notes.append(("; " if notes else "") + extra, style="dim")
+        table.add_row(str(record.frame), f"{record.ts - result.start:.6f}", client_state,
+                      _arrow(record), server_state, notes)
+    return Group(header, table)
+
+
+def _ladder_header(result: TcpStreamResult) -> RenderableType:
+    lines = Text()
+    lines.append(f"TCP stream {result.stream}: ", style="bold")
+    lines.append(f"client {result.client.endpoint}"
+                 f"{' (guessed: no SYN seen)' if result.direction_guessed else ''}"
+                 f" → server {result.server.endpoint}\n")
+    lines.append(f"handshake {result.handshake}")
+    if result.initial_rtt is not None:
+        lines.append(f" (initial RTT {result.initial_rtt * 1000:.3f} ms)")
+    lines.append(f" · close {result.close}")
+    if result.active_closer:
+        lines.append(f" ({result.active_closer} closed first)")
+    lines.append(f" · {result.packets} packets in {result.duration:.6f} s\n")
+    for name, side in (("client", result.client), ("server", result.server)):
+        opts = _options_text(side.options)
+        isn = f"ISN {side.isn}" if side.isn is not None else "no SYN seen"
+        lines.append(f"{name}: {isn}{', ' + opts if opts else ''}; "
+                     f"{side.bytes} bytes sent, sha256 {side.sha256[:16]}…\n")
+    lines.append(f"completeness {result.completeness_label} ({result.completeness}) · "
+                 f"Zeek {result.conn_state} {result.history}")
+    if result.labels:
+        lines.append(" · labels: " + ", ".join(result.labels), style="yellow")
+    flags = _analysis_text(result)
+    if flags:
+        lines.append(" · " + flags, style="yellow")
+    for gap in result.gaps:
+        lines.append(f"\n{'client' if gap.from_client else 'server'} bytes {gap.offset}.."
+                     f"{gap.offset + gap.length - 1} never captured ({gap.length} bytes)",
+                     style="red")
+    return Panel(lines, border_style=health(result), expand=False)
+
+
+def find(results: Iterable[TcpStreamResult], stream: int) -> TcpStreamResult | None:
+    for result in results:
+        if result.stream == stream:
+            return result
+    return None

@@ -1,0 +1,60 @@
+"""Wireshark's `tcp.completeness`: bits of a conversation's life seen in the capture.
+
+Update rule (Wireshark 4.0, packet-tcp.c), per packet of the conversation:
+- SYN (1): only on the packet that creates the conversation, if it is a SYN without ACK
+  (plus DATA when that SYN carries payload). A later SYN is ignored.
+- SYN-ACK (2): any SYN with ACK.
+- ACK (4) / DATA (8): a packet with ACK and without SYN sets DATA if it has payload,
+  else ACK.
+- FIN (16): only together with ACK.
+- RST (32): any RST.
+"""
+
+from __future__ import annotations
+
+SYN_SENT = 1
+SYN_ACK = 2
+ACK = 4
+DATA = 8
+FIN = 16
+RST = 32
+
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+
+
+def creation_bits(flags: int, length: int) -> int:
+    """Bits the packet creating the conversation sets on top of `on_packet`'s."""
+    if flags & (_SYN | _ACK) == _SYN:
+        return SYN_SENT | (DATA if length else 0)
+    return 0
+
+
+def on_packet(flags: int, length: int) -> int:
+    """Bits set by any packet of the conversation."""
+    bits = 0
+    if flags & _SYN:
+        if flags & _ACK:
+            bits |= SYN_ACK
+    elif flags & _ACK:
+        bits |= DATA if length else ACK
+    if flags & _FIN and flags & _ACK:
+        bits |= FIN
+    if flags & _RST:
+        bits |= RST
+    return bits
+
+
+def label(value: int) -> str:
+    """Wireshark's text for a completeness value, e.g. "Complete, WITH_DATA"."""
+    handshake = SYN_SENT | SYN_ACK | ACK
+    if value == SYN_SENT:
+        return "Incomplete, SYN_SENT"
+    if value == SYN_SENT | SYN_ACK:
+        return "Incomplete, CLIENT_ESTABLISHED"
+    if value == handshake:
+        return "Incomplete, ESTABLISHED"
+    if value == handshake | DATA:
+        return "Incomplete, DATA"
+    if value & handshake == handshake and value & (FIN | RST):
+        return "Complete, WITH_DATA" if value & DATA else "Complete, NO_DATA"
+    return "Incomplete"

@@ -1,0 +1,157 @@
+"""Results of the TCP tracker: one `TcpStreamResult` per connection, plus the per-packet
+records (`PacketRecord`) and follow chunks (`Chunk`) kept for streams a view asked for.
+
+Results use "client" and "server" (SPEC); internally the tracker numbers directions by
+who sent first, and translates when it builds the result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from analyzer.decode.packet import format_endpoint
+from analyzer.tcp import completeness as completeness_bits
+
+ANALYSIS_KEYS = ("retransmission", "fast_retransmission", "out_of_order", "dup_ack",
+                 "zero_window", "keep_alive", "lost_segment", "acked_unseen",
+                 "overlap_conflict")
+
+
+class Chunk(NamedTuple):
+    """New in-order bytes one packet added to a direction: what Follow prints as a block."""
+
+    from_client: bool
+    frame: int
+    ts: float
+    data: bytes
+
+
+class Gap(NamedTuple):
+    """Bytes of a direction never seen in the capture (offset in that direction's stream)."""
+
+    from_client: bool
+    offset: int
+    length: int
+
+
+class Conflict(NamedTuple):
+    """A retransmission whose bytes differ from the first copy (which Follow keeps)."""
+
+    from_client: bool
+    frame: int
+    offset: int
+    first: bytes
+    retransmitted: bytes
+
+
+@dataclass(slots=True)
+class PacketRecord:
+    """One packet of a kept stream, for the ladder view.
+
+    `events` are codes (see `analyzer.tcp.tracker` EVENT_*), which views turn into words.
+    `client_state` / `server_state` are RFC 9293 state names after the packet.
+    """
+
+    frame: int
+    ts: float
+    from_client: bool
+    flags: int
+    seq: int
+    ack: int
+    length: int
+    window: int
+    rel_seq: int = 0
+    rel_ack: int = 0
+    client_state: str = ""
+    server_state: str = ""
+    events: list[str] = field(default_factory=list)
+    options: dict[str, Any] | None = None
+    payload: bytes = b""
+
+
+@dataclass(slots=True)
+class SideInfo:
+    """What one endpoint announced and did."""
+
+    endpoint: str
+    isn: int | None = None  # None without a SYN from this side
+    options: dict[str, Any] = field(default_factory=dict)
+    packets: int = 0
+    bytes: int = 0
+    sha256: str = ""
+    fin_frame: int | None = None
+    rst_frame: int | None = None
+    rst_cause: str | None = None
+
+
+@dataclass(slots=True)
+class TcpStreamResult:
+    """Everything known about one TCP connection at the end of the capture."""
+
+    stream: int
+    client: SideInfo
+    server: SideInfo
+    direction_guessed: bool
+    packets: int
+    start: float
+    end: float
+    handshake: str
+    close: str
+    labels: list[str]
+    completeness: int
+    history: str
+    conn_state: str
+    gaps: list[Gap]
+    analysis: dict[str, int]
+    initial_rtt: float | None = None
+    active_closer: str | None = None  # "client" / "server" (first FIN)
+    evicted: bool = False
+    records: list[PacketRecord] | None = None  # kept streams only
+    chunks: list[Chunk] | None = None  # kept streams only
+    conflicts: list[Conflict] = field(default_factory=list)
+
+    @property
+    def completeness_label(self) -> str:
+        return completeness_bits.label(self.completeness)
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def client_data(self) -> bytes:
+        """Reassembled client-to-server bytes (kept streams only)."""
+        return b"".join(c.data for c in self.chunks or () if c.from_client)
+
+    def server_data(self) -> bytes:
+        return b"".join(c.data for c in self.chunks or () if not c.from_client)
+
+    def to_json(self) -> dict[str, Any]:
+        """The SPEC `tcp_stream` object."""
+        return {
+            "type": "tcp_stream",
+            "stream": self.stream,
+            "client": self.client.endpoint,
+            "server": self.server.endpoint,
+            "direction_guessed": self.direction_guessed,
+            "packets": self.packets,
+            "start": self.start,
+            "end": self.end,
+            "handshake": self.handshake,
+            "close": self.close,
+            "labels": list(self.labels),
+            "completeness": self.completeness,
+            "history": self.history,
+            "conn_state": self.conn_state,
+            "client_bytes": self.client.bytes,
+            "server_bytes": self.server.bytes,
+            "client_sha256": self.client.sha256,
+            "server_sha256": self.server.sha256,
+            "gaps": [{"direction": "client" if g.from_client else "server",
+                      "offset": g.offset, "length": g.length} for g in self.gaps],
+            "analysis": dict(self.analysis),
+        }
+
+
+def endpoint_text(addr: bytes, port: int) -> str:
+    return format_endpoint(addr, port)

@@ -1,0 +1,887 @@
+"""The sans-IO TCP tracker: packets in, one `TcpStreamResult` per connection out.
+
+Theory of operation
+-------------------
+`TcpTracker.on_packet` is the hot path of the whole product, so the per-packet work is
+one dict lookup by the (src, sport, dst, dport) tuple (both directions of a connection are
+in the dict, each pointing at the same `_Stream` with its direction number) and integer
+arithmetic on 32-bit sequence numbers turned into unbounded stream offsets.
+
+Streams are numbered exactly as Wireshark numbers `tcp.stream`: in order of the first
+packet of each conversation; a SYN (without ACK) whose sequence number differs from the
+one already seen in its direction starts a new conversation on the same 4-tuple (port
+reuse, Wireshark 4.0's rule).
+
+Each direction (`_Flow`) reassembles what the receiving application reads, the way
+Wireshark's Follow TCP Stream does: in-order bytes are hashed straight from the packet's
+buffer (no copy); bytes already delivered are dropped (a differing retransmission is an
+`overlap_conflict`, the first copy stays); segments ahead of the next expected byte wait in
+a bounded buffer. A hole becomes a gap (metadata, never spliced text) when the receiver
+acknowledges past it, when the buffer would exceed its cap, or at the end of the capture.
+
+Directions are numbered 0 (sender of the stream's first packet) and 1; the result speaks
+of client and server (SPEC: the sender of the first SYN without ACK, else direction 0).
+Memory: by default no stream data is kept (only hashes, a small tail for conflict checks,
+and the bounded out-of-order buffer); idle streams are finished and evicted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Callable, Collection
+from typing import Any
+
+from analyzer.decode.packet import Packet, format_endpoint
+from analyzer.tcp import completeness as comp
+from analyzer.tcp import lifecycle as lc
+from analyzer.tcp import zeek
+from analyzer.tcp.result import (
+    ANALYSIS_KEYS,
+    Chunk,
+    Conflict,
+    Gap,
+    PacketRecord,
+    SideInfo,
+    TcpStreamResult,
+)
+
+MASK32 = 0xFFFFFFFF
+HALF32 = 0x80000000
+WRAP32 = 0x100000000
+
+_FIN, _SYN, _RST, _PSH, _ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+# Event codes recorded on packets of kept streams (views turn them into words).
+EVENT_SYN = "syn"  # opening SYN
+EVENT_SYN_ACK = "syn-ack"
+EVENT_HANDSHAKE_ACK = "handshake-ack"
+EVENT_SYN_DATA = "syn-data"
+EVENT_SIMULTANEOUS_OPEN = "simultaneous-open"
+EVENT_ACTIVE_FIN = "active-fin"  # first FIN of the connection
+EVENT_PASSIVE_FIN = "passive-fin"
+EVENT_SIMULTANEOUS_CLOSE = "simultaneous-close"
+EVENT_FIN_ACKED = "fin-acked"
+EVENT_RST = "rst"
+EVENT_REFUSED = "refused"
+EVENT_PORT_REUSE = "port-reuse"
+
+# Wireshark's default out-of-order threshold when the RTT is unknown (seconds).
+OUT_OF_ORDER_THRESHOLD = 0.003
+
+# Completeness bits by (flags & (FIN|SYN|RST|ACK)) + 32 * has_payload.
+_COMPLETENESS = [comp.on_packet(i & 0x17, i >> 5) for i in range(64)]
+
+
+def _signed32(value: int) -> int:
+    value &= MASK32
+    return value - WRAP32 if value & HALF32 else value
+
+
+def parse_options(raw: bytes | memoryview) -> dict[str, Any]:
+    """The handshake options a SYN announces: mss, wscale, sack_perm, timestamps."""
+    out: dict[str, Any] = {}
+    data = bytes(raw)
+    i = 0
+    while i < len(data):
+        kind = data[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(data):
+            break
+        size = data[i + 1]
+        if size < 2 or i + size > len(data):
+            break
+        body = data[i + 2:i + size]
+        if kind == 2 and size == 4:
+            out["mss"] = int.from_bytes(body, "big")
+        elif kind == 3 and size == 3:
+            out["wscale"] = body[0]
+        elif kind == 4:
+            out["sack_perm"] = True
+        elif kind == 8 and size == 10:
+            out["timestamps"] = (int.from_bytes(body[:4], "big"),
+                                 int.from_bytes(body[4:], "big"))
+        elif kind == 34:
+            out["tfo"] = True
+        i += size
+    return out
+
+
+class _Flow:
+    """One direction of a connection: its sequence space and its reassembly."""
+
+    __slots__ = (
+        "addr", "port", "seen", "isn", "syn", "bare_syn", "syn_acked", "next_raw",
+        "next_off", "high", "acked_off", "hasher", "nbytes", "pending", "pending_keys",
+        "pending_bytes", "gaps", "tail", "tail_holes", "fin_off", "fin_frame", "rst_frame",
+        "rst_cause",
+        "last_ack", "last_win", "dup_acks", "last_ts", "options", "packets", "syn_ts",
+        "keepalive", "steady", "history_todo", "stream", "peer", "side", "completeness",
+        "last_seen",
+    )
+
+    def __init__(self, stream: _Stream, side: int, addr: bytes, port: int) -> None:
+        self.stream = stream
+        self.side = side
+        self.peer: _Flow = self  # set by the stream once both directions exist
+        self.addr = addr
+        self.port = port
+        self.completeness = 0  # tcp.completeness bits this direction's packets set
+        self.last_seen = 0.0
+        self.seen = False
+        self.isn = 0  # for a direction without SYN: first seq - 1, as Wireshark
+        self.syn = False  # sent a SYN (with or without ACK)
+        self.bare_syn = False  # sent a SYN without ACK
+        self.syn_acked = False  # its SYN was acknowledged by the peer
+        self.next_raw = 0  # raw seq of the next byte the receiver's application gets
+        self.next_off = 0  # the same as a stream offset (0 = first data byte)
+        self.high = 0  # highest sequence offset sent + 1 (Wireshark's nextseq)
+        self.acked_off = 0  # highest offset the peer acknowledged beyond next_off
+        self.hasher = hashlib.sha256()
+        self.nbytes = 0
+        self.pending: dict[int, tuple[bytes, int, float]] = {}
+        self.pending_keys: list[int] = []
+        self.pending_bytes = 0
+        self.gaps: list[tuple[int, int]] = []
+        self.tail = bytearray()  # last delivered bytes, for conflict checks
+        self.tail_holes: list[tuple[int, int]] = []  # gap ranges inside the tail (zeros)
+        self.fin_off: int | None = None
+        self.fin_frame: int | None = None
+        self.rst_frame: int | None = None
+        self.rst_cause: str | None = None
+        self.last_ack = -1
+        self.last_win = -1
+        self.dup_acks = 0
+        self.last_ts = 0.0
+        self.options: dict[str, Any] = {}
+        self.packets = 0
+        self.syn_ts: float | None = None
+        self.keepalive = False  # its last segment was a keep-alive
+        # True when a plain in-order segment from this side needs no more than the
+        # tracker's fast path (see TcpTracker.on_packet); refreshed by the slow path.
+        self.steady = False
+        self.history_todo = True  # Zeek's D or A mark still to be set for this side
+
+    def start(self, seq: int, syn: bool) -> None:
+        self.seen = True
+        if syn:
+            self.isn = seq
+            self.next_raw = (seq + 1) & MASK32
+            self.high = -1
+        else:
+            self.isn = (seq - 1) & MASK32
+            self.next_raw = seq
+            self.high = 0
+
+    def offset_of(self, raw: int) -> int:
+        """Stream offset of a raw sequence number near the reassembly frontier."""
+        return self.next_off + _signed32(raw - self.next_raw)
+
+
+class _Stream:
+    """One TCP conversation while it is being tracked."""
+
+    __slots__ = (
+        "tracker", "number", "keys", "flows", "start", "completeness",
+        "states", "watch", "history", "zeek_states", "first_flags", "labels", "analysis",
+        "records", "chunks", "conflicts", "established", "rtt", "first_fin_side",
+        "closed", "syn_side",
+    )
+
+    def __init__(self, tracker: TcpTracker, number: int, pkt: Packet, keep: bool,
+                 reused: bool) -> None:
+        self.tracker = tracker
+        self.number = number
+        self.keys = ((pkt.src, pkt.sport, pkt.dst, pkt.dport),
+                     (pkt.dst, pkt.dport, pkt.src, pkt.sport))
+        self.flows = (_Flow(self, 0, pkt.src, pkt.sport), _Flow(self, 1, pkt.dst, pkt.dport))
+        self.flows[0].peer = self.flows[1]
+        self.flows[1].peer = self.flows[0]
+        self.start = pkt.ts
+        flags = pkt.flags
+        self.first_flags = flags
+        self.completeness = comp.creation_bits(flags, pkt.payload_len)  # on_packet adds the rest
+        self.states = list(lc.initial_states(bool(flags & _SYN), bool(flags & _ACK)))
+        self.watch = True
+        self.history = zeek.ZeekHistory()
+        self.zeek_states = zeek.ZeekEndpoints()
+        self.labels: set[str] = {"port-reuse"} if reused else set()
+        if not flags & _SYN:
+            self.labels.add("midstream")
+        self.analysis = dict.fromkeys(ANALYSIS_KEYS, 0)
+        self.records: list[PacketRecord] | None = [] if keep else None
+        self.chunks: list[Chunk] | None = [] if keep else None
+        self.conflicts: list[Conflict] = []
+        self.established = False
+        self.rtt: float | None = None
+        self.first_fin_side: int | None = None
+        self.closed = False  # FIN both ways or a RST: evictable sooner
+        self.syn_side: int | None = None
+
+    # -- the hot path -------------------------------------------------------------------
+
+    def on_packet(self, pkt: Packet, side: int) -> None:
+        flags = pkt.flags
+        flow = self.flows[side]
+        peer = self.flows[side ^ 1]
+        length = pkt.payload_len
+        ts = pkt.ts
+        seq = pkt.seq
+        flow.packets += 1
+        flow.last_seen = ts
+        flow.completeness |= _COMPLETENESS[(flags & 0x17) + (32 if length else 0)]
+        events: list[str] | None = [] if self.records is not None else None
+        syn = flags & _SYN
+        if not flow.seen:
+            flow.start(seq, bool(syn))
+        if flags & 0x07:
+            self._control(pkt, side, flow, peer, events)
+
+        d = _signed32((seq + 1 if syn else seq) - flow.next_raw)
+        off = flow.next_off + d
+        analysis = self.analysis
+
+        if flags & _ACK:
+            ack = pkt.ack
+            if peer.seen:
+                da = _signed32(ack - peer.next_raw)
+                if da > 0:
+                    a_off = peer.next_off + da
+                    # Acknowledges bytes never captured: beyond all the peer sent, or
+                    # across a hole in front of its buffered segments.
+                    if (a_off > peer.high or peer.pending) and not flags & _RST:
+                        analysis["acked_unseen"] += 1
+                    if a_off > peer.acked_off:
+                        peer.acked_off = a_off
+                        if peer.pending:
+                            self._skip_to(peer, side ^ 1, self._data_limit(peer, a_off))
+                if not self.established:
+                    self._check_handshake(pkt, side, flow, peer, events)
+            if length == 0 and not flags & 0x07:
+                # Wireshark: same ack and window as the previous segment, seq at nextseq,
+                # not the ACK of a keep-alive.
+                if ack == flow.last_ack and pkt.window == flow.last_win and pkt.window and \
+                        off == flow.high and not peer.keepalive:
+                    analysis["dup_ack"] += 1
+                    flow.dup_acks += 1
+                    if events is not None:
+                        events.append("dup-ack")
+                elif ack != flow.last_ack:
+                    flow.dup_acks = 0
+            flow.last_ack = ack
+            flow.last_win = pkt.window
+
+        if pkt.window == 0 and not flags & 0x07:
+            analysis["zero_window"] += 1
+            self.history.count(side, "W")
+            if events is not None:
+                events.append("zero-window")
+
+        if not flags & _RST:
+            fin = flags & _FIN
+            start = off - 1 if syn else off
+            end = off + length + (1 if fin else 0)
+            high = flow.high
+            keep_alive = length <= 1 and not flags & 0x07 and start == high - 1
+            if end > start or keep_alive:
+                flow.keepalive = keep_alive
+            if keep_alive:
+                analysis["keep_alive"] += 1
+                if events is not None:
+                    events.append("keep-alive")
+            elif end > start:
+                if start > high:
+                    analysis["lost_segment"] += 1
+                    if events is not None:
+                        events.append("lost-segment")
+                elif start < high:
+                    self._classify_old_segment(pkt, side, flow, peer, end, high, events)
+                if end > high:
+                    flow.high = end
+                flow.last_ts = ts
+        else:
+            keep_alive = False
+        # A RST's payload (its "cause") is stream data too: Follow shows it.
+        if length and not keep_alive:
+            payload = pkt.payload
+            if d == 0:
+                self._deliver(flow, side, payload, pkt.frame, ts)
+                if flow.pending:
+                    self._drain(flow, side)
+            elif d < 0:
+                self._overlap(pkt, flow, side, -d, off)
+            elif len(payload):
+                self._hold(flow, side, payload, off, pkt.frame, ts)
+
+        history = self.history
+        if flags & 0x07 or history.marks[side] & zeek.MARKS_DATA_AND_ACK != \
+                zeek.MARKS_DATA_AND_ACK:
+            history.on_packet(side, flags, seq, length)
+        if flags & 0x07 or not self.zeek_states.idle:
+            self.zeek_states.on_packet(side, flags, length)
+
+        if events is not None:
+            self._record(pkt, side, flow, peer, events)
+        elif self.watch and not flags & 0x07 and flags & _ACK:
+            self._lifecycle_ack(pkt, side, flow, peer, None)
+        self._refresh_steady()
+
+    @property
+    def end(self) -> float:
+        return max(self.flows[0].last_seen, self.flows[1].last_seen)
+
+    def _refresh_steady(self) -> None:
+        """Which directions the fast path may handle until the next slow-path packet."""
+        first, second = self.flows
+        marks = self.history.marks
+        steady = self.records is None and not self.watch and self.zeek_states.idle and \
+            first.seen and second.seen
+        first.steady = second.steady = steady
+        first.history_todo = marks[0] & zeek.MARKS_DATA_AND_ACK != zeek.MARKS_DATA_AND_ACK
+        second.history_todo = marks[1] & zeek.MARKS_DATA_AND_ACK != zeek.MARKS_DATA_AND_ACK
+
+    def history_fast(self, flow: _Flow, flags: int, seq: int, length: int) -> None:
+        """Zeek's D / A marks for a fast-path packet (the first few of each side only)."""
+        history = self.history
+        history.on_packet(flow.side, flags, seq, length)
+        flow.history_todo = history.marks[flow.side] & zeek.MARKS_DATA_AND_ACK != \
+            zeek.MARKS_DATA_AND_ACK
+
+    # -- rarer paths --------------------------------------------------------------------
+
+    def _control(self, pkt: Packet, side: int, flow: _Flow, peer: _Flow,
+                 events: list[str] | None) -> None:
+        """SYN, FIN and RST bookkeeping, and the lifecycle state machine."""
+        flags = pkt.flags
+        states = self.states
+        mine, theirs = states[side], states[side ^ 1]
+        if flags & _SYN:
+            if not flow.syn:
+                flow.syn = True
+                flow.syn_ts = pkt.ts
+                flow.options = parse_options(pkt.tcp_options)
+            if pkt.payload_len:
+                self.labels.add("syn-data")
+                if events is not None:
+                    events.append(EVENT_SYN_DATA)
+            if flags & _ACK:
+                mine = lc.step(mine, lc.SEND_SYNACK)
+                if events is not None:
+                    events.append(EVENT_SYN_ACK)
+            else:
+                if self.syn_side is None:
+                    self.syn_side = side
+                if peer.bare_syn and not flow.bare_syn:
+                    self.labels.add("simultaneous-open")
+                    if events is not None:
+                        events.append(EVENT_SIMULTANEOUS_OPEN)
+                flow.bare_syn = True
+                mine = lc.step(mine, lc.SEND_SYN)
+                if events is not None:
+                    events.append(EVENT_SYN)
+        if flags & _FIN:
+            fin_off = flow.offset_of(pkt.seq + (1 if flags & _SYN else 0)) + pkt.payload_len
+            first_fin = flow.fin_off is None
+            if first_fin:
+                flow.fin_off = fin_off
+                flow.fin_frame = pkt.frame
+            crossed = None
+            if first_fin and peer.fin_off is not None and flags & _ACK and \
+                    peer.seen and peer.offset_of(pkt.ack) <= peer.fin_off:
+                crossed = lc.closing_crossed_fin(mine)
+                self.labels.add("simultaneous-close")
+                if events is not None:
+                    events.append(EVENT_SIMULTANEOUS_CLOSE)
+            if first_fin and events is not None and crossed is None:
+                events.append(EVENT_ACTIVE_FIN if self.first_fin_side is None
+                              else EVENT_PASSIVE_FIN)
+            if self.first_fin_side is None:
+                self.first_fin_side = side
+            mine = crossed if crossed else lc.step(mine, lc.SEND_FIN)
+            if peer.fin_off is not None:
+                self._closed()
+        if flags & _RST:
+            self._closed()
+            if flow.rst_frame is None:
+                flow.rst_frame = pkt.frame
+                if pkt.payload_len and len(pkt.payload):
+                    flow.rst_cause = bytes(pkt.payload[:200]).decode("utf-8", "replace")
+            if peer.bare_syn and not flow.syn and not self.established:
+                self.labels.add("refused")
+                if events is not None:
+                    events.append(EVENT_REFUSED)
+            elif events is not None:
+                events.append(EVENT_RST)
+            mine = lc.step(mine, lc.SEND_RST)
+        states[side] = mine
+        states[side ^ 1] = theirs
+        self._lifecycle_ack(pkt, side, flow, peer, events)
+        theirs = states[side ^ 1]
+        if flags & _SYN and not flags & _ACK:
+            theirs = lc.step(theirs, lc.RCV_SYN)
+        if flags & _FIN:
+            theirs = lc.step(theirs, lc.RCV_FIN)
+        if flags & _RST:
+            theirs = lc.step(theirs, lc.RCV_RST)
+        states[side ^ 1] = theirs
+        self.watch = states[0] in lc.WAITING_FOR_ACK or states[1] in lc.WAITING_FOR_ACK
+
+    def _closed(self) -> None:
+        """FIN both ways or a RST: no more data is expected, free the conflict tails."""
+        self.closed = True
+        for flow in self.flows:
+            flow.tail = bytearray()
+            flow.tail_holes = []
+
+    def _lifecycle_ack(self, pkt: Packet, side: int, flow: _Flow, peer: _Flow,
+                       events: list[str] | None) -> None:
+        """The receiver's transitions driven by the ACK field."""
+        flags = pkt.flags
+        if not flags & _ACK:
+            return
+        states = self.states
+        theirs = states[side ^ 1]
+        ack = pkt.ack
+        if theirs in (lc.SYN_SENT, lc.SYN_RECEIVED) and (
+                # a SYN-ACK captured before the SYN it answers acknowledges it too
+                _signed32(ack - peer.isn - 1) >= 0 if peer.syn else flags & _SYN):
+            theirs = lc.step(theirs, lc.RCV_SYNACK if flags & _SYN else lc.RCV_ACK_OF_SYN)
+        if peer.fin_off is not None and peer.offset_of(ack) > peer.fin_off and \
+                theirs in (lc.FIN_WAIT_1, lc.CLOSING, lc.LAST_ACK):
+            theirs = lc.step(theirs, lc.RCV_ACK_OF_FIN)
+            if events is not None:
+                events.append(EVENT_FIN_ACKED)
+        states[side ^ 1] = theirs
+        self.watch = states[0] in lc.WAITING_FOR_ACK or states[1] in lc.WAITING_FOR_ACK
+
+    def _check_handshake(self, pkt: Packet, side: int, flow: _Flow, peer: _Flow,
+                         events: list[str] | None) -> None:
+        """Marks SYNs acknowledged; the handshake completes when both are."""
+        if peer.syn and not peer.syn_acked and _signed32(pkt.ack - peer.isn - 1) >= 0:
+            peer.syn_acked = True
+        if flow.syn and not flow.syn_acked and peer.last_ack >= 0 and \
+                _signed32(peer.last_ack - flow.isn - 1) >= 0:
+            # The peer's SYN-ACK was captured before our SYN (reordered handshake).
+            flow.syn_acked = True
+        if flow.syn_acked and peer.syn_acked and not pkt.flags & _SYN:
+            self.established = True
+            first_syn = self.flows[self.syn_side].syn_ts if self.syn_side is not None else None
+            if first_syn is not None:
+                self.rtt = pkt.ts - first_syn
+            if events is not None:
+                events.append(EVENT_HANDSHAKE_ACK)
+
+    def _classify_old_segment(self, pkt: Packet, side: int, flow: _Flow, peer: _Flow,
+                              end: int, high: int, events: list[str] | None) -> None:
+        """A segment starting below the highest sequence seen: which kind of resend."""
+        analysis = self.analysis
+        if peer.dup_acks >= 2 and peer.last_ack == pkt.seq:
+            kind = "fast_retransmission"
+            analysis["retransmission"] += 1
+        elif pkt.ts - flow.last_ts < OUT_OF_ORDER_THRESHOLD and end != high:
+            kind = "out_of_order"
+        else:
+            kind = "retransmission"
+        analysis[kind] += 1
+        if pkt.payload_len and kind != "out_of_order":
+            self.history.count(side, "T")
+        if events is not None:
+            events.append(kind.replace("_", "-"))
+
+    def _deliver(self, flow: _Flow, side: int, data: bytes | memoryview, frame: int,
+                 ts: float) -> None:
+        """Append in-order bytes to a direction."""
+        size = len(data)
+        flow.hasher.update(data)
+        flow.nbytes += size
+        flow.next_off += size
+        flow.next_raw = (flow.next_raw + size) & MASK32
+        window = self.tracker.conflict_window
+        if window:
+            tail = flow.tail
+            tail += data
+            if len(tail) > window * 2:
+                del tail[:len(tail) - window]
+        if self.chunks is not None:
+            self.chunks.append(Chunk(side == 0, frame, ts, bytes(data)))
+
+    def _overlap(self, pkt: Packet, flow: _Flow, side: int, old: int, off: int) -> None:
+        """A segment starting before the next expected byte: compare, then take the new part."""
+        payload = pkt.payload
+        captured = len(payload)
+        seen = min(old, captured)
+        tail = flow.tail
+        tail_start = flow.next_off - len(tail)
+        low, high = max(off, tail_start), off + seen
+        ranges = [(low, high)] if high > low else []
+        for hole_start, hole_end in flow.tail_holes:  # bytes never seen: nothing to compare
+            ranges = [piece for a, b in ranges
+                      for piece in ((a, min(b, hole_start)), (max(a, hole_end), b))
+                      if piece[1] > piece[0]]
+        if any(tail[a - tail_start:b - tail_start] != payload[a - off:b - off]
+               for a, b in ranges):
+            first = tail[low - tail_start:high - tail_start]
+            self.analysis["overlap_conflict"] += 1
+            self.conflicts.append(Conflict(side == 0, pkt.frame, low, bytes(first),
+                                           bytes(payload[low - off:seen])))
+        if captured > old:
+            self._deliver(flow, side, payload[old:], pkt.frame, pkt.ts)
+            if flow.pending:
+                self._drain(flow, side)
+
+    def _hold(self, flow: _Flow, side: int, payload: bytes | memoryview, off: int,
+              frame: int, ts: float) -> None:
+        """Buffer a segment that arrived ahead of the next expected byte."""
+        if off not in flow.pending:
+            data = bytes(payload)
+            flow.pending[off] = (data, frame, ts)
+            heapq.heappush(flow.pending_keys, off)
+            flow.pending_bytes += len(data)
+        if flow.pending_bytes > self.tracker.out_of_order_limit:
+            self.tracker.warn(f"tcp stream {self.number}: out-of-order buffer over "
+                              f"{self.tracker.out_of_order_limit} bytes; gap recorded")
+            self._skip_to(flow, side, flow.pending_keys[0])
+        elif flow.acked_off > flow.next_off:
+            self._skip_to(flow, side, self._data_limit(flow, flow.acked_off))
+
+    def _drain(self, flow: _Flow, side: int) -> None:
+        """Deliver buffered segments that the frontier has reached."""
+        keys = flow.pending_keys
+        pending = flow.pending
+        while keys and keys[0] <= flow.next_off:
+            key = heapq.heappop(keys)
+            data, frame, ts = pending.pop(key)
+            flow.pending_bytes -= len(data)
+            skip = flow.next_off - key
+            if skip < len(data):
+                self._deliver(flow, side, data[skip:] if skip else data, frame, ts)
+
+    def _gap(self, flow: _Flow, side: int, length: int) -> None:
+        flow.gaps.append((flow.next_off, length))
+        flow.next_off += length
+        flow.next_raw = (flow.next_raw + length) & MASK32
+        window = self.tracker.conflict_window
+        if window and length <= window:
+            # Keep the tail contiguous: zeros for the hole, remembered as a hole.
+            tail_start = flow.next_off - length - len(flow.tail)
+            flow.tail_holes = [h for h in flow.tail_holes if h[1] > tail_start]
+            flow.tail_holes.append((flow.next_off - length, flow.next_off))
+            flow.tail += bytes(length)
+        else:
+            flow.tail.clear()
+            flow.tail_holes.clear()
+        self.history.count(side, "G")
+
+    def _skip_to(self, flow: _Flow, side: int, target: int) -> None:
+        """The receiver has everything before `target`: holes before it are gaps."""
+        while flow.next_off < target and flow.pending_keys:
+            first = flow.pending_keys[0]
+            if first > flow.next_off:
+                self._gap(flow, side, min(first, target) - flow.next_off)
+            self._drain(flow, side)
+
+    @staticmethod
+    def _data_limit(flow: _Flow, offset: int) -> int:
+        """An acknowledged offset, not counting the FIN's sequence number."""
+        if flow.fin_off is not None and offset > flow.fin_off:
+            return flow.fin_off
+        return offset
+
+    def _record(self, pkt: Packet, side: int, flow: _Flow, peer: _Flow,
+                events: list[str]) -> None:
+        if self.watch and not pkt.flags & 0x07 and pkt.flags & _ACK:
+            self._lifecycle_ack(pkt, side, flow, peer, events)
+        assert self.records is not None
+        self.records.append(PacketRecord(
+            frame=pkt.frame, ts=pkt.ts, from_client=side == 0, flags=pkt.flags,
+            seq=pkt.seq, ack=pkt.ack, length=pkt.payload_len, window=pkt.window,
+            client_state=self.states[0], server_state=self.states[1], events=events,
+            options=parse_options(pkt.tcp_options) if pkt.flags & _SYN else None,
+            payload=bytes(pkt.payload)))
+
+    # -- the end --------------------------------------------------------------------------
+
+    def finish(self, evicted: bool = False) -> TcpStreamResult:
+        for side, flow in enumerate(self.flows):
+            if not flow.seen:
+                continue
+            limit = self._data_limit(flow, max(flow.acked_off, flow.fin_off or 0))
+            while flow.pending_keys:
+                if flow.pending_keys[0] > flow.next_off:
+                    self._gap(flow, side, flow.pending_keys[0] - flow.next_off)
+                self._drain(flow, side)
+            if limit > flow.next_off:
+                self._gap(flow, side, limit - flow.next_off)
+        if self.syn_side is not None:
+            client_side = self.syn_side
+        elif self.flows[0].syn != self.flows[1].syn:
+            # Only a SYN-ACK: its receiver is the client (still a guess: no SYN seen).
+            client_side = 1 if self.flows[0].syn else 0
+        else:
+            client_side = 0  # SPEC: the first packet's sender
+        return self._result(client_side, evicted)
+
+    def _result(self, client_side: int, evicted: bool) -> TcpStreamResult:
+        server_side = client_side ^ 1
+        sides = []
+        for side in (client_side, server_side):
+            flow = self.flows[side]
+            sides.append(SideInfo(
+                endpoint=format_endpoint(flow.addr, flow.port),
+                isn=flow.isn if flow.syn else None, options=flow.options,
+                packets=flow.packets, bytes=flow.nbytes, sha256=flow.hasher.hexdigest(),
+                fin_frame=flow.fin_frame, rst_frame=flow.rst_frame,
+                rst_cause=flow.rst_cause))
+        client, server = sides
+        cflow, sflow = self.flows[client_side], self.flows[server_side]
+        if self.established and cflow.bare_syn:
+            handshake = "complete"
+        elif cflow.syn or sflow.syn:
+            handshake = "incomplete"
+        else:
+            handshake = "none"
+        if cflow.rst_frame is not None or sflow.rst_frame is not None:
+            close = "rst"
+        elif cflow.fin_off is not None and sflow.fin_off is not None:
+            close = "fin"
+        elif cflow.fin_off is not None or sflow.fin_off is not None:
+            close = "half"
+        else:
+            close = "none"
+        labels = set(self.labels)
+        if "refused" not in labels:
+            if cflow.rst_frame is not None:
+                labels.add("reset-by-client")
+            if sflow.rst_frame is not None:
+                labels.add("reset-by-server")
+        history = self.history.text(client_side, flipped=client_side != 0)
+        zstates = self.zeek_states.states
+        conn_state = zeek.conn_state(zstates[client_side], zstates[server_side],
+                                     cflow.nbytes, sflow.nbytes, history)
+        gaps = [Gap(side == client_side, off, length)
+                for side in (client_side, server_side)
+                for off, length in self.flows[side].gaps]
+        records = self.records
+        chunks = self.chunks
+        if records is not None:
+            client_isn = cflow.isn
+            server_isn = sflow.isn
+            for rec in records:
+                from_client = rec.from_client == (client_side == 0)
+                own, other = (client_isn, server_isn) if from_client else (server_isn, client_isn)
+                rec.rel_seq = (rec.seq - own) & MASK32
+                rec.rel_ack = (rec.ack - other) & MASK32 if rec.flags & _ACK else 0
+                if client_side != 0:
+                    rec.client_state, rec.server_state = rec.server_state, rec.client_state
+                rec.from_client = from_client
+        if chunks is not None and client_side != 0:
+            chunks = [c._replace(from_client=not c.from_client) for c in chunks]
+        conflicts = [c._replace(from_client=c.from_client == (client_side == 0))
+                     for c in self.conflicts]
+        active = None
+        if self.first_fin_side is not None:
+            active = "client" if self.first_fin_side == client_side else "server"
+        return TcpStreamResult(
+            stream=self.number, client=client, server=server,
+            direction_guessed=self.syn_side is None, packets=cflow.packets + sflow.packets,
+            start=self.start, end=self.end, handshake=handshake, close=close,
+            labels=sorted(labels),
+            completeness=self.completeness | cflow.completeness | sflow.completeness,
+            history=history,
+            conn_state=conn_state, gaps=gaps, analysis=dict(self.analysis),
+            initial_rtt=self.rtt, active_closer=active, evicted=evicted,
+            records=records, chunks=chunks, conflicts=conflicts)
+
+
+class TcpTracker:
+    """Tracks every TCP conversation of a capture (or live sniff), sans-IO.
+
+    keep: stream numbers whose packets and data to keep for the follow and ladder views;
+    keep_all: keep them for every stream (small captures, active modes).
+    out_of_order_limit: bytes held per direction waiting for a hole to fill.
+    conflict_window: bytes per direction kept to check retransmissions against (0: off).
+    idle_timeout / closed_timeout: capture seconds after which an idle open / closed
+    (FIN both ways, or RST) stream is finished and its state freed (bounds memory on SYN
+    floods and long captures); max_active: a hard cap on streams tracked at once. A
+    finished stream leaves a tombstone per 4-tuple, so a late packet still counts in its
+    stream (packets, end, completeness) and stream numbers stay Wireshark's.
+    on_result: when given, each result goes to it as soon as its stream is finished
+    instead of being kept for `results()` (flat memory for any number of streams).
+    """
+
+    def __init__(self, keep: Collection[int] = (), keep_all: bool = False,
+                 out_of_order_limit: int = 4 << 20, conflict_window: int = 4096,
+                 idle_timeout: float = 3600.0, closed_timeout: float = 10.0,
+                 max_active: int = 200_000,
+                 on_result: Callable[[TcpStreamResult], None] | None = None) -> None:
+        self.keep = frozenset(keep)
+        self.keep_all = keep_all
+        self.out_of_order_limit = out_of_order_limit
+        self.conflict_window = conflict_window
+        self.idle_timeout = idle_timeout
+        self.closed_timeout = closed_timeout
+        self.max_active = max_active
+        self.on_result = on_result
+        self.evictions = 0
+        self.late_packets = 0  # packets of streams already finished (see tombstones)
+        self.warnings: list[str] = []
+        self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
+        self._active: dict[int, _Stream] = {}
+        self._results: list[TcpStreamResult] = []
+        # 4-tuple -> (result or None, isn of that direction or None) of finished streams
+        self._tombstones: dict[tuple[bytes, int, bytes, int],
+                               tuple[TcpStreamResult | None, int | None]] = {}
+        self._next_number = 0
+        self._tail_max = 2 * conflict_window
+        self._finished = False
+
+    def on_packet(self, pkt: Packet) -> None:
+        flow = self._flows.get((pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        if flow is None:
+            if not self._tombstones or not self._late(pkt):
+                self._open(pkt, None, False)
+            return
+        flags = pkt.flags
+        if flow.steady and flags & 0x17 == 0x10:
+            # Fast path: an ACK (maybe with in-order data) in a settled connection, at the
+            # reassembly frontier, acknowledging nothing beyond what the peer sent, not a
+            # duplicate ACK, not a zero window, not snaplen-cut. Everything else, and any
+            # packet of a kept stream, takes `_Stream.on_packet`, which does the same
+            # bookkeeping plus the analysis this case provably cannot trigger.
+            seq = pkt.seq
+            window = pkt.window
+            length = pkt.payload_len
+            ack = pkt.ack
+            if seq == flow.next_raw and flow.high == flow.next_off and window and \
+                    (length or ack != flow.last_ack or window != flow.last_win) and \
+                    ((ack - flow.peer.next_raw - HALF32) & MASK32) <= HALF32:
+                # (the last test: the ACK is at or behind the peer's reassembly frontier)
+                if length:
+                    payload = pkt.payload
+                    if len(payload) == length:
+                        flow.completeness |= 8
+                        flow.hasher.update(payload)
+                        flow.nbytes += length
+                        offset = flow.next_off + length
+                        flow.next_off = offset
+                        flow.high = offset
+                        flow.next_raw = (seq + length) & MASK32
+                        if self._tail_max:
+                            tail = flow.tail
+                            tail += payload
+                            if len(tail) > self._tail_max:
+                                del tail[:len(tail) - self.conflict_window]
+                        flow.last_ts = pkt.ts
+                        flow.keepalive = False
+                    else:
+                        flow.stream.on_packet(pkt, flow.side)
+                        return
+                else:
+                    flow.completeness |= 4
+                if ack != flow.last_ack:
+                    flow.dup_acks = 0
+                    flow.last_ack = ack
+                flow.last_win = window
+                flow.packets += 1
+                flow.last_seen = pkt.ts
+                if flow.history_todo:
+                    flow.stream.history_fast(flow, flags, seq, length)
+                return
+        elif flags & 0x12 == 0x02 and flow.seen and pkt.seq != flow.isn:
+            self._open(pkt, flow.stream, True)
+            return
+        flow.stream.on_packet(pkt, flow.side)
+
+    def _late(self, pkt: Packet) -> bool:
+        """A packet of a finished stream: count it there. False if it opens a new one."""
+        key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        tomb = self._tombstones.get(key)
+        if tomb is None:
+            return False
+        result, isn = tomb
+        reverse = (pkt.dst, pkt.dport, pkt.src, pkt.sport)
+        if pkt.flags & 0x12 == 0x02 and isn is not None and pkt.seq != isn:
+            self._tombstones.pop(key, None)
+            self._tombstones.pop(reverse, None)
+            self._open(pkt, None, True)  # port reuse after the old stream was finished
+            return True
+        self.late_packets += 1
+        if result is not None:
+            result.packets += 1
+            result.end = max(result.end, pkt.ts)
+            result.completeness |= _COMPLETENESS[(pkt.flags & 0x17) +
+                                                 (32 if pkt.payload_len else 0)]
+        return True
+
+    def _open(self, pkt: Packet, reused: _Stream | None, port_reuse: bool) -> None:
+        number = self._next_number
+        self._next_number += 1
+        keep = self.keep_all or number in self.keep
+        stream = _Stream(self, number, pkt, keep, port_reuse)
+        if reused is not None:
+            self._retire(reused, evicted=False)
+        forward, backward = stream.keys
+        self._flows[forward] = stream.flows[0]
+        self._flows[backward] = stream.flows[1]
+        self._active[number] = stream
+        stream.on_packet(pkt, 0)
+        if port_reuse and stream.records:
+            stream.records[0].events.insert(0, EVENT_PORT_REUSE)
+        # Memory grows only with new streams, so this is where stale ones are swept.
+        if len(self._active) > self.max_active:
+            self._sweep(pkt.ts, force=True)
+        elif not number & 0x3FF:
+            self._sweep(pkt.ts)
+
+    def _retire(self, stream: _Stream, evicted: bool, tombstone: bool = False) -> None:
+        """Finish a stream; `evicted`: while still open; `tombstone`: packets may follow."""
+        del self._active[stream.number]
+        result = stream.finish(evicted)
+        for key, flow in zip(stream.keys, stream.flows, strict=True):
+            if self._flows.get(key) is flow:
+                del self._flows[key]
+                if tombstone:
+                    self._tombstones[key] = (None if self.on_result else result,
+                                             flow.isn if flow.seen else None)
+        if self.on_result is not None:
+            self.on_result(result)
+        else:
+            self._results.append(result)
+        if evicted:
+            self.evictions += 1
+
+    def _sweep(self, now: float, force: bool = False) -> None:
+        """Finish streams idle too long; with force, also the oldest tenth when over cap."""
+        stale = [s for s in self._active.values()
+                 if now - s.end > (self.closed_timeout if s.closed else self.idle_timeout)]
+        if force and len(self._active) - len(stale) > self.max_active:
+            rest = sorted((s for s in self._active.values() if s not in stale),
+                          key=lambda s: s.end)
+            stale.extend(rest[:max(1, len(rest) // 10)])
+        for stream in stale:
+            self._retire(stream, evicted=not stream.closed, tombstone=True)
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < 100:
+            self.warnings.append(message)
+
+    def finish(self) -> None:
+        """End of capture: finish every open stream."""
+        if self._finished:
+            return
+        self._finished = True
+        for stream in list(self._active.values()):
+            self._retire(stream, evicted=False)
+        self._tombstones.clear()
+
+    def results(self) -> list[TcpStreamResult]:
+        """Every stream's result, by stream number (call `finish()` first)."""
+        return sorted(self._results, key=lambda r: r.stream)
+
+    @property
+    def stream_count(self) -> int:
+        return self._next_number

@@ -1,0 +1,492 @@
+"""Benchmark runner: times whole commands on synthetic captures and writes docs/performance.md.
+
+For each size (default 100k and 1M packets) it generates the capture if it is not cached
+in benchmarks/data/, then runs every tool several times under `/usr/bin/time` and keeps
+the median wall time and the peak resident memory:
+
+    analyzer read F --json            (full analysis: every stream reassembled and hashed)
+    tshark -r F -q -z conv,tcp        (tshark counting TCP conversations)
+    tshark -r F -q --export-objects tftp,DIR
+    tshark -r F -q -z follow,tcp,raw,0
+    tcpflow -r F -o DIR               (C++ TCP reassembly into files)
+    scapy PcapReader loop             (small sizes only: ~3k packets/s)
+
+plus the start-up time of `analyzer --help` and `analyzer read` on a tiny capture. The
+results table, the machine and the command to re-run go between markers in
+docs/performance.md; raw numbers go to benchmarks/data/results-latest.json.
+
+    .venv/bin/python benchmarks/run.py                       # 100k and 1M, 3 runs
+    .venv/bin/python benchmarks/run.py --sizes 100k --runs 1 # quick look
+    .venv/bin/python benchmarks/run.py --sizes 100k,1M,5M    # the full benchmark
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+sys.path.insert(0, str(REPO_DIR))
+
+from benchmarks.generate import (  # noqa: E402  (needs the repo on sys.path first)
+    GENERATOR_VERSION,
+    format_count,
+    generate,
+    meta_path,
+    parse_count,
+)
+
+DEFAULT_DATA_DIR = BENCH_DIR / "data"
+DEFAULT_OUTPUT = REPO_DIR / "docs" / "performance.md"
+BEGIN_MARKER = "<!-- benchmark results: begin (written by benchmarks/run.py) -->"
+END_MARKER = "<!-- benchmark results: end -->"
+MIB = 1024 * 1024
+
+SCAPY_LOOP = (
+    "import sys\n"
+    "from scapy.all import PcapReader\n"
+    "count = 0\n"
+    "with PcapReader(sys.argv[1]) as reader:\n"
+    "    for packet in reader:\n"
+    "        count += 1\n"
+    "print(count)\n"
+)
+
+
+@dataclass
+class Tool:
+    """A command to time: `argv` gets the capture path and a fresh scratch directory."""
+
+    name: str
+    label: str  # the command as shown in the table
+    argv: object  # Callable[[Path, Path], list[str]]
+    needs: str  # executable that must exist
+    max_packets: int | None = None  # skip bigger captures (too slow to be useful)
+
+
+@dataclass
+class Measurement:
+    tool: str
+    label: str
+    size: str
+    packets: int
+    runs: int
+    wall_median: float | None
+    wall_all: list[float] = field(default_factory=list)
+    cpu_median: float | None = None  # user + system seconds
+    cpu_all: list[float] = field(default_factory=list)
+    peak_rss_mib: float | None = None
+    note: str = ""
+
+    @property
+    def packets_per_second(self) -> float | None:
+        if not self.wall_median or not self.packets:
+            return None
+        return self.packets / self.wall_median
+
+
+def venv_executable(name: str) -> str | None:
+    """`name` from the repo's venv when it exists, else from PATH."""
+    candidate = REPO_DIR / ".venv" / "bin" / name
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which(name)
+
+
+def build_tools(analyzer: str, python: str, scapy_max: int) -> list[Tool]:
+    return [
+        Tool("analyzer", "analyzer read F --json",
+             lambda f, d: [analyzer, "read", str(f), "--json"], analyzer),
+        Tool("tshark-conv", "tshark -r F -q -z conv,tcp",
+             lambda f, d: ["tshark", "-r", str(f), "-q", "-z", "conv,tcp"], "tshark"),
+        Tool("tshark-tftp", "tshark -r F -q --export-objects tftp,DIR",
+             lambda f, d: ["tshark", "-r", str(f), "-q", "--export-objects", f"tftp,{d}"],
+             "tshark"),
+        Tool("tshark-follow", "tshark -r F -q -z follow,tcp,raw,0",
+             lambda f, d: ["tshark", "-r", str(f), "-q", "-z", "follow,tcp,raw,0"], "tshark"),
+        Tool("tcpflow", "tcpflow -r F -o DIR",
+             lambda f, d: ["tcpflow", "-r", str(f), "-o", str(d)], "tcpflow"),
+        Tool("scapy", "scapy PcapReader loop",
+             lambda f, d: [python, "-c", SCAPY_LOOP, str(f)], python, max_packets=scapy_max),
+    ]
+
+
+def run_once(argv: list[str], timeout: float, stdout_path: Path | None = None,
+             ) -> tuple[float, float | None, float | None, str]:
+    """Run argv under /usr/bin/time: (wall seconds, peak RSS MiB, CPU seconds, error note).
+
+    CPU seconds (user + system) are what the command itself consumed: on a machine
+    shared with other work they vary much less than wall time.
+
+    Peak RSS is GNU time's "Maximum resident set size": the largest single process of
+    the command's tree, not a sum over processes.
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        command = ["/usr/bin/time", "-f", "%U %S %M %x", "-o", report.name, *argv]
+        stdout = stdout_path.open("wb") if stdout_path else subprocess.DEVNULL
+        started = time.perf_counter()
+        # A session of its own, so a timeout can stop the whole command, not just `time`.
+        process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        try:
+            _, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            return time.perf_counter() - started, None, None, f"timeout after {timeout:.0f} s"
+        finally:
+            if stdout_path:
+                stdout.close()  # type: ignore[union-attr]
+        wall = time.perf_counter() - started
+        fields = report.read().split()
+    # The last line is ours; earlier lines may be "Command exited with non-zero status".
+    fields = fields[-4:]
+    peak = int(fields[2]) / 1024 if len(fields) == 4 and fields[2].isdigit() else None
+    cpu = float(fields[0]) + float(fields[1]) if len(fields) == 4 else None
+    status = fields[-1] if fields else "?"
+    if process.returncode != 0 or status != "0":
+        message = stderr.decode(errors="replace").strip().splitlines()
+        tail = message[-1] if message else ""
+        tail = tail[:120].replace("|", "/")  # the note goes into a markdown table
+        return wall, peak, cpu, f"exit {process.returncode}: {tail}"
+    return wall, peak, cpu, ""
+
+
+def measure(tools: list[Tool], capture: Path, size: str, packets: int, runs: int,
+            timeout: float, repeat_limit: float, scratch: Path,
+            keep_stdout: dict[str, Path] | None = None) -> list[Measurement]:
+    """Median wall time and peak RSS of each tool over `runs` runs.
+
+    Runs go round-robin (every tool's first run, then every tool's second run, ...) so a
+    burst of load from elsewhere on the machine hits all tools alike. A tool whose run
+    takes longer than `repeat_limit` or fails is not run again.
+    """
+    keep_stdout = keep_stdout or {}
+    results = [Measurement(tool=t.name, label=t.label, size=size, packets=packets, runs=0,
+                           wall_median=None) for t in tools]
+    peaks: dict[str, list[float]] = {t.name: [] for t in tools}
+    done: set[str] = set()
+    for run in range(runs):
+        for tool, result in zip(tools, results, strict=True):
+            if tool.name in done:
+                continue
+            out_dir = scratch / f"{tool.name}-{run}"
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if tool.name != "tshark-tftp":  # tshark creates its export directory itself
+                out_dir.mkdir(parents=True)
+            wall, peak, cpu, error = run_once(tool.argv(capture, out_dir), timeout,
+                                         keep_stdout.get(tool.name) if run == 0 else None)
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if error:
+                result.note = error
+                done.add(tool.name)
+                continue
+            result.wall_all.append(wall)
+            if cpu is not None:
+                result.cpu_all.append(cpu)
+            if peak is not None:
+                peaks[tool.name].append(peak)
+            print(f"  {tool.name:14} {size:>5} run {run + 1}/{runs}: {wall:8.2f} s wall"
+                  f" {cpu or 0:8.2f} s CPU {peak or 0:8.1f} MiB", flush=True)
+            if wall > repeat_limit and run + 1 < runs:
+                result.note = f"not repeated: a run takes over {repeat_limit:.0f} s"
+                done.add(tool.name)
+    for result in results:
+        result.runs = len(result.wall_all)
+        if result.wall_all:
+            result.wall_median = statistics.median(result.wall_all)
+        if result.cpu_all:
+            result.cpu_median = statistics.median(result.cpu_all)
+        if peaks[result.tool]:
+            result.peak_rss_mib = max(peaks[result.tool])
+    return results
+
+
+def ensure_capture(data_dir: Path, packets: int, seed: int) -> tuple[Path, dict]:
+    """The cached capture of `packets` packets, generated when missing or outdated."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / f"synthetic-{format_count(packets)}-seed{seed}.pcap"
+    meta_file = meta_path(path)
+    if path.exists() and meta_file.exists():
+        meta = json.loads(meta_file.read_text())
+        if meta.get("generator_version") == GENERATOR_VERSION and meta.get("packets") == packets:
+            return path, meta
+    print(f"generating {path.name} ...", flush=True)
+    meta = generate(path, packets, seed=seed)
+    print(f"  {meta['file_bytes'] / MIB:.0f} MiB in {meta['seconds_to_generate']} s", flush=True)
+    return path, meta
+
+
+def warm_page_cache(path: Path) -> None:
+    """Read the file once so that no tool pays for the disk and all see the same cache."""
+    with path.open("rb") as stream:
+        while stream.read(16 * MIB):
+            pass
+
+
+def check_analyzer_output(json_lines: Path, meta: dict) -> str:
+    """Compare analyzer's JSON Lines with what the generator wrote (truth by construction)."""
+    kinds: Counter[str] = Counter()
+    capture: dict = {}
+    with json_lines.open() as stream:
+        for line in stream:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            kinds[record.get("type", "?")] += 1
+            if record.get("type") == "capture":
+                capture = record
+    findings = [
+        f"tcp_stream {kinds['tcp_stream']} (generated {meta['tcp_connections']})",
+        f"tftp_transfer {kinds['tftp_transfer']} (generated {meta['tftp_transfers']})",
+    ]
+    packets = capture.get("packets")
+    if packets is not None:
+        findings.append(f"packets {packets} (generated {meta['packets']})")
+    ok = (kinds["tcp_stream"] == meta["tcp_connections"]
+          and kinds["tftp_transfer"] == meta["tftp_transfers"]
+          and packets in (None, meta["packets"]))
+    return ("ok: " if ok else "MISMATCH: ") + ", ".join(findings)
+
+
+def command_output(argv: list[str]) -> str:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return "not available"
+    return (result.stdout or result.stderr).strip().splitlines()[0] if (
+        result.stdout or result.stderr) else "?"
+
+
+def describe_machine(python: str) -> dict:
+    cpu_model = "?"
+    memory_kib = 0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory_kib = int(line.split()[1])
+    except OSError:
+        pass
+    tshark = command_output(["tshark", "--version"])
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "os": command_output(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "python": command_output([python, "--version"]),
+        "tshark": re.sub(r"\s*\(Git.*", "", tshark),
+        "tcpflow": command_output(["tcpflow", "--version"]),
+        "scapy": command_output([python, "-c", "import scapy; print(scapy.__version__)"]),
+        "analyzer": command_output(["git", "-C", str(REPO_DIR), "describe", "--always",
+                                    "--dirty"]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def measure_startup(analyzer: str, data_dir: Path, runs: int, timeout: float,
+                    scratch: Path) -> list[Measurement]:
+    tiny = data_dir / "tiny.pcap"
+    if not tiny.exists() or not meta_path(tiny).exists():
+        generate(tiny, 40, seed=1, concurrency=4)
+    tools = [
+        Tool("analyzer-help", "analyzer --help", lambda f, d: [analyzer, "--help"], analyzer),
+        Tool("analyzer-tiny", "analyzer read tiny.pcap --json (40 packets)",
+             lambda f, d: [analyzer, "read", str(f), "--json"], analyzer),
+    ]
+    return measure(tools, tiny, "tiny", 0, runs, timeout, timeout, scratch)
+
+
+def fmt(value: float | None, pattern: str) -> str:
+    return "—" if value is None else format(value, pattern)
+
+
+def render(results: list[Measurement], startup: list[Measurement], machine: dict,
+           checks: dict[str, str], command: str, metas: dict[str, dict]) -> str:
+    lines = [BEGIN_MARKER, "", f"Measured {machine['date']} with `{command}`.", ""]
+    lines += ["### Machine", ""]
+    lines += [
+        f"- {machine['cpus']} CPUs ({machine['cpu_model']}), {machine['memory_gib']} GiB RAM, "
+        f"Linux {machine['kernel']}, {machine['os']}",
+        f"- {machine['python']}, {machine['tshark']}, {machine['tcpflow']}, "
+        f"scapy {machine['scapy']}, analyzer at `{machine['analyzer']}`",
+        "",
+    ]
+    lines += ["### Captures", "", "| size | file | packets | TCP connections | TFTP transfers "
+              "| IPv6 packets |", "|---|---|---:|---:|---:|---:|"]
+    for size, meta in metas.items():
+        lines.append(f"| {size} | {meta['file_bytes'] / MIB:.0f} MiB | {meta['packets']:,} | "
+                     f"{meta['tcp_connections']:,} | {meta['tftp_transfers']:,} | "
+                     f"{meta['ipv6_packets'] / meta['packets']:.0%} |")
+    lines += ["", "### Whole commands", "",
+              "| tool | size | runs | wall median (s) | packets/s | CPU median (s) "
+              "| peak RSS (MiB) | note |",
+              "|---|---|---:|---:|---:|---:|---:|---|"]
+    for m in results:
+        lines.append(f"| `{m.label}` | {m.size} | {m.runs} | {fmt(m.wall_median, '.2f')} | "
+                     f"{fmt(m.packets_per_second, ',.0f')} | {fmt(m.cpu_median, '.2f')} | "
+                     f"{fmt(m.peak_rss_mib, '.0f')} | {m.note} |")
+    lines += ["", "### Start-up (target < 0.3 s)", "",
+              "| command | runs | wall median (s) | peak RSS (MiB) | note |",
+              "|---|---:|---:|---:|---|"]
+    for m in startup:
+        lines.append(f"| `{m.label}` | {m.runs} | {fmt(m.wall_median, '.3f')} | "
+                     f"{fmt(m.peak_rss_mib, '.0f')} | {m.note} |")
+    lines += ["", "### Targets", ""]
+    lines += target_lines(results, startup)
+    if checks:
+        lines += ["", "### Output check", "",
+                  "`analyzer read --json` output of the first run compared with the "
+                  "generator's record of what it wrote:", ""]
+        lines += [f"- {size}: {text}" for size, text in checks.items()]
+    lines += ["", END_MARKER]
+    return "\n".join(lines) + "\n"
+
+
+def target_lines(results: list[Measurement], startup: list[Measurement]) -> list[str]:
+    by_key = {(m.tool, m.size): m for m in results}
+    lines = []
+    sizes = list(dict.fromkeys(m.size for m in results))
+    for size in sizes:
+        ours = by_key.get(("analyzer", size))
+        if not ours or not ours.wall_median:
+            continue
+        conv = by_key.get(("tshark-conv", size))
+        if conv and conv.wall_median:
+            ratio = conv.wall_median / ours.wall_median
+            verdict = "met" if ratio >= 4 else "NOT met"
+            lines.append(f"- {size}: analyzer is {ratio:.1f}x as fast as `tshark -z conv,tcp` "
+                         f"(target 4x: {verdict})")
+        flow = by_key.get(("tcpflow", size))
+        if flow and flow.wall_median:
+            ratio = flow.wall_median / ours.wall_median
+            verdict = "met" if ratio > 1 else "NOT met"
+            lines.append(f"- {size}: analyzer is {ratio:.2f}x as fast as tcpflow "
+                         f"(target > 1x: {verdict})")
+        if ours.peak_rss_mib is not None and parse_count(size) >= 1_000_000:
+            verdict = "met" if ours.peak_rss_mib <= 150 else "NOT met"
+            lines.append(f"- {size}: analyzer peak RSS {ours.peak_rss_mib:.0f} MiB "
+                         f"(target ≤ 150 MiB: {verdict})")
+    for m in startup:
+        if m.wall_median is not None:
+            verdict = "met" if m.wall_median < 0.3 else "NOT met"
+            lines.append(f"- `{m.label}`: {m.wall_median:.3f} s (target < 0.3 s: {verdict})")
+    return lines or ["- no analyzer measurements"]
+
+
+def write_document(output: Path, section: str) -> None:
+    """Replace the marked section of the document (or create it around the section)."""
+    if output.exists():
+        text = output.read_text()
+        if BEGIN_MARKER in text and END_MARKER in text:
+            head = text[: text.index(BEGIN_MARKER)]
+            tail = text[text.index(END_MARKER) + len(END_MARKER):].lstrip("\n")
+            output.write_text(head + section + ("\n" + tail if tail else ""))
+            return
+        output.write_text(text.rstrip("\n") + "\n\n## Results\n\n" + section)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text("# Performance\n\n## Results\n\n" + section)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Time analyzer, tshark, tcpflow and scapy on synthetic captures.")
+    parser.add_argument("--sizes", default="100k,1M",
+                        help="comma-separated packet counts (default 100k,1M; full: 100k,1M,5M)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per command (median)")
+    parser.add_argument("--tools", default="all",
+                        help="comma-separated subset: analyzer, tshark-conv, tshark-tftp, "
+                             "tshark-follow, tcpflow, scapy, startup")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds before a single run is stopped (default 900)")
+    parser.add_argument("--repeat-limit", type=float, default=120,
+                        help="a run slower than this is not repeated (default 120 s)")
+    parser.add_argument("--scapy-max", type=parse_count, default=parse_count("100k"),
+                        help="largest capture for the scapy loop (default 100k)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--analyzer", default=venv_executable("analyzer"),
+                        help="analyzer executable (default: the repo venv's)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help="markdown document to update (default docs/performance.md)")
+    parser.add_argument("--no-write", action="store_true",
+                        help="print the table instead of updating the document")
+    args = parser.parse_args(argv)
+
+    python = venv_executable("python") or sys.executable
+    sizes = [parse_count(text) for text in args.sizes.split(",") if text.strip()]
+    wanted = None if args.tools == "all" else set(args.tools.split(","))
+    analyzer = args.analyzer or "analyzer"
+    tools = [t for t in build_tools(analyzer, python, args.scapy_max)
+             if wanted is None or t.name in wanted]
+    for tool in tools:
+        if shutil.which(tool.needs) is None and not Path(tool.needs).exists():
+            print(f"skipping {tool.name}: {tool.needs} not found", file=sys.stderr)
+    tools = [t for t in tools if shutil.which(t.needs) or Path(t.needs).exists()]
+
+    results: list[Measurement] = []
+    checks: dict[str, str] = {}
+    metas: dict[str, dict] = {}
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=args.data_dir))
+    try:
+        for packets in sizes:
+            size = format_count(packets)
+            capture, meta = ensure_capture(args.data_dir, packets, args.seed)
+            metas[size] = meta
+            warm_page_cache(capture)
+            print(f"{capture.name}: {meta['file_bytes'] / MIB:.0f} MiB", flush=True)
+            sized = [t for t in tools if t.max_packets is None or packets <= t.max_packets]
+            keep = args.data_dir / f"analyzer-{size}.jsonl"
+            keep.unlink(missing_ok=True)
+            measured = measure(sized, capture, size, packets, args.runs, args.timeout,
+                               args.repeat_limit, scratch, {"analyzer": keep})
+            results += measured
+            if keep.exists() and any(m.tool == "analyzer" and m.runs for m in measured):
+                checks[size] = check_analyzer_output(keep, meta)
+                print(f"  output check: {checks[size]}", flush=True)
+        startup: list[Measurement] = []
+        if wanted is None or "startup" in wanted:
+            startup = measure_startup(analyzer, args.data_dir, max(args.runs, 10),
+                                      args.timeout, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    machine = describe_machine(python)
+    shown_command = "python benchmarks/run.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    section = render(results, startup, machine, checks, shown_command.strip(), metas)
+    raw = {"machine": machine, "captures": metas, "checks": checks,
+           "results": [asdict(m) | {"packets_per_second": m.packets_per_second}
+                       for m in results + startup]}
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    (args.data_dir / "results-latest.json").write_text(json.dumps(raw, indent=2) + "\n")
+    if args.no_write:
+        print(section)
+    else:
+        write_document(args.output, section)
+        print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

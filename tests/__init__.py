@@ -1,0 +1,1 @@
+"""The analyzer test suite (a package so that `from tests.conftest import ...` works)."""

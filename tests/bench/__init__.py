@@ -1,0 +1,1 @@
+"""pytest-benchmark suite of the hot paths (decode, TCP tracking, TFTP tracking)."""

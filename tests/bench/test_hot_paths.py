@@ -1,0 +1,113 @@
+"""Hot paths under pytest-benchmark: decoding frames, the TCP tracker, the TFTP tracker.
+
+The input is a small synthetic capture from benchmarks/generate.py, so every expected
+count is known by construction (the generator's summary), not taken from our output.
+pyproject's `--benchmark-disable` makes each test run once as a plain test; to time them:
+
+    .venv/bin/pytest tests/bench --benchmark-enable --benchmark-only
+    .venv/bin/pytest tests/bench --benchmark-enable --benchmark-autosave  # baseline
+    .venv/bin/pytest tests/bench --benchmark-enable --benchmark-compare   # after a change
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from analyzer.capture import Frame, open_capture
+from analyzer.decode import Decoder, Packet
+from analyzer.decode.packet import PROTO_TCP, PROTO_UDP
+from analyzer.pipeline import analyze_file
+from analyzer.tcp.tracker import TcpTracker
+from analyzer.tftp.tracker import TftpTracker
+from benchmarks.generate import generate
+
+PACKETS = 4000
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A 4000-packet capture: ~60 interleaved flows, so many complete in the file."""
+    path = tmp_path_factory.mktemp("bench") / "synthetic.pcap"
+    summary = generate(path, PACKETS, seed=7, concurrency=60, tftp_share=0.15)
+    assert summary["tcp_connections"] > 50 and summary["tftp_transfers"] > 5
+    return path, summary
+
+
+@pytest.fixture(scope="module")
+def frames(capture: tuple[Path, dict]) -> list[Frame]:
+    with open_capture(capture[0]) as source:
+        return list(source)
+
+
+@pytest.fixture(scope="module")
+def packets(frames: list[Frame]) -> list[Packet]:
+    decoder = Decoder()
+    decoded = [decoder.decode(frame, number) for number, frame in enumerate(frames, 1)]
+    return [pkt for pkt in decoded if pkt is not None]
+
+
+def test_decode_frames(benchmark: Callable, frames: list[Frame],
+                       capture: tuple[Path, dict]) -> None:
+    def decode_all() -> list[Packet | None]:
+        decoder = Decoder()
+        return [decoder.decode(frame, number) for number, frame in enumerate(frames, 1)]
+
+    decoded = benchmark(decode_all)
+    summary = capture[1]
+    assert len(frames) == PACKETS
+    assert None not in decoded  # the generator writes only TCP and UDP over IP
+    assert sum(p.proto == PROTO_TCP for p in decoded) == summary["tcp_packets"]
+    assert sum(p.proto == PROTO_UDP for p in decoded) == summary["udp_packets"]
+    assert sum(p.version == 6 for p in decoded) == summary["ipv6_packets"]
+
+
+def test_tcp_tracker(benchmark: Callable, packets: list[Packet],
+                     capture: tuple[Path, dict]) -> None:
+    tcp_packets = [pkt for pkt in packets if pkt.proto == PROTO_TCP]
+
+    def track() -> TcpTracker:
+        tracker = TcpTracker()
+        on_packet = tracker.on_packet
+        for pkt in tcp_packets:
+            on_packet(pkt)
+        tracker.finish()
+        return tracker
+
+    streams = [result.to_json() for result in benchmark(track).results()]
+    summary = capture[1]
+    assert len(streams) == summary["tcp_connections"]  # no 4-tuple is ever reused
+    assert sum(stream["packets"] for stream in streams) == summary["tcp_packets"]
+
+
+def test_tftp_tracker(benchmark: Callable, packets: list[Packet],
+                      capture: tuple[Path, dict]) -> None:
+    udp_packets = [pkt for pkt in packets if pkt.proto == PROTO_UDP]
+
+    def track() -> TftpTracker:
+        tracker = TftpTracker()
+        on_packet = tracker.on_packet
+        for pkt in udp_packets:
+            on_packet(pkt)
+        tracker.finish()
+        return tracker
+
+    transfers = [result.to_json() for result in benchmark(track).results()]
+    stages = capture[1]["tftp_stages"]
+    assert len(transfers) == capture[1]["tftp_transfers"]
+    statuses = [transfer["status"] for transfer in transfers]
+    assert statuses.count("error") == stages.get("error", 0)
+    # Every block is sent, in order: a transfer whose last block and its ACK are in the
+    # file is complete; one cut off before its last block is not.
+    assert statuses.count("complete") >= stages.get("last_ack", 0)
+    assert statuses.count("incomplete") >= stages.get("data", 0) + stages.get("request", 0)
+
+
+def test_analyze_file(benchmark: Callable, capture: tuple[Path, dict]) -> None:
+    path, summary = capture
+    analysis = benchmark(analyze_file, path)
+    assert analysis.capture.to_json()["packets"] == PACKETS
+    assert len(analysis.tcp.results()) == summary["tcp_connections"]
+    assert len(analysis.tftp.results()) == summary["tftp_transfers"]

@@ -1,0 +1,182 @@
+"""The TCP package's tables against their sources: RFC 9293's state diagram, Zeek's
+conn_state documentation, Wireshark's completeness rule; and the tracker's memory bounds."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from analyzer.decode.packet import Packet
+from analyzer.tcp import TcpTracker, zeek
+from analyzer.tcp import completeness as comp
+from analyzer.tcp import lifecycle as lc
+
+# RFC 9293 section 3.3.2 (Figure 5), arcs as "state + event -> state".
+RFC_ARCS = [
+    (lc.CLOSED, lc.SEND_SYN, lc.SYN_SENT),
+    (lc.SYN_SENT, lc.RCV_SYN, lc.SYN_RECEIVED),
+    (lc.SYN_SENT, lc.RCV_SYNACK, lc.ESTABLISHED),
+    (lc.SYN_RECEIVED, lc.RCV_ACK_OF_SYN, lc.ESTABLISHED),
+    (lc.SYN_RECEIVED, lc.SEND_FIN, lc.FIN_WAIT_1),
+    (lc.ESTABLISHED, lc.SEND_FIN, lc.FIN_WAIT_1),
+    (lc.ESTABLISHED, lc.RCV_FIN, lc.CLOSE_WAIT),
+    (lc.FIN_WAIT_1, lc.RCV_ACK_OF_FIN, lc.FIN_WAIT_2),
+    (lc.FIN_WAIT_1, lc.RCV_FIN, lc.CLOSING),
+    (lc.FIN_WAIT_2, lc.RCV_FIN, lc.TIME_WAIT),
+    (lc.CLOSING, lc.RCV_ACK_OF_FIN, lc.TIME_WAIT),
+    (lc.CLOSE_WAIT, lc.SEND_FIN, lc.LAST_ACK),
+    (lc.LAST_ACK, lc.RCV_ACK_OF_FIN, lc.CLOSED),
+]
+
+
+@pytest.mark.parametrize("state, event, after", RFC_ARCS)
+def test_rfc9293_arcs(state: str, event: str, after: str) -> None:
+    assert lc.step(state, event) == after
+
+
+def test_unlisted_events_keep_the_state() -> None:
+    assert lc.step(lc.ESTABLISHED, lc.SEND_SYN) == lc.ESTABLISHED
+    assert lc.step(lc.TIME_WAIT, lc.RCV_FIN) == lc.TIME_WAIT  # a retransmitted FIN
+    assert all(lc.step(s, lc.RCV_RST) == lc.CLOSED for s in lc.ALL_STATES
+               if s not in (lc.CLOSED, lc.LISTEN))
+
+
+# Zeek's documented conn_state meanings, with endpoint states that produce each.
+ZEEK_CASES = [
+    ("S0", zeek.SYN_SENT, zeek.INACTIVE, "S"),
+    ("S1", zeek.ESTABLISHED, zeek.ESTABLISHED, "ShA"),
+    ("SF", zeek.CLOSED, zeek.CLOSED, "ShADadFf"),
+    ("REJ", zeek.SYN_SENT, zeek.RESET, "Sr"),
+    ("S2", zeek.CLOSED, zeek.ESTABLISHED, "ShAF"),
+    ("S3", zeek.ESTABLISHED, zeek.CLOSED, "ShAf"),
+    ("RSTO", zeek.RESET, zeek.ESTABLISHED, "ShADR"),
+    ("RSTR", zeek.ESTABLISHED, zeek.RESET, "ShADr"),
+    ("RSTOS0", zeek.RESET, zeek.INACTIVE, "SR"),
+    ("RSTRH", zeek.INACTIVE, zeek.RESET, "^hr"),
+    ("SH", zeek.CLOSED, zeek.INACTIVE, "SF"),
+    ("SHR", zeek.INACTIVE, zeek.CLOSED, "^hf"),
+    ("OTH", zeek.PARTIAL, zeek.PARTIAL, "Dd"),
+]
+
+
+@pytest.mark.parametrize("expected, orig, resp, history", ZEEK_CASES)
+def test_zeek_conn_state(expected: str, orig: str, resp: str, history: str) -> None:
+    assert zeek.conn_state(orig, resp, 10, 10, history) == expected
+    assert expected in zeek.CONN_STATES
+
+
+def test_zeek_history_repeats_logarithmically() -> None:
+    history = zeek.ZeekHistory()
+    for _ in range(120):
+        history.count(0, "T")
+    assert history.text(originator=0, flipped=False) == "TTT"  # 1st, 10th, 100th
+
+
+def test_zeek_history_letters_once_and_on_new_sequence() -> None:
+    history = zeek.ZeekHistory()
+    history.on_packet(0, 0x02, 100, 0)  # SYN
+    history.on_packet(0, 0x02, 100, 0)  # same SYN again: not repeated
+    history.on_packet(1, 0x12, 7, 0)  # SYN-ACK
+    history.on_packet(0, 0x10, 101, 0)  # ACK
+    history.on_packet(0, 0x18, 101, 5)  # data
+    history.on_packet(0, 0x18, 106, 5)  # more data: D only once
+    history.on_packet(0, 0x02, 999, 0)  # SYN with another sequence number: again
+    history.on_packet(1, 0x16, 8, 0)  # SYN+RST: multi-flag
+    assert history.text(originator=0, flipped=False) == "ShADSq"
+
+
+@pytest.mark.parametrize("flags, length, bits", [
+    (0x02, 0, 0), (0x12, 0, comp.SYN_ACK), (0x10, 0, comp.ACK), (0x18, 5, comp.DATA),
+    (0x11, 0, comp.ACK | comp.FIN), (0x01, 0, 0), (0x04, 0, comp.RST),
+    (0x14, 0, comp.ACK | comp.RST),
+])
+def test_completeness_rule(flags: int, length: int, bits: int) -> None:
+    assert comp.on_packet(flags, length) == bits
+
+
+def test_completeness_labels() -> None:
+    assert comp.label(31) == "Complete, WITH_DATA"
+    assert comp.label(23) == "Complete, NO_DATA"
+    assert comp.label(7) == "Incomplete, ESTABLISHED"
+    assert comp.label(1) == "Incomplete, SYN_SENT"
+    assert comp.label(12) == "Incomplete"
+    assert comp.creation_bits(0x02, 10) == comp.SYN_SENT | comp.DATA
+    assert comp.creation_bits(0x12, 0) == 0
+
+
+def _syn(port: int, ts: float) -> Packet:
+    return Packet(port, ts, 0, 4, b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02", 6, port, 80,
+                  b"", 0, seq=port * 7, flags=0x02, window=1024)
+
+
+def test_syn_flood_memory_is_bounded() -> None:
+    """20k half-open connections: streams are evicted, memory stays bounded."""
+    tracker = TcpTracker(max_active=1000)
+    tracemalloc.start()
+    for i in range(20_000):
+        tracker.on_packet(_syn(1024 + i, 1000.0 + i * 1e-4))
+        if i == 5_000:
+            at_5k = tracemalloc.get_traced_memory()[0]
+    at_20k = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(tracker._active) <= 1000
+    assert tracker.evictions >= 18_000
+    # Finished streams are small results; the live ones are bounded. Growth from 5k to
+    # 20k SYNs is the results only (about 1.5 KiB each), not the tracking state (~20 KiB
+    # per live stream with its hashers).
+    assert (at_20k - at_5k) / 15_000 < 2500
+    tracker.finish()
+    results = tracker.results()
+    assert [r.stream for r in results] == list(range(20_000))
+    assert all(r.conn_state == "S0" and r.handshake == "incomplete" for r in results[:5])
+    assert results[0].evicted
+
+
+def test_idle_streams_are_finished_after_the_timeout() -> None:
+    tracker = TcpTracker(idle_timeout=60)
+    tracker.on_packet(_syn(2000, 0.0))
+    for i in range(4096):  # sweeps run as new streams arrive
+        tracker.on_packet(_syn(3000 + i, 100.0 + i * 1e-3))
+    assert 0 not in tracker._active
+    assert tracker.evictions >= 1
+
+
+def test_default_keeps_no_stream_data() -> None:
+    tracker = TcpTracker()
+    tracker.on_packet(_syn(4000, 1.0))
+    tracker.finish()
+    (result,) = tracker.results()
+    assert result.records is None and result.chunks is None
+
+
+def _pkt(sport: int, dport: int, flags: int, seq: int, ack: int, ts: float,
+         data: bytes = b"", forward: bool = True) -> Packet:
+    a, b = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
+    src, dst = (a, b) if forward else (b, a)
+    return Packet(1, ts, 0, 4, src, dst, 6, sport, dport, data, len(data), seq=seq,
+                  ack=ack, flags=flags, window=1024)
+
+
+def test_closed_streams_are_freed_and_late_packets_still_count() -> None:
+    """A closed stream is finished after closed_timeout; a late packet on its 4-tuple is
+    counted in it (as Wireshark would), a new SYN with a new ISN opens a new stream."""
+    results = []
+    tracker = TcpTracker(closed_timeout=5, on_result=results.append)
+    tracker.on_packet(_pkt(1000, 80, 0x02, 10, 0, 0.0))
+    tracker.on_packet(_pkt(80, 1000, 0x12, 50, 11, 0.1, forward=False))
+    tracker.on_packet(_pkt(1000, 80, 0x10, 11, 51, 0.2))
+    tracker.on_packet(_pkt(1000, 80, 0x11, 11, 51, 0.3))
+    tracker.on_packet(_pkt(80, 1000, 0x11, 51, 12, 0.4, forward=False))
+    tracker.on_packet(_pkt(1000, 80, 0x10, 12, 52, 0.5))
+    for i in range(1, 1025):  # other streams arriving trigger the sweep
+        tracker.on_packet(_pkt(2000 + i, 80, 0x02, i, 0, 10.0 + i * 1e-3))
+    assert results and results[0].stream == 0 and not results[0].evicted
+    assert 0 not in tracker._active
+    tracker.on_packet(_pkt(80, 1000, 0x11, 51, 12, 12.0, forward=False))  # a late FIN resend
+    assert tracker.late_packets == 1
+    tracker.on_packet(_pkt(1000, 80, 0x02, 999, 0, 13.0))  # the port is reused
+    tracker.finish()
+    reused = [r for r in results if r.client.endpoint == "10.0.0.1:1000"]
+    assert [r.stream for r in reused] == [0, 1025]
+    assert reused[1].labels == ["port-reuse"]
