@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-RUN_CAPTURE ?= captures/http-fetch.pcap
+RUN_CAPTURE ?= captures/tour.pcapng
 
 .PHONY: run test lint system-deps bench clean
 

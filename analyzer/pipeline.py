@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class CaptureSummary:
     first: float | None
     last: float | None
     filtered_out: int = 0
+    tracker_warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         info, stats = self.info, self.stats
@@ -67,7 +68,7 @@ class CaptureSummary:
 
     @property
     def warnings(self) -> list[str]:
-        return self.info.warnings + self.stats.warnings
+        return self.info.warnings + self.stats.warnings + self.tracker_warnings
 
 
 @dataclass
@@ -126,7 +127,13 @@ class Analyzer:
         if frags.pending or frags.dropped:
             stats.warn(f"IP fragments: {frags.reassembled} datagrams reassembled, "
                        f"{frags.pending + frags.dropped} left incomplete")
-        summary = CaptureSummary(info, stats, self.first, self.last, self.filtered_out)
+        tracker_warnings = list(self.tcp.warnings)
+        if self.tcp.evictions:
+            tracker_warnings.append(
+                f"TCP: {self.tcp.evictions} streams were finished while still open, to bound "
+                "memory (idle too long, or too many open at once)")
+        summary = CaptureSummary(info, stats, self.first, self.last, self.filtered_out,
+                                 tracker_warnings)
         return Analysis(summary, self.tcp, self.tftp)
 
 

@@ -48,6 +48,7 @@ from benchmarks.generate import (  # noqa: E402  (needs the repo on sys.path fir
     generate,
     meta_path,
     parse_count,
+    truth_path,
 )
 
 DEFAULT_DATA_DIR = BENCH_DIR / "data"
@@ -105,6 +106,11 @@ def venv_executable(name: str) -> str | None:
     if candidate.exists():
         return str(candidate)
     return shutil.which(name)
+
+
+def default_scratch_dir() -> Path | None:
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
 
 
 def build_tools(analyzer: str, python: str, scapy_max: int) -> list[Tool]:
@@ -221,7 +227,7 @@ def ensure_capture(data_dir: Path, packets: int, seed: int) -> tuple[Path, dict]
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / f"synthetic-{format_count(packets)}-seed{seed}.pcap"
     meta_file = meta_path(path)
-    if path.exists() and meta_file.exists():
+    if path.exists() and meta_file.exists() and truth_path(path).exists():
         meta = json.loads(meta_file.read_text())
         if meta.get("generator_version") == GENERATOR_VERSION and meta.get("packets") == packets:
             return path, meta
@@ -238,29 +244,70 @@ def warm_page_cache(path: Path) -> None:
             pass
 
 
-def check_analyzer_output(json_lines: Path, meta: dict) -> str:
-    """Compare analyzer's JSON Lines with what the generator wrote (truth by construction)."""
+def check_analyzer_output(json_lines: Path, meta: dict, truth_file: Path) -> str:
+    """Compare analyzer's JSON Lines with what the generator wrote (truth by construction).
+
+    Counts must match the summary; every flow in the truth file (one that sent all its
+    packets) must be reported with the same byte counts and SHA-256 per direction.
+    """
+    truth_tcp: dict[tuple[str, str], dict] = {}
+    truth_tftp: dict[tuple[str, str], dict] = {}
+    if truth_file.exists():
+        with truth_file.open() as stream:
+            for line in stream:
+                record = json.loads(line)
+                if record["type"] == "tcp_stream":
+                    truth_tcp[(record["client"], record["server"])] = record
+                else:
+                    truth_tftp[(record["client"], record["filename"])] = record
     kinds: Counter[str] = Counter()
     capture: dict = {}
+    exact = {"tcp": 0, "tftp": 0}
+    wrong: list[str] = []
+    tcp_keys = ("client_bytes", "server_bytes", "client_sha256", "server_sha256")
     with json_lines.open() as stream:
         for line in stream:
             if not line.strip():
                 continue
             record = json.loads(line)
-            kinds[record.get("type", "?")] += 1
-            if record.get("type") == "capture":
+            kind = record.get("type", "?")
+            kinds[kind] += 1
+            if kind == "capture":
                 capture = record
+            elif kind == "tcp_stream":
+                expected = truth_tcp.get((record.get("client"), record.get("server")))
+                if expected is not None:
+                    if all(record.get(key) == expected[key] for key in tcp_keys):
+                        exact["tcp"] += 1
+                    elif len(wrong) < 3:
+                        wrong.append(f"tcp stream {record.get('stream')}")
+            elif kind == "tftp_transfer":
+                expected = truth_tftp.get((record.get("client"), record.get("filename")))
+                if expected is not None:
+                    same = record.get("status") == expected["status"] and (
+                        expected["status"] == "error"
+                        or (record.get("bytes"), record.get("sha256"))
+                        == (expected["bytes"], expected["sha256"]))
+                    if same:
+                        exact["tftp"] += 1
+                    elif len(wrong) < 3:
+                        wrong.append(f"tftp {expected['filename']}")
+    packets = capture.get("packets")
     findings = [
         f"tcp_stream {kinds['tcp_stream']} (generated {meta['tcp_connections']})",
         f"tftp_transfer {kinds['tftp_transfer']} (generated {meta['tftp_transfers']})",
+        f"packets {packets} (generated {meta['packets']})",
+        f"byte-exact (sizes and SHA-256 per direction) for {exact['tcp']} of "
+        f"{len(truth_tcp)} finished TCP connections and {exact['tftp']} of "
+        f"{len(truth_tftp)} finished TFTP transfers",
     ]
-    packets = capture.get("packets")
-    if packets is not None:
-        findings.append(f"packets {packets} (generated {meta['packets']})")
+    if wrong:
+        findings.append("differences in " + ", ".join(wrong))
     ok = (kinds["tcp_stream"] == meta["tcp_connections"]
           and kinds["tftp_transfer"] == meta["tftp_transfers"]
-          and packets in (None, meta["packets"]))
-    return ("ok: " if ok else "MISMATCH: ") + ", ".join(findings)
+          and packets == meta["packets"]
+          and exact["tcp"] == len(truth_tcp) and exact["tftp"] == len(truth_tftp))
+    return ("ok: " if ok else "MISMATCH: ") + "; ".join(findings)
 
 
 def command_output(argv: list[str]) -> str:
@@ -355,7 +402,8 @@ def render(results: list[Measurement], startup: list[Measurement], machine: dict
     if checks:
         lines += ["", "### Output check", "",
                   "`analyzer read --json` output of the first run compared with the "
-                  "generator's record of what it wrote:", ""]
+                  "generator's record of what it wrote (counts, and for every flow that "
+                  "sent all its packets the bytes and SHA-256 per direction):", ""]
         lines += [f"- {size}: {text}" for size, text in checks.items()]
     lines += ["", END_MARKER]
     return "\n".join(lines) + "\n"
@@ -424,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest capture for the scapy loop (default 100k)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--scratch-dir", type=Path, default=default_scratch_dir(),
+                        help="where tools write their output files (default /dev/shm when "
+                             "present: tmpfs, so disk writeback does not add noise)")
     parser.add_argument("--analyzer", default=venv_executable("analyzer"),
                         help="analyzer executable (default: the repo venv's)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
@@ -447,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     checks: dict[str, str] = {}
     metas: dict[str, dict] = {}
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=args.data_dir))
+    scratch = Path(tempfile.mkdtemp(prefix="analyzer-bench-", dir=args.scratch_dir))
     try:
         for packets in sizes:
             size = format_count(packets)
@@ -462,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
                                args.repeat_limit, scratch, {"analyzer": keep})
             results += measured
             if keep.exists() and any(m.tool == "analyzer" and m.runs for m in measured):
-                checks[size] = check_analyzer_output(keep, meta)
+                checks[size] = check_analyzer_output(keep, meta, truth_path(capture))
                 print(f"  output check: {checks[size]}", flush=True)
         startup: list[Measurement] = []
         if wanted is None or "startup" in wanted:

@@ -4,12 +4,11 @@ import pytest
 
 
 def test_a_frame_without_destination_mac_fails_instead_of_resolving_it() -> None:
+    from scapy.error import ScapyNoDstMacException
     from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
 
     # Without the guard in conftest.py, building this frame sends an ARP request for
     # 10.9.9.9 out of the host's default interface.
-    from scapy.error import ScapyNoDstMacException
-
     with pytest.raises(ScapyNoDstMacException):
         bytes(Ether() / IP(dst="10.9.9.9") / UDP())

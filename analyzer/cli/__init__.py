@@ -69,14 +69,18 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 def run_read(args: argparse.Namespace) -> int:
     from analyzer.pipeline import analyze_file
     from analyzer.report import console
+    from analyzer.tcp.tracker import TcpTracker
 
     progress = None
     if not args.no_progress and sys.stderr.isatty():
         progress = console.file_progress()
+    # JSON Lines go out as each stream finishes: memory stays flat however many there are.
+    tcp_tracker = TcpTracker(on_result=console.json_writer()) if args.json else None
     with progress or nullcontext():
         analysis = analyze_file(args.capture, tftp_ports=args.tftp_port,
                                 extract_dir=args.extract, bpf=args.filter,
-                                progress=progress.update if progress else None)
+                                progress=progress.update if progress else None,
+                                tcp_tracker=tcp_tracker)
     console.print_analysis(analysis, as_json=args.json)
     return EXIT_OK
 
@@ -91,10 +95,13 @@ def run_sniff(args: argparse.Namespace) -> int:
     from analyzer.capture.live import LiveCapture
     from analyzer.pipeline import Analyzer
     from analyzer.report import console
+    from analyzer.tcp.tracker import TcpTracker
 
     capture = LiveCapture(args.interface, bpf=args.filter, count=args.count,
                           duration=args.duration, write=args.write)
-    analyzer = Analyzer(tftp_ports=args.tftp_port, extract_dir=args.extract)
+    tcp_tracker = TcpTracker(on_result=console.json_writer()) if args.json else None
+    analyzer = Analyzer(tftp_ports=args.tftp_port, extract_dir=args.extract,
+                        tcp_tracker=tcp_tracker)
     live_view = not args.no_live and not args.json and sys.stderr.isatty()
     with console.live_view(analyzer, capture, enabled=live_view) as view:
         capture.run(analyzer.feed, stop, on_tick=view.refresh)

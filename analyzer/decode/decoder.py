@@ -110,7 +110,9 @@ class Decoder:
                     end = 14 + total
                     if end > len(data):  # cut by the snaplen
                         end = len(data)
-                    claimed = total - 20
+                    # Like Wireshark, believe the IP length only as far as the frame was
+                    # long on the wire (a bogus length must not invent missing bytes).
+                    claimed = total - 20 if 14 + total <= wirelen else wirelen - 34
                     if proto == PROTO_TCP and end >= 54:
                         sport, dport, seq, ack, doff, flags, window = _TCP_UNPACK(data, 34)
                         hlen = (doff >> 4) << 2
@@ -148,8 +150,8 @@ class Decoder:
                 return None
             version, off = located
         if version == 4:
-            return self._ipv4(mv, off, number, ts, interface)
-        return self._ipv6(mv, off, number, ts, interface)
+            return self._ipv4(mv, off, wirelen - off, number, ts, interface)
+        return self._ipv6(mv, off, wirelen - off, number, ts, interface)
 
     @property
     def stats(self) -> DecodeStats:
@@ -258,8 +260,9 @@ class Decoder:
 
     # -- network layer ------------------------------------------------------------------
 
-    def _ipv4(self, mv: memoryview, off: int, number: int, ts: float,
+    def _ipv4(self, mv: memoryview, off: int, reported: int, number: int, ts: float,
               interface: int) -> Packet | None:
+        """IPv4 at `off`; `reported` is how many bytes from there the frame had on the wire."""
         if len(mv) - off < 20:
             return self._malformed(number, "IPv4 header cut short")
         vihl, _tos, total, ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(mv, off)
@@ -274,7 +277,7 @@ class Decoder:
             return self._malformed(number, "IPv4 total length shorter than its header")
         start = off + ihl
         end = off + min(total, available)
-        claimed = total - ihl
+        claimed = min(total, max(reported, ihl)) - ihl
         if frag & 0x3FFF:  # more-fragments flag or a non-zero offset
             self._stats.protocols["ipv4-fragment"] += 1
             if end - start < claimed:
@@ -289,7 +292,7 @@ class Decoder:
         return self._transport(mv, start, end, claimed, 4, src, dst, proto, number, ts,
                                interface)
 
-    def _ipv6(self, mv: memoryview, off: int, number: int, ts: float,
+    def _ipv6(self, mv: memoryview, off: int, reported: int, number: int, ts: float,
               interface: int) -> Packet | None:
         if len(mv) - off < 40:
             return self._malformed(number, "IPv6 header cut short")
@@ -300,6 +303,7 @@ class Decoder:
         start = off + 40
         end = min(len(mv), start + plen) if plen else len(mv)
         claimed = plen if plen else end - start
+        claimed = min(claimed, max(reported - 40, 0))
         claimed_end = start + claimed
         fragment: tuple[int, bool, int] | None = None
         while nxt in IPV6_EXT_HEADERS or nxt == IPV6_FRAGMENT:

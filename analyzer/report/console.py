@@ -5,10 +5,11 @@ to stderr for progress, so `--json` output stays clean."""
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -30,8 +31,25 @@ if TYPE_CHECKING:
     from analyzer.pipeline import Analysis, Analyzer
 
 
+# Reports written to a pipe or file are not squeezed into rich's default 80 columns.
+PIPE_WIDTH = 140
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=PIPE_WIDTH)
+    return console
+
+
+def json_writer() -> Callable[[Any], None]:
+    """A result sink that prints each result's JSON line at once (for `--json`)."""
+    from analyzer.report.jsonl import write_objects
+
+    def write(result: Any) -> None:
+        write_objects([result.to_json()], sys.stdout)
+
+    return write
 
 
 def print_analysis(analysis: Analysis, *, as_json: bool) -> None:
@@ -99,11 +117,9 @@ class LiveView:
         table = Table(box=None, show_header=True, header_style="bold")
         for column in ("kind", "connection", "packets", "state"):
             table.add_column(column)
-        for row in self.analyzer.tcp.live_rows(8) if hasattr(self.analyzer.tcp, "live_rows") \
-                else ():
+        for row in self.analyzer.tcp.live_rows(8):
             table.add_row("tcp", *row)
-        for row in self.analyzer.tftp.live_rows(4) if hasattr(self.analyzer.tftp, "live_rows") \
-                else ():
+        for row in self.analyzer.tftp.live_rows(4):
             table.add_row("tftp", *row)
         return Group(header, table) if table.row_count else Group(header)
 

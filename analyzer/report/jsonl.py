@@ -16,7 +16,8 @@ def write_objects(objects: Iterable[dict[str, Any]], out: TextIO) -> None:
 
 
 def write_analysis(analysis: Analysis, out: TextIO) -> None:
-    """tcp_stream objects by stream number, tftp_transfer objects, then the capture."""
+    """tcp_stream objects (those not already written as they finished, by stream number),
+    tftp_transfer objects, then the capture."""
     write_objects((r.to_json() for r in analysis.tcp.results()), out)
     write_objects((r.to_json() for r in analysis.tftp.results()), out)
     write_objects([analysis.capture.to_json()], out)

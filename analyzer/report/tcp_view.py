@@ -297,6 +297,7 @@ def _notes(record: PacketRecord, result: TcpStreamResult) -> list[tuple[str, str
         "zero-window": (f"zero window: {me} cannot take more data", "yellow"),
         "keep-alive": ("keep-alive", "dim"),
         "lost-segment": ("previous segment not captured", "red"),
+        "acked-unseen": (f"{me} ACKs bytes the capture never saw", "red"),
     }
     for event in record.events:
         if event in words:

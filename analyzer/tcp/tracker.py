@@ -2,10 +2,11 @@
 
 Theory of operation
 -------------------
-`TcpTracker.on_packet` is the hot path of the whole product, so the per-packet work is
-one dict lookup by the (src, sport, dst, dport) tuple (both directions of a connection are
-in the dict, each pointing at the same `_Stream` with its direction number) and integer
-arithmetic on 32-bit sequence numbers turned into unbounded stream offsets.
+`TcpTracker.on_packet` is the hot path of the whole product. Both directions of every
+connection are in one dict keyed by the (src, sport, dst, dport) tuple, each pointing at
+its direction's `_Flow`; a fast path handles the common packet (an ACK, maybe with in-order
+data, in a settled connection) with integer arithmetic and one hash update. Everything
+else goes to `_Stream.on_packet`, which runs the full analysis.
 
 Streams are numbered exactly as Wireshark numbers `tcp.stream`: in order of the first
 packet of each conversation; a SYN (without ACK) whose sequence number differs from the
@@ -14,15 +15,21 @@ reuse, Wireshark 4.0's rule).
 
 Each direction (`_Flow`) reassembles what the receiving application reads, the way
 Wireshark's Follow TCP Stream does: in-order bytes are hashed straight from the packet's
-buffer (no copy); bytes already delivered are dropped (a differing retransmission is an
+buffer; bytes already delivered are dropped (a differing retransmission is an
 `overlap_conflict`, the first copy stays); segments ahead of the next expected byte wait in
 a bounded buffer. A hole becomes a gap (metadata, never spliced text) when the receiver
 acknowledges past it, when the buffer would exceed its cap, or at the end of the capture.
+32-bit sequence numbers become unbounded stream offsets (0 = first data byte), so
+wraparound past 2**32 needs no special case.
 
 Directions are numbered 0 (sender of the stream's first packet) and 1; the result speaks
 of client and server (SPEC: the sender of the first SYN without ACK, else direction 0).
-Memory: by default no stream data is kept (only hashes, a small tail for conflict checks,
-and the bounded out-of-order buffer); idle streams are finished and evicted.
+
+Memory: by default no stream data is kept: only the hashes, a small tail per direction for
+conflict checks (freed at close), and the bounded out-of-order buffer. Closed streams are
+finished after `closed_timeout` capture seconds, idle open ones after `idle_timeout` (or
+when over `max_active`); a tombstone per 4-tuple keeps late packets in their stream.
+Per-packet records and Follow chunks are kept only for the streams asked for (`keep`).
 """
 
 from __future__ import annotations
@@ -50,9 +57,10 @@ MASK32 = 0xFFFFFFFF
 HALF32 = 0x80000000
 WRAP32 = 0x100000000
 
-_FIN, _SYN, _RST, _PSH, _ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 
-# Event codes recorded on packets of kept streams (views turn them into words).
+# Event codes recorded on packets of kept streams (views turn them into words); the
+# analysis kinds appear too, spelled with dashes ("dup-ack", "lost-segment", ...).
 EVENT_SYN = "syn"  # opening SYN
 EVENT_SYN_ACK = "syn-ack"
 EVENT_HANDSHAKE_ACK = "handshake-ack"
@@ -114,14 +122,15 @@ def parse_options(raw: bytes | memoryview) -> dict[str, Any]:
 class _Flow:
     """One direction of a connection: its sequence space and its reassembly."""
 
+    # The fast path's attributes first: slots are laid out in this order, so they share
+    # a few cache lines (memory latency dominates with thousands of live streams).
     __slots__ = (
-        "addr", "port", "seen", "isn", "syn", "bare_syn", "syn_acked", "next_raw",
-        "next_off", "high", "acked_off", "hasher", "nbytes", "pending", "pending_keys",
-        "pending_bytes", "gaps", "tail", "tail_holes", "fin_off", "fin_frame", "rst_frame",
-        "rst_cause",
-        "last_ack", "last_win", "dup_acks", "last_ts", "options", "packets", "syn_ts",
-        "keepalive", "steady", "history_todo", "stream", "peer", "side", "completeness",
-        "last_seen",
+        "steady", "next_raw", "high", "next_off", "peer", "last_ack", "last_win",
+        "completeness", "hasher", "tail", "high_ts", "keepalive", "need_d", "need_a",
+        "dup_acks", "packets", "last_seen", "pending",
+        "stream", "side", "addr", "port", "seen", "isn", "syn", "bare_syn", "syn_acked",
+        "acked_off", "pending_keys", "pending_bytes", "gaps", "tail_holes", "fin_off",
+        "fin_frame", "rst_frame", "rst_cause", "options", "syn_ts",
     )
 
     def __init__(self, stream: _Stream, side: int, addr: bytes, port: int) -> None:
@@ -140,9 +149,9 @@ class _Flow:
         self.next_raw = 0  # raw seq of the next byte the receiver's application gets
         self.next_off = 0  # the same as a stream offset (0 = first data byte)
         self.high = 0  # highest sequence offset sent + 1 (Wireshark's nextseq)
+        self.high_ts = 0.0  # when `high` last advanced (Wireshark's nextseqtime)
         self.acked_off = 0  # highest offset the peer acknowledged beyond next_off
         self.hasher = hashlib.sha256()
-        self.nbytes = 0
         self.pending: dict[int, tuple[bytes, int, float]] = {}
         self.pending_keys: list[int] = []
         self.pending_bytes = 0
@@ -156,7 +165,6 @@ class _Flow:
         self.last_ack = -1
         self.last_win = -1
         self.dup_acks = 0
-        self.last_ts = 0.0
         self.options: dict[str, Any] = {}
         self.packets = 0
         self.syn_ts: float | None = None
@@ -164,7 +172,10 @@ class _Flow:
         # True when a plain in-order segment from this side needs no more than the
         # tracker's fast path (see TcpTracker.on_packet); refreshed by the slow path.
         self.steady = False
-        self.history_todo = True  # Zeek's D or A mark still to be set for this side
+        # Zeek's D / A history marks still to be set for this side (fast path hands such
+        # packets to the history; once set, data and pure ACKs add no letter)
+        self.need_d = True
+        self.need_a = True
 
     def start(self, seq: int, syn: bool) -> None:
         self.seen = True
@@ -176,6 +187,11 @@ class _Flow:
             self.isn = (seq - 1) & MASK32
             self.next_raw = seq
             self.high = 0
+
+    @property
+    def delivered(self) -> int:
+        """Bytes reassembled so far: the stream offset reached, minus the gaps."""
+        return self.next_off - sum(length for _, length in self.gaps)
 
     def offset_of(self, raw: int) -> int:
         """Stream offset of a raw sequence number near the reassembly frontier."""
@@ -222,9 +238,10 @@ class _Stream:
         self.closed = False  # FIN both ways or a RST: evictable sooner
         self.syn_side: int | None = None
 
-    # -- the hot path -------------------------------------------------------------------
+    # -- one packet, fully analyzed (the tracker's fast path handles the plain ones) ------
 
     def on_packet(self, pkt: Packet, side: int) -> None:
+        """Everything about one packet: lifecycle, analysis, reassembly, Zeek, records."""
         flags = pkt.flags
         flow = self.flows[side]
         peer = self.flows[side ^ 1]
@@ -255,6 +272,8 @@ class _Stream:
                     # across a hole in front of its buffered segments.
                     if (a_off > peer.high or peer.pending) and not flags & _RST:
                         analysis["acked_unseen"] += 1
+                        if events is not None:
+                            events.append("acked-unseen")
                     if a_off > peer.acked_off:
                         peer.acked_off = a_off
                         if peer.pending:
@@ -302,7 +321,7 @@ class _Stream:
                     self._classify_old_segment(pkt, side, flow, peer, end, high, events)
                 if end > high:
                     flow.high = end
-                flow.last_ts = ts
+                    flow.high_ts = ts
         else:
             keep_alive = False
         # A RST's payload (its "cause") is stream data too: Follow shows it.
@@ -341,15 +360,17 @@ class _Stream:
         steady = self.records is None and not self.watch and self.zeek_states.idle and \
             first.seen and second.seen
         first.steady = second.steady = steady
-        first.history_todo = marks[0] & zeek.MARKS_DATA_AND_ACK != zeek.MARKS_DATA_AND_ACK
-        second.history_todo = marks[1] & zeek.MARKS_DATA_AND_ACK != zeek.MARKS_DATA_AND_ACK
+        for side, flow in enumerate(self.flows):
+            flow.need_d = not marks[side] & zeek.MARK_DATA
+            flow.need_a = not marks[side] & zeek.MARK_ACK
 
     def history_fast(self, flow: _Flow, flags: int, seq: int, length: int) -> None:
-        """Zeek's D / A marks for a fast-path packet (the first few of each side only)."""
+        """Zeek's D or A mark for a fast-path packet (the first of each kind only)."""
         history = self.history
         history.on_packet(flow.side, flags, seq, length)
-        flow.history_todo = history.marks[flow.side] & zeek.MARKS_DATA_AND_ACK != \
-            zeek.MARKS_DATA_AND_ACK
+        marks = history.marks[flow.side]
+        flow.need_d = not marks & zeek.MARK_DATA
+        flow.need_a = not marks & zeek.MARK_ACK
 
     # -- rarer paths --------------------------------------------------------------------
 
@@ -477,12 +498,17 @@ class _Stream:
 
     def _classify_old_segment(self, pkt: Packet, side: int, flow: _Flow, peer: _Flow,
                               end: int, high: int, events: list[str] | None) -> None:
-        """A segment starting below the highest sequence seen: which kind of resend."""
+        """A segment starting below the highest sequence seen: which kind of resend.
+
+        Wireshark's rule: out-of-order when it comes within the initial RTT (3 ms while
+        unknown) of the segment that advanced the highest sequence, and does not end
+        exactly there; fast retransmission after 2+ duplicate ACKs asking for it."""
         analysis = self.analysis
+        threshold = self.rtt if self.rtt else OUT_OF_ORDER_THRESHOLD
         if peer.dup_acks >= 2 and peer.last_ack == pkt.seq:
             kind = "fast_retransmission"
             analysis["retransmission"] += 1
-        elif pkt.ts - flow.last_ts < OUT_OF_ORDER_THRESHOLD and end != high:
+        elif pkt.ts - flow.high_ts < threshold and end != high:
             kind = "out_of_order"
         else:
             kind = "retransmission"
@@ -497,7 +523,6 @@ class _Stream:
         """Append in-order bytes to a direction."""
         size = len(data)
         flow.hasher.update(data)
-        flow.nbytes += size
         flow.next_off += size
         flow.next_raw = (flow.next_raw + size) & MASK32
         window = self.tracker.conflict_window
@@ -633,7 +658,7 @@ class _Stream:
             sides.append(SideInfo(
                 endpoint=format_endpoint(flow.addr, flow.port),
                 isn=flow.isn if flow.syn else None, options=flow.options,
-                packets=flow.packets, bytes=flow.nbytes, sha256=flow.hasher.hexdigest(),
+                packets=flow.packets, bytes=flow.delivered, sha256=flow.hasher.hexdigest(),
                 fin_frame=flow.fin_frame, rst_frame=flow.rst_frame,
                 rst_cause=flow.rst_cause))
         client, server = sides
@@ -661,7 +686,7 @@ class _Stream:
         history = self.history.text(client_side, flipped=client_side != 0)
         zstates = self.zeek_states.states
         conn_state = zeek.conn_state(zstates[client_side], zstates[server_side],
-                                     cflow.nbytes, sflow.nbytes, history)
+                                     cflow.delivered, sflow.delivered, history)
         gaps = [Gap(side == client_side, off, length)
                 for side in (client_side, server_side)
                 for off, length in self.flows[side].gaps]
@@ -765,31 +790,32 @@ class TcpTracker:
                     if len(payload) == length:
                         flow.completeness |= 8
                         flow.hasher.update(payload)
-                        flow.nbytes += length
                         offset = flow.next_off + length
                         flow.next_off = offset
                         flow.high = offset
+                        flow.high_ts = pkt.ts
                         flow.next_raw = (seq + length) & MASK32
                         if self._tail_max:
                             tail = flow.tail
                             tail += payload
                             if len(tail) > self._tail_max:
                                 del tail[:len(tail) - self.conflict_window]
-                        flow.last_ts = pkt.ts
                         flow.keepalive = False
+                        if flow.need_d:
+                            flow.stream.history_fast(flow, flags, seq, length)
                     else:
                         flow.stream.on_packet(pkt, flow.side)
                         return
                 else:
                     flow.completeness |= 4
+                    if flow.need_a:
+                        flow.stream.history_fast(flow, flags, seq, length)
                 if ack != flow.last_ack:
                     flow.dup_acks = 0
                     flow.last_ack = ack
                 flow.last_win = window
                 flow.packets += 1
                 flow.last_seen = pkt.ts
-                if flow.history_todo:
-                    flow.stream.history_fast(flow, flags, seq, length)
                 return
         elif flags & 0x12 == 0x02 and flow.seen and pkt.seq != flow.isn:
             self._open(pkt, flow.stream, True)
@@ -847,6 +873,8 @@ class TcpTracker:
                 if tombstone:
                     self._tombstones[key] = (None if self.on_result else result,
                                              flow.isn if flow.seen else None)
+        for flow in stream.flows:  # break the stream <-> flow cycles: freed at once
+            flow.stream = flow.peer = None  # type: ignore[assignment]
         if self.on_result is not None:
             self.on_result(result)
         else:
@@ -885,3 +913,25 @@ class TcpTracker:
     @property
     def stream_count(self) -> int:
         return self._next_number
+
+    def live_rows(self, limit: int) -> list[tuple[str, str, str]]:
+        """(connection, packets, state) of the newest streams, for the live sniff view."""
+        rows: list[tuple[int, tuple[str, str, str]]] = []
+        for number in sorted(self._active)[-limit:]:
+            stream = self._active[number]
+            client = stream.syn_side if stream.syn_side is not None else 0
+            cflow, sflow = stream.flows[client], stream.flows[client ^ 1]
+            connection = (f"#{number} {format_endpoint(cflow.addr, cflow.port)} → "
+                          f"{format_endpoint(sflow.addr, sflow.port)}")
+            state = (f"{stream.states[client]} / {stream.states[client ^ 1]}, "
+                     f"{cflow.delivered:,} B → {sflow.delivered:,} B ←")
+            rows.append((number, (connection, f"{cflow.packets + sflow.packets:,}", state)))
+        for result in self._results[-limit:]:
+            labels = f" ({', '.join(result.labels)})" if result.labels else ""
+            rows.append((result.stream, (
+                f"#{result.stream} {result.client.endpoint} → {result.server.endpoint}",
+                f"{result.packets:,}",
+                f"done: {result.handshake} handshake, close {result.close}{labels}, "
+                f"{result.client.bytes:,} B → {result.server.bytes:,} B ←")))
+        rows.sort()
+        return [row for _, row in rows[-limit:]]

@@ -11,6 +11,7 @@ pyproject's `--benchmark-disable` makes each test run once as a plain test; to t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from analyzer.decode.packet import PROTO_TCP, PROTO_UDP
 from analyzer.pipeline import analyze_file
 from analyzer.tcp.tracker import TcpTracker
 from analyzer.tftp.tracker import TftpTracker
-from benchmarks.generate import generate
+from benchmarks.generate import generate, truth_path
 
 PACKETS = 4000
 
@@ -109,5 +110,23 @@ def test_analyze_file(benchmark: Callable, capture: tuple[Path, dict]) -> None:
     path, summary = capture
     analysis = benchmark(analyze_file, path)
     assert analysis.capture.to_json()["packets"] == PACKETS
-    assert len(analysis.tcp.results()) == summary["tcp_connections"]
-    assert len(analysis.tftp.results()) == summary["tftp_transfers"]
+    streams = {(s["client"], s["server"]): s
+               for s in (result.to_json() for result in analysis.tcp.results())}
+    transfers = {(t["client"], t["filename"]): t
+                 for t in (result.to_json() for result in analysis.tftp.results())}
+    assert len(streams) == summary["tcp_connections"]
+    assert len(transfers) == summary["tftp_transfers"]
+    # Every flow that sent all its packets: the same bytes, hashed, as the generator sent.
+    truths = [json.loads(line) for line in truth_path(path).read_text().splitlines()]
+    assert sum(t["type"] == "tcp_stream" for t in truths) > 20
+    for truth in truths:
+        if truth["type"] == "tcp_stream":
+            stream = streams[(truth["client"], truth["server"])]
+            for key in ("client_bytes", "server_bytes", "client_sha256", "server_sha256"):
+                assert stream[key] == truth[key], (stream["stream"], key)
+        else:
+            transfer = transfers[(truth["client"], truth["filename"])]
+            assert transfer["status"] == truth["status"]
+            if truth["status"] == "complete":
+                assert (transfer["bytes"], transfer["sha256"]) == (truth["bytes"],
+                                                                   truth["sha256"])

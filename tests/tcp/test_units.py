@@ -180,3 +180,20 @@ def test_closed_streams_are_freed_and_late_packets_still_count() -> None:
     reused = [r for r in results if r.client.endpoint == "10.0.0.1:1000"]
     assert [r.stream for r in reused] == [0, 1025]
     assert reused[1].labels == ["port-reuse"]
+
+
+def test_live_rows_show_open_and_finished_streams() -> None:
+    tracker = TcpTracker(closed_timeout=1)
+    tracker.on_packet(_pkt(1000, 80, 0x02, 10, 0, 0.0))
+    tracker.on_packet(_pkt(80, 1000, 0x12, 50, 11, 0.1, forward=False))
+    tracker.on_packet(_pkt(1000, 80, 0x18, 11, 51, 0.2, data=b"hello"))
+    (row,) = tracker.live_rows(8)
+    assert row == ("#0 10.0.0.1:1000 → 10.0.0.2:80", "3",
+                   "ESTABLISHED / ESTABLISHED, 5 B → 0 B ←")  # the data ACKs the SYN-ACK
+    tracker.on_packet(_pkt(80, 1000, 0x14, 51, 16, 0.3, forward=False))  # RST
+    for i in range(1, 1025):  # new streams trigger the sweep that finishes stream 0
+        tracker.on_packet(_pkt(3000 + i, 80, 0x02, i, 0, 10.0))
+    rows = tracker.live_rows(2000)
+    assert rows[0] == ("#0 10.0.0.1:1000 → 10.0.0.2:80", "4",
+                       "done: complete handshake, close rst (reset-by-server), 5 B → 0 B ←")
+    assert len(tracker.live_rows(8)) == 8
