@@ -1,7 +1,8 @@
 """Profile `analyzer read F --json` with py-spy and summarize where the time goes.
 
 py-spy samples the running command from outside (no instrumentation overhead, so the
-shares are those of a normal run). The summary lists the functions with the largest
+shares are those of a normal run), worker processes included: shares are of all samples
+of all processes. The summary lists the functions with the largest
 self and total shares and the hottest source lines, as markdown:
 
     .venv/bin/python benchmarks/profile.py                  # the cached 1M capture
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         capture, _ = ensure_capture(DEFAULT_DATA_DIR, args.size, seed=1)
         label = format_count(args.size)
     raw = DEFAULT_DATA_DIR / f"profile-{label}.txt"
-    command = [py_spy, "record", "--rate", str(args.rate), "--format", "raw",
+    command = [py_spy, "record", "--subprocesses", "--rate", str(args.rate), "--format", "raw",
                "--output", str(raw), "--", args.analyzer or "analyzer", "read", str(capture),
                "--json"]
     result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -90,7 +91,8 @@ class Measurement:
     wall_all: list[float] = field(default_factory=list)
     cpu_median: float | None = None  # user + system seconds
     cpu_all: list[float] = field(default_factory=list)
-    peak_rss_mib: float | None = None
+    peak_rss_mib: float | None = None  # largest single process
+    peak_total_mib: float | None = None  # all processes together (sampled PSS)
     note: str = ""
 
     @property
@@ -131,45 +133,92 @@ def build_tools(analyzer: str, python: str, scapy_max: int) -> list[Tool]:
     ]
 
 
-def run_once(argv: list[str], timeout: float, stdout_path: Path | None = None,
-             ) -> tuple[float, float | None, float | None, str]:
-    """Run argv under /usr/bin/time: (wall seconds, peak RSS MiB, CPU seconds, error note).
+@dataclass
+class Run:
+    wall: float
+    cpu: float | None = None  # user + system seconds, all processes
+    peak_rss_mib: float | None = None  # largest single process (GNU time)
+    peak_total_mib: float | None = None  # all processes together (sampled PSS)
+    error: str = ""
 
-    CPU seconds (user + system) are what the command itself consumed: on a machine
-    shared with other work they vary much less than wall time.
 
-    Peak RSS is GNU time's "Maximum resident set size": the largest single process of
-    the command's tree, not a sum over processes.
+def session_pss_kib(session: int) -> int:
+    """Proportional set size of every process in a session, in KiB (shared pages split)."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+            # Fields after the command name: state ppid pgrp session ...
+            if int(stat[stat.rindex(")") + 2:].split()[3]) != session:
+                continue
+            for line in Path(f"/proc/{entry.name}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended meanwhile
+    return total
+
+
+class MemorySampler(threading.Thread):
+    """Samples a session's total memory until stopped; `peak` is the largest sum seen.
+
+    GNU time reports the largest single process; a command that forks workers needs
+    the sum over its processes to be judged on memory.
     """
+
+    def __init__(self, session: int, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.session = session
+        self.interval = interval
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.interval):
+            self.peak = max(self.peak, session_pss_kib(self.session))
+
+
+def run_once(argv: list[str], timeout: float, stdout_path: Path | None = None) -> Run:
+    """Run argv under /usr/bin/time, sampling its processes' memory meanwhile."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
         command = ["/usr/bin/time", "-f", "%U %S %M %x", "-o", report.name, *argv]
         stdout = stdout_path.open("wb") if stdout_path else subprocess.DEVNULL
         started = time.perf_counter()
-        # A session of its own, so a timeout can stop the whole command, not just `time`.
+        # A session of its own, so a timeout can stop the whole command, not just `time`,
+        # and its processes are easy to find for the memory sampler.
         process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE,
                                    start_new_session=True)
+        sampler = MemorySampler(process.pid)
+        sampler.start()
         try:
             _, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            return time.perf_counter() - started, None, None, f"timeout after {timeout:.0f} s"
+            return Run(time.perf_counter() - started, error=f"timeout after {timeout:.0f} s")
         finally:
+            sampler.done.set()
+            sampler.join()
             if stdout_path:
                 stdout.close()  # type: ignore[union-attr]
         wall = time.perf_counter() - started
         fields = report.read().split()
     # The last line is ours; earlier lines may be "Command exited with non-zero status".
     fields = fields[-4:]
-    peak = int(fields[2]) / 1024 if len(fields) == 4 and fields[2].isdigit() else None
-    cpu = float(fields[0]) + float(fields[1]) if len(fields) == 4 else None
+    result = Run(wall, peak_total_mib=sampler.peak / 1024 if sampler.peak else None)
+    if len(fields) == 4 and fields[2].isdigit():
+        result.peak_rss_mib = int(fields[2]) / 1024
+        result.cpu = float(fields[0]) + float(fields[1])
     status = fields[-1] if fields else "?"
     if process.returncode != 0 or status != "0":
         message = stderr.decode(errors="replace").strip().splitlines()
         tail = message[-1] if message else ""
         tail = tail[:120].replace("|", "/")  # the note goes into a markdown table
-        return wall, peak, cpu, f"exit {process.returncode}: {tail}"
-    return wall, peak, cpu, ""
+        result.error = f"exit {process.returncode}: {tail}"
+    return result
 
 
 def measure(tools: list[Tool], capture: Path, size: str, packets: int, runs: int,
@@ -185,6 +234,7 @@ def measure(tools: list[Tool], capture: Path, size: str, packets: int, runs: int
     results = [Measurement(tool=t.name, label=t.label, size=size, packets=packets, runs=0,
                            wall_median=None) for t in tools]
     peaks: dict[str, list[float]] = {t.name: [] for t in tools}
+    totals: dict[str, list[float]] = {t.name: [] for t in tools}
     done: set[str] = set()
     for run in range(runs):
         for tool, result in zip(tools, results, strict=True):
@@ -194,20 +244,24 @@ def measure(tools: list[Tool], capture: Path, size: str, packets: int, runs: int
             shutil.rmtree(out_dir, ignore_errors=True)
             if tool.name != "tshark-tftp":  # tshark creates its export directory itself
                 out_dir.mkdir(parents=True)
-            wall, peak, cpu, error = run_once(tool.argv(capture, out_dir), timeout,
-                                         keep_stdout.get(tool.name) if run == 0 else None)
+            outcome = run_once(tool.argv(capture, out_dir), timeout,
+                               keep_stdout.get(tool.name) if run == 0 else None)
             shutil.rmtree(out_dir, ignore_errors=True)
-            if error:
-                result.note = error
+            if outcome.error:
+                result.note = outcome.error
                 done.add(tool.name)
                 continue
+            wall = outcome.wall
             result.wall_all.append(wall)
-            if cpu is not None:
-                result.cpu_all.append(cpu)
-            if peak is not None:
-                peaks[tool.name].append(peak)
+            if outcome.cpu is not None:
+                result.cpu_all.append(outcome.cpu)
+            if outcome.peak_rss_mib is not None:
+                peaks[tool.name].append(outcome.peak_rss_mib)
+            if outcome.peak_total_mib is not None:
+                totals[tool.name].append(outcome.peak_total_mib)
             print(f"  {tool.name:14} {size:>5} run {run + 1}/{runs}: {wall:8.2f} s wall"
-                  f" {cpu or 0:8.2f} s CPU {peak or 0:8.1f} MiB", flush=True)
+                  f" {outcome.cpu or 0:8.2f} s CPU {outcome.peak_rss_mib or 0:8.1f} MiB RSS"
+                  f" {outcome.peak_total_mib or 0:8.1f} MiB all", flush=True)
             if wall > repeat_limit and run + 1 < runs:
                 result.note = f"not repeated: a run takes over {repeat_limit:.0f} s"
                 done.add(tool.name)
@@ -219,6 +273,8 @@ def measure(tools: list[Tool], capture: Path, size: str, packets: int, runs: int
             result.cpu_median = statistics.median(result.cpu_all)
         if peaks[result.tool]:
             result.peak_rss_mib = max(peaks[result.tool])
+        if totals[result.tool]:
+            result.peak_total_mib = max(totals[result.tool])
     return results
 
 
@@ -385,12 +441,13 @@ def render(results: list[Measurement], startup: list[Measurement], machine: dict
                      f"{meta['ipv6_packets'] / meta['packets']:.0%} |")
     lines += ["", "### Whole commands", "",
               "| tool | size | runs | wall median (s) | packets/s | CPU median (s) "
-              "| peak RSS (MiB) | note |",
-              "|---|---|---:|---:|---:|---:|---:|---|"]
+              "| peak RSS, largest process (MiB) | peak memory, all processes (MiB) | note |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for m in results:
         lines.append(f"| `{m.label}` | {m.size} | {m.runs} | {fmt(m.wall_median, '.2f')} | "
                      f"{fmt(m.packets_per_second, ',.0f')} | {fmt(m.cpu_median, '.2f')} | "
-                     f"{fmt(m.peak_rss_mib, '.0f')} | {m.note} |")
+                     f"{fmt(m.peak_rss_mib, '.0f')} | {fmt(m.peak_total_mib, '.0f')} | "
+                     f"{m.note} |")
     lines += ["", "### Start-up (target < 0.3 s)", "",
               "| command | runs | wall median (s) | peak RSS (MiB) | note |",
               "|---|---:|---:|---:|---|"]
@@ -407,6 +464,11 @@ def render(results: list[Measurement], startup: list[Measurement], machine: dict
         lines += [f"- {size}: {text}" for size, text in checks.items()]
     lines += ["", END_MARKER]
     return "\n".join(lines) + "\n"
+
+
+def memory_of(m: Measurement) -> float | None:
+    """The memory a target is judged on: all processes when sampled, else GNU time's."""
+    return m.peak_total_mib if m.peak_total_mib is not None else m.peak_rss_mib
 
 
 def target_lines(results: list[Measurement], startup: list[Measurement]) -> list[str]:
@@ -429,10 +491,18 @@ def target_lines(results: list[Measurement], startup: list[Measurement]) -> list
             verdict = "met" if ratio > 1 else "NOT met"
             lines.append(f"- {size}: analyzer is {ratio:.2f}x as fast as tcpflow "
                          f"(target > 1x: {verdict})")
-        if ours.peak_rss_mib is not None and parse_count(size) >= 1_000_000:
-            verdict = "met" if ours.peak_rss_mib <= 150 else "NOT met"
-            lines.append(f"- {size}: analyzer peak RSS {ours.peak_rss_mib:.0f} MiB "
+        memory = memory_of(ours)
+        if memory is not None and parse_count(size) >= 1_000_000:
+            verdict = "met" if memory <= 150 else "NOT met"
+            lines.append(f"- {size}: analyzer peak memory {memory:.0f} MiB, all processes "
                          f"(target ≤ 150 MiB: {verdict})")
+            one_million = by_key.get(("analyzer", "1M"))
+            base = memory_of(one_million) if one_million else None
+            if parse_count(size) > 1_000_000 and base:
+                # 10% slack: the memory is sampled ten times a second.
+                verdict = "met" if memory <= base * 1.1 else "NOT met"
+                lines.append(f"- {size}: {memory:.0f} MiB against {base:.0f} MiB at 1M "
+                             f"(target: no higher: {verdict})")
     for m in startup:
         if m.wall_median is not None:
             verdict = "met" if m.wall_median < 0.3 else "NOT met"

@@ -74,6 +74,19 @@ def run_read(args: argparse.Namespace) -> int:
     progress = None
     if not args.no_progress and sys.stderr.isatty():
         progress = console.file_progress()
+    if args.json:
+        from analyzer.parallel import analyze_file_split, can_split
+        from analyzer.report.jsonl import write_split_analysis
+
+        if can_split(args.capture):
+            with progress or nullcontext():
+                split = analyze_file_split(args.capture, tftp_ports=args.tftp_port,
+                                           extract_dir=args.extract, bpf=args.filter,
+                                           progress=progress.update if progress else None)
+            if split is not None:
+                write_split_analysis(split, sys.stdout)
+                return EXIT_OK
+            progress = console.file_progress() if progress else None
     # JSON Lines go out as each stream finishes: memory stays flat however many there are.
     tcp_tracker = TcpTracker(on_result=console.json_writer()) if args.json else None
     with progress or nullcontext():

@@ -110,6 +110,7 @@ class TcpStreamResult:
     records: list[PacketRecord] | None = None  # kept streams only
     chunks: list[Chunk] | None = None  # kept streams only
     conflicts: list[Conflict] = field(default_factory=list)
+    first_frame: int = 0  # frame number of the stream's first packet
 
     @property
     def completeness_label(self) -> str:

@@ -205,7 +205,7 @@ class _Stream:
         "tracker", "number", "keys", "flows", "start", "completeness",
         "states", "watch", "history", "zeek_states", "first_flags", "labels", "analysis",
         "records", "chunks", "conflicts", "established", "rtt", "first_fin_side",
-        "closed", "syn_side",
+        "closed", "syn_side", "first_frame",
     )
 
     def __init__(self, tracker: TcpTracker, number: int, pkt: Packet, keep: bool,
@@ -218,6 +218,7 @@ class _Stream:
         self.flows[0].peer = self.flows[1]
         self.flows[1].peer = self.flows[0]
         self.start = pkt.ts
+        self.first_frame = pkt.frame
         flags = pkt.flags
         self.first_flags = flags
         self.completeness = comp.creation_bits(flags, pkt.payload_len)  # on_packet adds the rest
@@ -719,7 +720,8 @@ class _Stream:
             history=history,
             conn_state=conn_state, gaps=gaps, analysis=dict(self.analysis),
             initial_rtt=self.rtt, active_closer=active, evicted=evicted,
-            records=records, chunks=chunks, conflicts=conflicts)
+            records=records, chunks=chunks, conflicts=conflicts,
+            first_frame=self.first_frame)
 
 
 class TcpTracker:

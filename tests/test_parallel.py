@@ -1,0 +1,96 @@
+"""The two-process `read --json` (analyzer/parallel.py) must print exactly what the
+one-process pipeline prints: same streams, same numbers (Wireshark's tcp.stream, which
+the one-process path is checked against tshark for), same hashes, same summary."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analyzer.parallel import analyze_file_split, fast_owner, owner_of_packet
+from analyzer.pipeline import analyze_file, iter_packets
+from analyzer.report.jsonl import write_analysis, write_split_analysis
+from analyzer.tcp.tracker import TcpTracker
+from tests.conftest import CAPTURES_DIR, CORPUS_DIR, REPO_DIR
+
+
+def one_process_lines(path: Path, **options: object) -> list[str]:
+    out = io.StringIO()
+    write_analysis(analyze_file(path, tcp_tracker=TcpTracker(), **options), out)  # type: ignore[arg-type]
+    return out.getvalue().splitlines()
+
+
+def two_process_lines(path: Path, **options: object) -> list[str]:
+    split = analyze_file_split(path, **options)  # type: ignore[arg-type]
+    assert split is not None, "the second process failed"
+    out = io.StringIO()
+    write_split_analysis(split, out)
+    return out.getvalue().splitlines()
+
+
+@pytest.fixture(scope="module")
+def busy_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("split") / "busy.pcap"
+    subprocess.run([sys.executable, str(REPO_DIR / "benchmarks" / "generate.py"), str(path),
+                    "--packets", "30000", "--seed", "11", "--concurrency", "400"],
+                   check=True, capture_output=True, timeout=120)
+    return path
+
+
+def test_busy_capture_same_output(busy_capture: Path) -> None:
+    single = one_process_lines(busy_capture)
+    assert sum('"type": "tcp_stream"' in line for line in single) > 500
+    assert two_process_lines(busy_capture) == single
+
+
+def test_filter_same_output(busy_capture: Path) -> None:
+    options = {"bpf": "tcp or udp port 69 or ip6"}
+    assert two_process_lines(busy_capture, **options) == \
+        one_process_lines(busy_capture, **options)
+
+
+def real_captures() -> list[Path]:
+    paths = sorted(CAPTURES_DIR.glob("*.pcap*"))
+    if CORPUS_DIR.is_dir():
+        paths += sorted(p for p in CORPUS_DIR.iterdir() if ".pcap" in p.name)
+    return paths
+
+
+@pytest.mark.parametrize("path", real_captures(), ids=lambda p: p.name)
+def test_real_captures_same_output(path: Path) -> None:
+    assert two_process_lines(path) == one_process_lines(path)
+
+
+def test_both_workers_get_connections_and_the_hash_is_symmetric(busy_capture: Path) -> None:
+    owners = {0: 0, 1: 0}
+    for pkt in iter_packets(busy_capture):
+        if pkt.proto != 6:
+            continue
+        owner = owner_of_packet(pkt)
+        owners[owner] += 1
+        mirrored = type(pkt)(pkt.frame, pkt.ts, 0, pkt.version, pkt.dst, pkt.src, 6,
+                             pkt.dport, pkt.sport, b"", 0)
+        assert owner_of_packet(mirrored) == owner
+    assert min(owners.values()) > 0.3 * sum(owners.values())
+
+
+def test_fast_owner_reads_the_same_hash_from_bytes() -> None:
+    from analyzer.capture import open_capture
+    from analyzer.decode import Decoder
+
+    checked = 0
+    for path in real_captures():
+        decoder = Decoder()
+        with open_capture(path) as cap:
+            for number, frame in enumerate(cap, 1):
+                owner = fast_owner(frame.linktype, frame.data)
+                pkt = decoder.decode(frame, number)
+                if owner >= 0:
+                    assert pkt is not None and pkt.proto == 6
+                    assert owner == owner_of_packet(pkt)
+                    checked += 1
+    assert checked > 100
