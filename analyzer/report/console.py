@@ -29,8 +29,10 @@ from analyzer.report.summary import capture_summary
 if TYPE_CHECKING:
     from analyzer.capture.live import InterfaceEntry, LiveCapture
     from analyzer.pipeline import Analysis, Analyzer
+    from analyzer.tcp.result import TcpStreamResult
 
 
+TABLE_ROWS = 300  # a terminal table of thousands of streams helps nobody
 # Reports written to a pipe or file are not squeezed into rich's default 80 columns.
 PIPE_WIDTH = 140
 
@@ -67,12 +69,29 @@ def print_analysis(analysis: Analysis, *, as_json: bool) -> None:
     tftp_results = analysis.tftp.results()
     if tcp_results:
         console.print()
-        console.print(streams_table(tcp_results))
+        shown = worth_a_look(tcp_results, TABLE_ROWS)
+        console.print(streams_table(shown))
+        if len(shown) < len(tcp_results):
+            console.print(Text(
+                f"showing {len(shown):,} of {len(tcp_results):,} streams: broken, then "
+                "suspicious, then the rest by number; `--json` lists every one, `-f` "
+                "narrows the capture", style="dim"))
     if tftp_results:
         console.print()
         console.print(transfers_table(tftp_results))
     if not tcp_results and not tftp_results:
         console.print(Text("\nNo TCP streams or TFTP transfers in this capture.", style="dim"))
+
+
+def worth_a_look(results: list[TcpStreamResult], limit: int) -> list[TcpStreamResult]:
+    """At most `limit` streams for the table, broken ones first, in stream order."""
+    if len(results) <= limit:
+        return results
+    from analyzer.report.tcp_view import BROKEN, GOOD, health
+
+    rank = {BROKEN: 0, GOOD: 2}
+    chosen = sorted(results, key=lambda r: (rank.get(health(r), 1), r.stream))[:limit]
+    return sorted(chosen, key=lambda r: r.stream)
 
 
 class FileProgress:
