@@ -17,11 +17,10 @@ The result is the same JSON Lines as the one-process pipeline; the tests compare
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -30,13 +29,12 @@ from analyzer.capture.bpf import FrameFilter
 from analyzer.decode import Decoder, DecodeStats, Packet
 from analyzer.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from analyzer.pipeline import PROGRESS_EVERY, CaptureSummary, tuned_gc
-from analyzer.tcp.result import TcpStreamResult
+from analyzer.report.jsonl import TcpLines
 from analyzer.tcp.tracker import TcpTracker
 from analyzer.tftp.tracker import TftpTracker
 
 # Below this size one process is as fast: starting the second costs ~0.1 s.
 MIN_FILE_SIZE = 32 << 20
-STREAM_PLACEHOLDER = '"stream": -1'
 
 
 def owner_of_packet(pkt: Packet) -> int:
@@ -53,17 +51,6 @@ def fast_owner(linktype: int, data: bytes) -> int:
             and data[14] == 0x45 and data[23] == 6 and not (data[20] & 0x3F or data[21]):
         return (data[29] + data[33] + data[34] + data[35] + data[36] + data[37]) & 1
     return -1
-
-
-@dataclass
-class TcpLines:
-    """A worker's finished streams as JSON text, with their first frame numbers."""
-
-    lines: list[tuple[int, str]] = field(default_factory=list)
-
-    def __call__(self, result: TcpStreamResult) -> None:
-        result.stream = -1  # numbered once both workers' streams are known
-        self.lines.append((result.first_frame, json.dumps(result.to_json(), allow_nan=False)))
 
 
 @dataclass
@@ -212,10 +199,8 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
             f"TCP: {evictions} streams were finished while still open, to bound memory "
             "(idle too long, or too many open at once)")
     summary = CaptureSummary(info, stats, first, last, filtered_out, tracker_warnings)
-    ordered = sorted(lines.lines + report.lines, key=lambda item: item[0])
-    tcp_lines = [line.replace(STREAM_PLACEHOLDER, f'"stream": {number}', 1)
-                 for number, (_first, line) in enumerate(ordered)]
-    return SplitAnalysis(summary, tcp_lines, tftp)
+    lines.lines.extend(report.lines)
+    return SplitAnalysis(summary, lines.ordered(), tftp)
 
 
 def _add_stats(total: DecodeStats, part: DecodeStats) -> None:

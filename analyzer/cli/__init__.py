@@ -69,6 +69,7 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 def run_read(args: argparse.Namespace) -> int:
     from analyzer.pipeline import analyze_file
     from analyzer.report import console
+    from analyzer.report.jsonl import TcpLines, write_analysis, write_split_analysis
     from analyzer.tcp.tracker import TcpTracker
 
     progress = None
@@ -76,7 +77,6 @@ def run_read(args: argparse.Namespace) -> int:
         progress = console.file_progress()
     if args.json:
         from analyzer.parallel import analyze_file_split, can_split
-        from analyzer.report.jsonl import write_split_analysis
 
         if can_split(args.capture):
             with progress or nullcontext():
@@ -87,14 +87,18 @@ def run_read(args: argparse.Namespace) -> int:
                 write_split_analysis(split, sys.stdout)
                 return EXIT_OK
             progress = console.file_progress() if progress else None
-    # JSON Lines go out as each stream finishes: memory stays flat however many there are.
-    tcp_tracker = TcpTracker(on_result=console.json_writer()) if args.json else None
+    # Finished streams are kept as JSON text only, a fraction of the result objects.
+    tcp_lines = TcpLines() if args.json else None
+    tcp_tracker = None if tcp_lines is None else TcpTracker(on_result=tcp_lines)
     with progress or nullcontext():
         analysis = analyze_file(args.capture, tftp_ports=args.tftp_port,
                                 extract_dir=args.extract, bpf=args.filter,
                                 progress=progress.update if progress else None,
                                 tcp_tracker=tcp_tracker)
-    console.print_analysis(analysis, as_json=args.json)
+    if tcp_lines is not None:
+        write_analysis(analysis, sys.stdout, tcp_lines)
+    else:
+        console.print_analysis(analysis, as_json=False)
     return EXIT_OK
 
 
@@ -112,6 +116,7 @@ def run_sniff(args: argparse.Namespace) -> int:
 
     capture = LiveCapture(args.interface, bpf=args.filter, count=args.count,
                           duration=args.duration, write=args.write)
+    # Live, each stream's JSON line goes out as soon as the stream is finished.
     tcp_tracker = TcpTracker(on_result=console.json_writer()) if args.json else None
     analyzer = Analyzer(tftp_ports=args.tftp_port, extract_dir=args.extract,
                         tcp_tracker=tcp_tracker)
