@@ -101,3 +101,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
     conf.neighbor.resolve = lambda l2inst, l3inst: None  # type: ignore[method-assign]
     conf.raise_no_dst_mac = True
+
+
+def synthetic_capture(folder: Path, packets: int, seed: int, concurrency: int) -> Path:
+    """A busy capture from benchmarks/generate.py: interleaved TCP connections (handshakes,
+    data both ways, retransmissions, out-of-order, FIN/RST closes) and TFTP reads."""
+    import subprocess
+    import sys
+
+    path = folder / f"synthetic-{packets}-{seed}.pcap"
+    subprocess.run([sys.executable, str(REPO_DIR / "benchmarks" / "generate.py"), str(path),
+                    "--packets", str(packets), "--seed", str(seed),
+                    "--concurrency", str(concurrency)],
+                   check=True, capture_output=True, timeout=120)
+    return path

@@ -541,6 +541,18 @@ class PcapngWriter:
         self.blocks.append(self._block(6, body + padded + self._options(options)))
         self.frames.append(frame)
 
+    def opb(self, interface: int, ts: Fraction, datagram: Datagram) -> None:
+        """An obsolete Packet Block (type 2): 16-bit interface id, drop count, timestamp."""
+        info = self.interfaces[interface]
+        data = encapsulate(datagram, info.linktype, file_byteorder=self._order)
+        frame = _frame(ts, info.linktype, interface, data, datagram.category,
+                       datagram.expect, info.snaplen)
+        units = int(ts * info.units_per_second)
+        body = struct.pack(self._order + "HHIIII", interface - self._section_first_interface,
+                           0, units >> 32, units & 0xFFFFFFFF, len(frame.data), frame.wirelen)
+        self.blocks.append(self._block(2, body + frame.data + b"\x00" * (-len(frame.data) % 4)))
+        self.frames.append(frame)
+
     def spb(self, datagram: Datagram) -> None:
         """A Simple Packet Block: always the section's first interface, no timestamp."""
         interface = self._section_first_interface

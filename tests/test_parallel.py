@@ -5,8 +5,6 @@ the one-process path is checked against tshark for), same hashes, same summary."
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from analyzer.parallel import analyze_file_split, fast_owner, owner_of_packet
 from analyzer.pipeline import analyze_file, iter_packets
 from analyzer.report.jsonl import write_analysis, write_split_analysis
 from analyzer.tcp.tracker import TcpTracker
-from tests.conftest import CAPTURES_DIR, CORPUS_DIR, REPO_DIR
+from tests.conftest import CAPTURES_DIR, CORPUS_DIR, synthetic_capture
 
 
 def one_process_lines(path: Path, **options: object) -> list[str]:
@@ -34,11 +32,7 @@ def two_process_lines(path: Path, **options: object) -> list[str]:
 
 @pytest.fixture(scope="module")
 def busy_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("split") / "busy.pcap"
-    subprocess.run([sys.executable, str(REPO_DIR / "benchmarks" / "generate.py"), str(path),
-                    "--packets", "30000", "--seed", "11", "--concurrency", "400"],
-                   check=True, capture_output=True, timeout=120)
-    return path
+    return synthetic_capture(tmp_path_factory.mktemp("synthetic"), 30000, 11, 400)
 
 
 def test_busy_capture_same_output(busy_capture: Path) -> None:

@@ -107,8 +107,10 @@ def read_pcapng(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:
             return
         reader.off = off + blen
 
-        if btype == EPB:
-            iface_id, hi, lo, caplen, wirelen = struct.unpack_from(order + "IIIII", buf, off + 8)
+        if btype == EPB or btype == OPB:
+            # The obsolete Packet Block has a 16-bit interface id then a drop count.
+            iface_id, hi, lo, caplen, wirelen = struct.unpack_from(
+                order + ("IIIII" if btype == EPB else "H2xIIII"), buf, off + 8)
             if iface_id >= len(section_ifaces) or 28 + caplen > blen - 4:
                 info.warnings.append(
                     f"corrupt packet block at byte {reader.position - blen}; skipped")
@@ -153,19 +155,6 @@ def read_pcapng(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:
             info.interfaces.append(iface_info)
             section_ifaces.append(_Interface(iface_info.id, linktype, divisor, tsoffset,
                                              snaplen, iface_info))
-        elif btype == OPB:
-            iface_id, _drops, hi, lo, caplen, wirelen = struct.unpack_from(
-                order + "HHIIII", buf, off + 8)
-            if iface_id >= len(section_ifaces) or 28 + caplen > blen - 4:
-                info.warnings.append(
-                    f"corrupt packet block at byte {reader.position - blen}; skipped")
-                continue
-            iface = section_ifaces[iface_id]
-            iface.info.packets += 1
-            count += 1
-            last_ts = ((hi << 32) | lo) / iface.divisor + iface.offset
-            yield Frame(last_ts, iface.linktype, iface.global_id,
-                        buf[off + 28:off + 28 + caplen], wirelen)
         elif btype == ISB:
             iface_id = struct.unpack_from(order + "I", buf, off + 8)[0]
             if iface_id < len(section_ifaces):

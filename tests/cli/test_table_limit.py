@@ -10,16 +10,12 @@ from pathlib import Path
 import pytest
 
 from analyzer.report.console import TABLE_ROWS
-from tests.conftest import REPO_DIR
+from tests.conftest import synthetic_capture
 
 
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("busy") / "busy.pcap"
-    subprocess.run([sys.executable, str(REPO_DIR / "benchmarks" / "generate.py"), str(path),
-                    "--packets", "30000", "--seed", "5", "--concurrency", "500"],
-                   check=True, capture_output=True, timeout=120)
-    return path
+    return synthetic_capture(tmp_path_factory.mktemp("synthetic"), 30000, 5, 500)
 
 
 def run(*args: str) -> str:

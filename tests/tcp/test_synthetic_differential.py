@@ -6,8 +6,6 @@ and the expert-analysis totals must be tshark's; a sample of streams is followed
 from __future__ import annotations
 
 import collections
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,17 +13,13 @@ import pytest
 from analyzer.decode.packet import PROTO_TCP
 from analyzer.pipeline import iter_packets
 from analyzer.tcp import TcpTracker
-from tests.conftest import REPO_DIR, require_tool
+from tests.conftest import require_tool, synthetic_capture
 from tests.tcp.tshark_tcp import parse_follow_raw, tshark_analysis, tshark_follow, tshark_streams
 
 
 @pytest.fixture(scope="module")
 def busy_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("synthetic") / "busy.pcap"
-    subprocess.run([sys.executable, str(REPO_DIR / "benchmarks" / "generate.py"), str(path),
-                    "--packets", "20000", "--seed", "7", "--concurrency", "300"],
-                   check=True, capture_output=True, timeout=120)
-    return path
+    return synthetic_capture(tmp_path_factory.mktemp("synthetic"), 20000, 7, 300)
 
 
 def test_busy_capture_matches_tshark(busy_capture: Path) -> None:
