@@ -55,7 +55,8 @@ def fast_owner(linktype: int, data: bytes) -> int:
 
 @dataclass
 class WorkerReport:
-    lines: list[tuple[int, str]]
+    lines_path: str  # worker 1's spill file of finished streams (see TcpLines)
+    lines_index: list[tuple[int, int, int]]
     stats: DecodeStats
     warnings: list[str]
     evictions: int
@@ -66,7 +67,7 @@ class SplitAnalysis:
     """What `read --json` prints: TCP lines in stream order, TFTP results, the summary."""
 
     capture: CaptureSummary
-    tcp_lines: list[str]
+    tcp_lines: list[TcpLines]  # one spill file per process
     tftp: TftpTracker
 
 
@@ -84,11 +85,11 @@ def can_split(path: str | os.PathLike[str]) -> bool:
 
 def _worker_one(path: str, bpf: str | None, conn: Connection) -> None:
     """Worker 1: decode and track the connections whose owner is 1; report at the end."""
+    lines = TcpLines()
     try:
         with tuned_gc(), open_capture(path) as cap:
             frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
             counted, probe = Decoder(), Decoder()  # probe: frames the parent counts
-            lines = TcpLines()
             tracker = TcpTracker(on_result=lines)
             on_packet = tracker.on_packet
             number = 0
@@ -106,10 +107,10 @@ def _worker_one(path: str, bpf: str | None, conn: Connection) -> None:
                     if pkt is not None and pkt.proto == PROTO_TCP and owner_of_packet(pkt):
                         on_packet(pkt)
             tracker.finish()
-        conn.send(WorkerReport(lines.lines, counted.stats, tracker.warnings,
+        conn.send(WorkerReport(*lines.detach(), counted.stats, tracker.warnings,
                                tracker.evictions))
     except BaseException:  # noqa: BLE001 - the parent reports input errors; ours go quiet
-        pass
+        lines.close()
     finally:
         conn.close()
 
@@ -125,11 +126,11 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
                             daemon=True)
     child.start()
     sender.close()
+    lines = TcpLines()
     try:
         with tuned_gc(), open_capture(path) as cap:
             frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
             decoder = Decoder()
-            lines = TcpLines()
             tcp = TcpTracker(on_result=lines)
             sink = None
             if extract_dir is not None:
@@ -178,12 +179,16 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
         report: WorkerReport | None = receiver.recv() if receiver.poll(None) else None
     except EOFError:
         report = None
+    except BaseException:
+        lines.close()
+        raise
     finally:
         receiver.close()
         child.join(timeout=5)
         if child.is_alive():
             child.terminate()
     if report is None:
+        lines.close()
         return None
 
     stats = decoder.stats
@@ -199,8 +204,8 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
             f"TCP: {evictions} streams were finished while still open, to bound memory "
             "(idle too long, or too many open at once)")
     summary = CaptureSummary(info, stats, first, last, filtered_out, tracker_warnings)
-    lines.lines.extend(report.lines)
-    return SplitAnalysis(summary, lines.ordered(), tftp)
+    return SplitAnalysis(summary, [lines, TcpLines(report.lines_path, report.lines_index)],
+                         tftp)
 
 
 def _add_stats(total: DecodeStats, part: DecodeStats) -> None:

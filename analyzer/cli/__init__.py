@@ -87,14 +87,19 @@ def run_read(args: argparse.Namespace) -> int:
                 write_split_analysis(split, sys.stdout)
                 return EXIT_OK
             progress = console.file_progress() if progress else None
-    # Finished streams are kept as JSON text only, a fraction of the result objects.
+    # Finished streams are kept as JSON text in a spill file, not as result objects.
     tcp_lines = TcpLines() if args.json else None
     tcp_tracker = None if tcp_lines is None else TcpTracker(on_result=tcp_lines)
-    with progress or nullcontext():
-        analysis = analyze_file(args.capture, tftp_ports=args.tftp_port,
-                                extract_dir=args.extract, bpf=args.filter,
-                                progress=progress.update if progress else None,
-                                tcp_tracker=tcp_tracker)
+    try:
+        with progress or nullcontext():
+            analysis = analyze_file(args.capture, tftp_ports=args.tftp_port,
+                                    extract_dir=args.extract, bpf=args.filter,
+                                    progress=progress.update if progress else None,
+                                    tcp_tracker=tcp_tracker)
+    except BaseException:
+        if tcp_lines is not None:
+            tcp_lines.close()
+        raise
     if tcp_lines is not None:
         write_analysis(analysis, sys.stdout, tcp_lines)
     else:

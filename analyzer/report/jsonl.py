@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, TextIO
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from analyzer.pipeline import Analysis
 
@@ -14,23 +18,59 @@ if TYPE_CHECKING:
 
 
 class TcpLines:
-    """Finished streams kept as JSON text (~0.7 KB each, not the ~2.5 KB result), to be
-    printed in stream order at the end. A stream's number is its rank by first frame,
-    which is how Wireshark numbers them, so streams from two processes merge too."""
+    """Finished streams' JSON lines, spilled to a temporary file as they come and printed
+    in stream order at the end: memory holds one small index entry per stream, whatever
+    the capture's size. A stream's number is its rank by first frame, which is how
+    Wireshark numbers them, so the streams of two processes merge as well."""
 
-    PLACEHOLDER = '"stream": -1'
+    PLACEHOLDER = b'"stream": -1'
 
-    def __init__(self) -> None:
-        self.lines: list[tuple[int, str]] = []
+    def __init__(self, path: str | None = None, index: list[tuple[int, int, int]] | None = None
+                 ) -> None:
+        """A new spill file, or (`path`, `index`) one another process wrote."""
+        if path is None:
+            descriptor, path = tempfile.mkstemp(prefix="analyzer-streams-", suffix=".jsonl")
+            self._file: BinaryIO = os.fdopen(descriptor, "w+b")
+        else:
+            self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self.path = path
+        self.index = index if index is not None else []  # (first frame, offset, length)
+        self._end = 0
 
     def __call__(self, result: TcpStreamResult) -> None:
         result.stream = -1
-        self.lines.append((result.first_frame, json.dumps(result.to_json(), allow_nan=False)))
+        data = json.dumps(result.to_json(), allow_nan=False).encode()
+        self._file.write(data)
+        self.index.append((result.first_frame, self._end, len(data)))
+        self._end += len(data)
 
-    def ordered(self) -> list[str]:
-        self.lines.sort(key=lambda item: item[0])
-        return [line.replace(self.PLACEHOLDER, f'"stream": {number}', 1)
-                for number, (_first, line) in enumerate(self.lines)]
+    def detach(self) -> tuple[str, list[tuple[int, int, int]]]:
+        """Close the file, keep it on disk, and say where it is (for the other process)."""
+        self._file.close()
+        return self.path, self.index
+
+    def write_ordered(self, out: TextIO, *others: TcpLines) -> None:
+        """Print every stream of these spill files by stream number, then delete them."""
+        parts = (self, *others)
+        try:
+            for part in parts:
+                part._file.flush()
+            merged = sorted(((first, part, offset, length) for part in parts
+                             for first, offset, length in part.index), key=itemgetter(0))
+            for number, (_first, part, offset, length) in enumerate(merged):
+                part._file.seek(offset)
+                line = part._file.read(length).replace(
+                    self.PLACEHOLDER, b'"stream": %d' % number, 1)
+                out.write(line.decode())
+                out.write("\n")
+        finally:
+            for part in parts:
+                part.close()
+
+    def close(self) -> None:
+        self._file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
 
 def write_objects(objects: Iterable[dict[str, Any]], out: TextIO) -> None:
@@ -44,9 +84,7 @@ def write_analysis(analysis: Analysis, out: TextIO, tcp_lines: TcpLines | None =
     results there; none of those already printed as they finished), tftp_transfer
     objects, then the capture."""
     if tcp_lines is not None:
-        for line in tcp_lines.ordered():
-            out.write(line)
-            out.write("\n")
+        tcp_lines.write_ordered(out)
     write_objects((r.to_json() for r in analysis.tcp.results()), out)
     write_objects((r.to_json() for r in analysis.tftp.results()), out)
     write_objects([analysis.capture.to_json()], out)
@@ -54,10 +92,8 @@ def write_analysis(analysis: Analysis, out: TextIO, tcp_lines: TcpLines | None =
 
 
 def write_split_analysis(analysis: SplitAnalysis, out: TextIO) -> None:
-    """The same objects from a two-process analysis, whose TCP lines are already text."""
-    for line in analysis.tcp_lines:
-        out.write(line)
-        out.write("\n")
+    """The same objects from a two-process analysis, whose TCP lines are spilled text."""
+    analysis.tcp_lines[0].write_ordered(out, *analysis.tcp_lines[1:])
     write_objects((r.to_json() for r in analysis.tftp.results()), out)
     write_objects([analysis.capture.to_json()], out)
     out.flush()

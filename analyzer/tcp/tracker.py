@@ -735,7 +735,8 @@ class TcpTracker:
     (FIN both ways, or RST) stream is finished and its state freed (bounds memory on SYN
     floods and long captures); max_active: a hard cap on streams tracked at once. A
     finished stream leaves a tombstone per 4-tuple, so a late packet still counts in its
-    stream (packets, end, completeness) and stream numbers stay Wireshark's.
+    stream (packets, end, completeness) and stream numbers stay Wireshark's; tombstones
+    last `tombstone_timeout` capture seconds (Linux's TIME-WAIT is 60 s).
     on_result: when given, each result goes to it as soon as its stream is finished
     instead of being kept for `results()` (flat memory for any number of streams).
     """
@@ -743,7 +744,7 @@ class TcpTracker:
     def __init__(self, keep: Collection[int] = (), keep_all: bool = False,
                  out_of_order_limit: int = 4 << 20, conflict_window: int = 4096,
                  idle_timeout: float = 3600.0, closed_timeout: float = 10.0,
-                 max_active: int = 200_000,
+                 max_active: int = 200_000, tombstone_timeout: float = 120.0,
                  on_result: Callable[[TcpStreamResult], None] | None = None) -> None:
         self.keep = frozenset(keep)
         self.keep_all = keep_all
@@ -752,6 +753,7 @@ class TcpTracker:
         self.idle_timeout = idle_timeout
         self.closed_timeout = closed_timeout
         self.max_active = max_active
+        self.tombstone_timeout = tombstone_timeout
         self.on_result = on_result
         self.evictions = 0
         self.late_packets = 0  # packets of streams already finished (see tombstones)
@@ -759,9 +761,9 @@ class TcpTracker:
         self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
         self._active: dict[int, _Stream] = {}
         self._results: list[TcpStreamResult] = []
-        # 4-tuple -> (result or None, isn of that direction or None) of finished streams
+        # 4-tuple -> (result or None, isn of that direction or None, last packet time)
         self._tombstones: dict[tuple[bytes, int, bytes, int],
-                               tuple[TcpStreamResult | None, int | None]] = {}
+                               tuple[TcpStreamResult | None, int | None, float]] = {}
         self._next_number = 0
         self._tail_max = 2 * conflict_window
         self._finished = False
@@ -830,7 +832,7 @@ class TcpTracker:
         tomb = self._tombstones.get(key)
         if tomb is None:
             return False
-        result, isn = tomb
+        result, isn, _ended = tomb
         reverse = (pkt.dst, pkt.dport, pkt.src, pkt.sport)
         if pkt.flags & 0x12 == 0x02 and isn is not None and pkt.seq != isn:
             self._tombstones.pop(key, None)
@@ -874,7 +876,7 @@ class TcpTracker:
                 del self._flows[key]
                 if tombstone:
                     self._tombstones[key] = (None if self.on_result else result,
-                                             flow.isn if flow.seen else None)
+                                             flow.isn if flow.seen else None, stream.end)
         for flow in stream.flows:  # break the stream <-> flow cycles: freed at once
             flow.stream = flow.peer = None  # type: ignore[assignment]
         if self.on_result is not None:
@@ -894,6 +896,14 @@ class TcpTracker:
             stale.extend(rest[:max(1, len(rest) // 10)])
         for stream in stale:
             self._retire(stream, evicted=not stream.closed, tombstone=True)
+        # Tombstones go in retirement order; drop those past the window for late packets,
+        # so memory follows the rate of new connections, not the length of the capture.
+        tombstones = self._tombstones
+        while tombstones:
+            key, (_result, _isn, ended) = next(iter(tombstones.items()))
+            if now - ended <= self.tombstone_timeout:
+                break
+            del tombstones[key]
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < 100:
