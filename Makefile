@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_CAPTURE ?= captures/tour.pcapng
 
-.PHONY: run test lint system-deps bench clean
+.PHONY: run test lint system-deps bench profile clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -34,8 +34,13 @@ lint: $(VENV)/.installed-test
 test: $(VENV)/.installed-test system-deps lint
 	$(BIN)/pytest
 
+# make bench BENCH_ARGS="--sizes 100k,1M,5M --repeat-limit 60" for the full run (~15 min)
+BENCH_ARGS ?=
 bench: $(VENV)/.installed-test system-deps
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+profile: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/profile.py
 
 clean:
 	rm -rf $(VENV) .deps .pytest_cache

@@ -44,6 +44,7 @@ def read_pcap(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:
 
     record = struct.Struct(order + "IIII")
     unpack_from = record.unpack_from
+    new_frame = tuple.__new__
     count = 0
     while True:
         buf, off = reader.buf, reader.off
@@ -73,5 +74,7 @@ def read_pcap(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:
             end = off + RECORD_HEADER_LEN + caplen
         reader.off = end
         count += 1
-        yield Frame(sec + frac * scale, linktype, 0, buf[off + RECORD_HEADER_LEN:end], wirelen)
+        # tuple.__new__ builds the NamedTuple in half the time of Frame(...).
+        yield new_frame(Frame, (sec + frac * scale, linktype, 0,
+                                buf[off + RECORD_HEADER_LEN:end], wirelen))
     iface.packets = count

@@ -765,6 +765,7 @@ class TcpTracker:
         self._tombstones: dict[tuple[bytes, int, bytes, int],
                                tuple[TcpStreamResult | None, int | None, float]] = {}
         self._next_number = 0
+        self._swept_at = 0.0  # capture time of the last sweep
         self._tail_max = 2 * conflict_window
         self._finished = False
 
@@ -864,7 +865,8 @@ class TcpTracker:
         # Memory grows only with new streams, so this is where stale ones are swept.
         if len(self._active) > self.max_active:
             self._sweep(pkt.ts, force=True)
-        elif not number & 0x3FF:
+        elif not number & 0x3FF or pkt.ts - self._swept_at > self.closed_timeout:
+            # Every 1024 streams, or once closed ones may have waited their time.
             self._sweep(pkt.ts)
 
     def _retire(self, stream: _Stream, evicted: bool, tombstone: bool = False) -> None:
@@ -888,6 +890,7 @@ class TcpTracker:
 
     def _sweep(self, now: float, force: bool = False) -> None:
         """Finish streams idle too long; with force, also the oldest tenth when over cap."""
+        self._swept_at = now
         stale = [s for s in self._active.values()
                  if now - s.end > (self.closed_timeout if s.closed else self.idle_timeout)]
         if force and len(self._active) - len(stale) > self.max_active:
