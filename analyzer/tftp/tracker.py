@@ -199,6 +199,8 @@ class TftpTransfer:
         self._first_resend: tuple[str, float, int] | None = None
         self._strays: list[_Stray] = []
         self._stray_answers: dict[int, str] = {}  # stray frame -> how it was answered
+        self._client_answered = False  # the client has sent to the locked server TID
+        self._locked_frame = 0
 
     # -- identity ------------------------------------------------------------------------
 
@@ -414,6 +416,7 @@ class TftpTracker:
         """The first answer to a request fixes the server's address and TID."""
         transfer.server_addr = addr
         transfer.server_port = port
+        transfer._locked_frame = frame
         self._flows[(transfer.client_addr, transfer.client_port, port)] = transfer
         self._server_ends[(addr, port)] = transfer
         self._server_ends[(transfer.request_addr, port)] = transfer
@@ -446,6 +449,11 @@ class TftpTracker:
 
     def _stray_answer(self, stray: _Stray, pkt: Packet, opcode: int) -> None:
         transfer = stray.transfer
+        if (stray.side == CLIENT and opcode != ERROR and transfer.requests > 1
+                and not transfer._client_answered
+                and (pkt.src, pkt.sport) == (transfer.client_addr, transfer.client_port)):
+            self._relock(transfer, stray, pkt)
+            return
         if stray.side == SERVER:
             own = (transfer.server_addr, transfer.server_port)
             if (pkt.src, pkt.sport) != own and (transfer.request_addr, transfer.server_port) \
@@ -471,6 +479,31 @@ class TftpTracker:
                       "were its peer")
         transfer._stray_answers[stray.frame] = answer
         transfer.event(pkt, stray.side, "STRAY", note=f"answer to the stray: {answer}")
+
+    def _relock(self, transfer: TftpTransfer, stray: _Stray, pkt: Packet) -> None:
+        """The request went out twice and two server TIDs answered at once. Which one
+        the client heard first is not the capture's order (two sender CPUs), but it is
+        what the client answers: follow the client. Both answered the same request, so
+        what the first one sent stands; it becomes the stray the client refuses."""
+        old_addr, old_port = transfer.server_addr, transfer.server_port
+        old_frame = transfer._locked_frame
+        assert old_addr is not None and old_port is not None
+        self._flows.pop((transfer.client_addr, transfer.client_port, old_port), None)
+        self._server_ends.pop((old_addr, old_port), None)
+        self._server_ends.pop((transfer.request_addr, old_port), None)
+        transfer._strays.remove(stray)
+        del self._strays[(pkt.dst, pkt.dport)]
+        new_addr, new_port = pkt.dst, pkt.dport
+        transfer.server_addr = transfer.server_port = None
+        self._lock_tid(transfer, new_addr, new_port, stray.frame)
+        replaced = _Stray(transfer, CLIENT, old_frame,
+                          format_endpoint(old_addr, old_port), "the first answer")
+        transfer._strays.append(replaced)
+        self._strays[(old_addr, old_port)] = replaced
+        transfer.event(pkt, CLIENT, "STRAY",
+                       note=f"the client answers {format_endpoint(new_addr, new_port)}: "
+                            "that is the server's transfer ID")
+        self._from_client(transfer, pkt)
 
     # -- ICMP ----------------------------------------------------------------------------
 
@@ -521,6 +554,7 @@ class TftpTracker:
         if len(payload) >= 2 and payload[1] in (RRQ, WRQ) and payload[0] == 0:
             self._on_request(pkt)  # a server answering from port 69 shares the flow key
             return
+        transfer._client_answered = True
         self._on_message(transfer, pkt, CLIENT)
 
     def _from_server(self, transfer: TftpTransfer, pkt: Packet) -> None:

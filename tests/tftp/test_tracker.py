@@ -126,6 +126,31 @@ def test_duplicate_blocks_count_once(tmp_path: Path) -> None:
     assert "duplicate-request" in codes(t) and "sorcerers-apprentice" not in codes(t)
 
 
+def test_request_twice_two_tids_client_keeps_the_one_captured_second(tmp_path: Path) -> None:
+    """tftpd-hpa starts a transfer per request. Both TIDs' DATA 1 can reach the capture in
+    one order and the client's socket in the other (two sender CPUs): the client's ACK
+    tells which one it kept, and its ERROR 5 refuses the other."""
+    content = content_of(700)
+    first, second = chunks(content, 512)
+    other = (SERVER_IP, 50002)
+    cap = Capture()
+    cap.udp(CLIENT, LISTEN, craft.rrq("race.bin"))
+    cap.udp(CLIENT, LISTEN, craft.rrq("race.bin"), after=0.0001)
+    cap.udp(other, CLIENT, craft.data(1, first))
+    cap.udp(TID, CLIENT, craft.data(1, first))
+    cap.udp(CLIENT, TID, craft.ack(1))
+    cap.udp(CLIENT, other, craft.error(5, "Unknown transfer ID"))
+    cap.udp(TID, CLIENT, craft.data(2, second))
+    cap.udp(CLIENT, TID, craft.ack(2))
+    t = only(cap.analyze(tmp_path))
+    assert (t["status"], t["bytes"], t["sha256"]) == ("complete", 700, sha(content))
+    assert t["server"] == f"{SERVER_IP}:{TID[1]}"
+    assert t["error"] is None
+    stray = [f for f in t["findings"] if f["code"] == "stray-tid"]
+    assert len(stray) == 1 and "50002" in stray[0]["message"]
+    assert "ERROR 5" in stray[0]["message"]
+
+
 def test_sorcerers_apprentice(tmp_path: Path) -> None:
     """Client ACKs every block twice; a buggy server sends every next block twice."""
     content = content_of(5 * 512 + 100)
