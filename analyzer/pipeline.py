@@ -19,6 +19,7 @@ from analyzer.capture.bpf import FrameFilter
 from analyzer.capture.linktypes import linktype_name
 from analyzer.decode import Decoder, DecodeStats, Packet
 from analyzer.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
+from analyzer.decode.partition import fast_owner, owner_of_packet
 from analyzer.tcp.tracker import TcpTracker
 from analyzer.tftp.tracker import TftpTracker
 
@@ -48,7 +49,8 @@ class CaptureSummary:
     first: float | None
     last: float | None
     filtered_out: int = 0
-    tracker_warnings: list[str] = field(default_factory=list)
+    tcp_warnings: list[str] = field(default_factory=list)
+    tcp_evictions: int = 0
 
     def to_json(self) -> dict[str, Any]:
         info, stats = self.info, self.stats
@@ -84,7 +86,12 @@ class CaptureSummary:
 
     @property
     def warnings(self) -> list[str]:
-        return self.info.warnings + self.stats.warnings + self.tracker_warnings
+        tracker = list(self.tcp_warnings)
+        if self.tcp_evictions:
+            tracker.append(
+                f"TCP: {self.tcp_evictions} streams were finished while still open, to "
+                "bound memory (idle too long, or too many open at once)")
+        return self.info.warnings + self.stats.warnings + tracker
 
 
 @dataclass
@@ -95,11 +102,15 @@ class Analysis:
 
 
 class Analyzer:
-    """Decoder plus trackers: feed it frames, then `finish()`."""
+    """Decoder plus trackers: feed it frames, then `finish()`.
+
+    first_half: this is worker 0 of analyzer/parallel.py: the TCP connections that
+    worker 1 owns are neither tracked nor (on the common path) decoded here.
+    """
 
     def __init__(self, *, tftp_ports: Iterable[int] = (), extract_dir: str | Path | None = None,
                  frame_filter: FrameFilter | None = None,
-                 tcp_tracker: TcpTracker | None = None) -> None:
+                 tcp_tracker: TcpTracker | None = None, first_half: bool = False) -> None:
         self.decoder = Decoder()
         self.tcp = tcp_tracker if tcp_tracker is not None else TcpTracker()
         sink = None
@@ -109,6 +120,7 @@ class Analyzer:
             sink = Extractor(extract_dir)
         self.tftp = TftpTracker(extra_ports=tftp_ports, sink=sink)
         self.frame_filter = frame_filter
+        self.first_half = first_half
         self.frames = 0
         self.filtered_out = 0
         self.first: float | None = None
@@ -126,11 +138,17 @@ class Analyzer:
                 self.first = ts
             if self.last is None or ts > self.last:
                 self.last = ts
+        owner = -1
+        if self.first_half:
+            owner = fast_owner(frame[1], frame[3])
+            if owner == 1:
+                return None  # worker 1 decodes, counts and tracks it
         pkt = self.decoder.decode(frame, self.frames)
         if pkt is not None:
             proto = pkt.proto
             if proto == PROTO_TCP:
-                self.tcp.on_packet(pkt)
+                if owner == 0 or not self.first_half or not owner_of_packet(pkt):
+                    self.tcp.on_packet(pkt)
             elif proto == PROTO_UDP or proto == PROTO_ICMP or proto == PROTO_ICMPV6:
                 self.tftp.on_packet(pkt)
         return pkt
@@ -143,25 +161,22 @@ class Analyzer:
         if frags.pending or frags.dropped:
             stats.warn(f"IP fragments: {frags.reassembled} datagrams reassembled, "
                        f"{frags.pending + frags.dropped} left incomplete")
-        tracker_warnings = list(self.tcp.warnings)
-        if self.tcp.evictions:
-            tracker_warnings.append(
-                f"TCP: {self.tcp.evictions} streams were finished while still open, to bound "
-                "memory (idle too long, or too many open at once)")
         summary = CaptureSummary(info, stats, self.first, self.last, self.filtered_out,
-                                 tracker_warnings)
+                                 list(self.tcp.warnings), self.tcp.evictions)
         return Analysis(summary, self.tcp, self.tftp)
 
 
 def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = (),
                  extract_dir: str | Path | None = None, bpf: str | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 tcp_tracker: TcpTracker | None = None) -> Analysis:
-    """Read a whole capture through the trackers. `progress(done, total)` in file bytes."""
+                 tcp_tracker: TcpTracker | None = None, first_half: bool = False) -> Analysis:
+    """Read a whole capture through the trackers. `progress(done, total)` in file bytes;
+    `first_half`: see `Analyzer`."""
     with tuned_gc(), open_capture(path) as cap:
         frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
         analyzer = Analyzer(tftp_ports=tftp_ports, extract_dir=extract_dir,
-                            frame_filter=frame_filter, tcp_tracker=tcp_tracker)
+                            frame_filter=frame_filter, tcp_tracker=tcp_tracker,
+                            first_half=first_half)
         feed = analyzer.feed
         if progress is None:
             for frame in cap:

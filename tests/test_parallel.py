@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.parallel import analyze_file_split, fast_owner, owner_of_packet
+from analyzer.decode.partition import fast_owner, owner_of_packet
+from analyzer.parallel import analyze_file_split
 from analyzer.pipeline import analyze_file, iter_packets
 from analyzer.report.jsonl import write_analysis, write_split_analysis
 from analyzer.tcp.tracker import TcpTracker
