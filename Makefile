@@ -5,7 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN_CAPTURE ?= captures/tour.pcapng
 
-.PHONY: run test lint system-deps bench profile clean
+# The modules mypyc compiles (listed in analyzer/native.py): rebuilt when one changes.
+NATIVE_SOURCES := $(shell sed -n 's|^    "\(.*\.py\)",$$|analyzer/\1|p' analyzer/native.py)
+
+.PHONY: run test lint native system-deps bench profile clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -15,32 +18,42 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[native]'
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[native,test]'
 	@touch $@ $(VENV)/.installed
 
-run: $(VENV)/.installed
+# Compiles the hot path with mypyc; without a C compiler it says so and the package stays
+# pure Python (the stamp is then not written, so a later make tries again).
+$(VENV)/.native: $(NATIVE_SOURCES) analyzer/native.py scripts/build_native.py | $(VENV)/.installed
+	$(BIN)/python scripts/build_native.py --stamp $@
+
+native: $(VENV)/.native
+
+run: $(VENV)/.installed $(VENV)/.native
 	$(BIN)/analyzer read $(RUN_CAPTURE)
 
 system-deps:
 	@bash scripts/install-test-deps.sh
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check analyzer tests benchmarks
+	$(BIN)/ruff check analyzer tests benchmarks scripts
+	$(BIN)/mypy
 
-test: $(VENV)/.installed-test system-deps lint
+# system-deps first: it installs the C compiler the native build needs.
+test: $(VENV)/.installed-test system-deps $(VENV)/.native lint
 	$(BIN)/pytest
 
 # make bench BENCH_ARGS="--sizes 100k,1M,5M --repeat-limit 60" for the full run (~15 min)
 BENCH_ARGS ?=
-bench: $(VENV)/.installed-test system-deps
+bench: $(VENV)/.installed-test system-deps $(VENV)/.native
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
-profile: $(VENV)/.installed-test
+profile: $(VENV)/.installed-test $(VENV)/.native
 	$(BIN)/python benchmarks/profile.py
 
 clean:
-	rm -rf $(VENV) .deps .pytest_cache
+	rm -rf $(VENV) .deps .pytest_cache build
+	find analyzer -name '*.so' -delete

@@ -5,3 +5,7 @@ Data flows one way: capture (frames) -> decode (packets) -> tcp / tftp trackers 
 """
 
 __version__ = "0.1.0"
+
+from analyzer.native import prefer_sources
+
+prefer_sources()

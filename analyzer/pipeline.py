@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from analyzer.capture import CaptureInfo, Frame, open_capture
 from analyzer.capture.bpf import FrameFilter
@@ -23,10 +23,10 @@ from analyzer.decode.partition import fast_owner, owner_of_packet
 from analyzer.tcp.tracker import TcpTracker
 from analyzer.tftp.tracker import TftpTracker
 
-PROGRESS_EVERY = 1 << 14  # frames between progress callbacks
+PROGRESS_EVERY: Final = 1 << 14  # frames between progress callbacks
 # The trackers free finished streams as they go and leave no reference cycles, so the
 # cyclic collector's default of a pass every 700 allocations is pure overhead here.
-GC_THRESHOLD = 200_000
+GC_THRESHOLD: Final = 200_000
 
 
 @contextmanager

@@ -7,9 +7,9 @@ capture is never held in memory whole and small records cost no system call each
 from __future__ import annotations
 
 import zlib
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
-CHUNK_SIZE = 1 << 20
+CHUNK_SIZE: Final = 1 << 20
 
 
 class ChunkReader:

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import Final
 
 from analyzer.capture.chunks import ChunkReader
 from analyzer.capture.frame import CaptureInfo, Frame, InterfaceInfo
 
 # magic as read from the file's first four bytes -> (byte order, fraction scale, format)
-MAGICS: dict[bytes, tuple[str, float, str]] = {
+MAGICS: Final[dict[bytes, tuple[str, float, str]]] = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6, "pcap"),
     b"\xa1\xb2\xc3\xd4": (">", 1e-6, "pcap"),
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9, "pcap-nsec"),
     b"\xa1\xb2\x3c\x4d": (">", 1e-9, "pcap-nsec"),
 }
-GLOBAL_HEADER_LEN = 24
-RECORD_HEADER_LEN = 16
+GLOBAL_HEADER_LEN: Final = 24
+RECORD_HEADER_LEN: Final = 16
 # No link type we read has frames this large; a bigger caplen means a corrupt record.
-MAX_CAPLEN = 1 << 20
+MAX_CAPLEN: Final = 1 << 20
 
 
 def read_pcap(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:

@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import Final
 
 from analyzer.capture.chunks import ChunkReader
 from analyzer.capture.frame import CaptureInfo, Frame, InterfaceInfo
 
-SHB_TYPE = b"\x0a\x0d\x0d\x0a"
-IDB, OPB, SPB, NRB, ISB, EPB = 1, 2, 3, 4, 5, 6
-BOM_LE = b"\x4d\x3c\x2b\x1a"
-BOM_BE = b"\x1a\x2b\x3c\x4d"
-MAX_BLOCK_LEN = 1 << 24  # 16 MiB: anything larger is a corrupt length
+SHB_TYPE: Final = b"\x0a\x0d\x0d\x0a"
+IDB: Final = 1
+OPB: Final = 2
+SPB: Final = 3
+NRB: Final = 4
+ISB: Final = 5
+EPB: Final = 6
+BOM_LE: Final = b"\x4d\x3c\x2b\x1a"
+BOM_BE: Final = b"\x1a\x2b\x3c\x4d"
+MAX_BLOCK_LEN: Final = 1 << 24  # 16 MiB: anything larger is a corrupt length
 
-OPT_END, OPT_IF_NAME, OPT_IF_DESCRIPTION, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 0, 2, 3, 9, 14
-OPT_ISB_IFDROP = 5
+OPT_END: Final = 0
+OPT_IF_NAME: Final = 2
+OPT_IF_DESCRIPTION: Final = 3
+OPT_IF_TSRESOL: Final = 9
+OPT_IF_TSOFFSET: Final = 14
+OPT_ISB_IFDROP: Final = 5
 
 
 def _options(body: bytes, start: int, order: str) -> Iterator[tuple[int, bytes]]:

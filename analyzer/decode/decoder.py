@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 from analyzer.capture import linktypes as lt
 from analyzer.capture.frame import Frame
@@ -21,41 +22,43 @@ from analyzer.decode.packet import (
     Packet,
 )
 
-ETH_IPV4 = 0x0800
-ETH_IPV6 = 0x86DD
-ETH_ARP = 0x0806
-ETH_VLAN_TAGS = (0x8100, 0x88A8, 0x9100)
+ETH_IPV4: Final = 0x0800
+ETH_IPV6: Final = 0x86DD
+ETH_ARP: Final = 0x0806
+ETH_VLAN_TAGS: Final = (0x8100, 0x88A8, 0x9100)
 
 # BSD NULL / LOOP address families that mean IPv6 (differs per BSD flavour).
-AF_INET = 2
-AF_INET6_VALUES = (10, 24, 28, 30)
+AF_INET: Final = 2
+AF_INET6_VALUES: Final = (10, 24, 28, 30)
 
-NFULA_PAYLOAD = 9
+NFULA_PAYLOAD: Final = 9
 
-IPV6_EXT_HEADERS = {0: "hop-by-hop", 43: "routing", 60: "destination", 51: "ah", 135: "mobility"}
-IPV6_FRAGMENT = 44
-IPV6_NO_NEXT = 59
+IPV6_EXT_HEADERS: Final = {
+    0: "hop-by-hop", 43: "routing", 60: "destination", 51: "ah", 135: "mobility",
+}
+IPV6_FRAGMENT: Final = 44
+IPV6_NO_NEXT: Final = 59
 
-ETHERTYPE_NAMES = {
+ETHERTYPE_NAMES: Final = {
     0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x8863: "pppoe-discovery",
     0x8864: "pppoe", 0x8847: "mpls", 0x888E: "eapol", 0x88F7: "ptp", 0x22F0: "avtp",
 }
-IP_PROTO_NAMES = {
+IP_PROTO_NAMES: Final = {
     1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah",
     58: "icmpv6", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp",
 }
 
-_IPV4 = struct.Struct("!BBHHHBBH4s4s")
-_IPV6 = struct.Struct("!IHBB16s16s")
-_TCP = struct.Struct("!HHIIBBH")
-_UDP = struct.Struct("!HHH")
-_IPV4_UNPACK = _IPV4.unpack_from
-_TCP_UNPACK = _TCP.unpack_from
-_UDP_UNPACK = _UDP.unpack_from
-ETHERNET = lt.ETHERNET
-_U16 = struct.Struct("!H")
+_IPV4: Final = struct.Struct("!BBHHHBBH4s4s")
+_IPV6: Final = struct.Struct("!IHBB16s16s")
+_TCP: Final = struct.Struct("!HHIIBBH")
+_UDP: Final = struct.Struct("!HHH")
+_IPV4_UNPACK: Final = _IPV4.unpack_from
+_TCP_UNPACK: Final = _TCP.unpack_from
+_UDP_UNPACK: Final = _UDP.unpack_from
+ETHERNET: Final = lt.ETHERNET
+_U16: Final = struct.Struct("!H")
 
-MAX_WARNINGS = 20
+MAX_WARNINGS: Final = 20
 
 
 @dataclass
@@ -122,7 +125,7 @@ class Decoder:
                                 stats.truncated += 1
                             return Packet(number, ts, interface, 4, src, dst, PROTO_TCP, sport,
                                           dport, mv[34 + hlen:end], claimed - hlen, seq, ack,
-                                          flags, window, mv[54:34 + hlen])
+                                          flags, window, mv[54:34 + hlen], data[26:38])
                     elif proto == PROTO_UDP and end >= 42:
                         sport, dport, ulen = _UDP_UNPACK(data, 34)
                         if 8 <= ulen <= claimed:
@@ -130,7 +133,8 @@ class Decoder:
                             if end - 34 < ulen:
                                 stats.truncated += 1
                             return Packet(number, ts, interface, 4, src, dst, PROTO_UDP, sport,
-                                          dport, mv[42:min(end, 34 + ulen)], ulen - 8)
+                                          dport, mv[42:min(end, 34 + ulen)], ulen - 8,
+                                          key=data[26:38])
             while ethertype in ETH_VLAN_TAGS:
                 if len(data) < off + 4:
                     return self._malformed(number, "VLAN tag cut short")
@@ -233,7 +237,7 @@ class Decoder:
         # TLV lengths and types are in the capturing host's byte order, which the frame
         # does not say. Types are small (NFULA_* < 64, flags in the top two bits), so the
         # first TLV's type tells: only in little-endian is its first byte the value.
-        order = "little" if data[6] & 0x3F else "big"
+        order: Literal["little", "big"] = "little" if data[6] & 0x3F else "big"
         off = 4
         while off + 4 <= len(data):
             tlv_len = int.from_bytes(data[off:off + 2], order)
@@ -377,7 +381,8 @@ class Decoder:
             self._stats.truncated += 1
         return pkt
 
-    def _malformed(self, number: int, why: str) -> None:
+    def _malformed(self, number: int, why: str) -> Any:
+        """Count a malformed frame; returns None, so callers `return self._malformed(...)`."""
         self._stats.malformed += 1
         self._stats.warn(f"frame {number}: {why}")
         return None

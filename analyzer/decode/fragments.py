@@ -7,11 +7,12 @@ bytes held across all datagrams are capped; what falls out is counted, never kep
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
-MAX_DATAGRAM = 65535 + 40  # IPv6 jumbograms are not fragmented; 64 KiB is the ceiling
-MAX_HELD_BYTES = 8 << 20
-MAX_DATAGRAMS = 4096
-TIMEOUT = 60.0  # seconds of capture time (Linux drops after 30, Windows 60)
+MAX_DATAGRAM: Final = 65535 + 40  # IPv6 jumbograms are not fragmented; 64 KiB is the ceiling
+MAX_HELD_BYTES: Final = 8 << 20
+MAX_DATAGRAMS: Final = 4096
+TIMEOUT: Final = 60.0  # seconds of capture time (Linux drops after 30, Windows 60)
 
 
 @dataclass

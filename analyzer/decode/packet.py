@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import socket
 from functools import lru_cache
+from typing import Final
 
 # IP protocol numbers the trackers see.
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-PROTO_ICMPV6 = 58
+PROTO_ICMP: Final = 1
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
+PROTO_ICMPV6: Final = 58
 
 # TCP flag bits (as in the header's flags byte; NS is ignored).
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
 
 class Packet:
@@ -58,6 +59,7 @@ class Packet:
         "payload",
         "payload_len",
         "truncated",
+        "key",
     )
 
     def __init__(
@@ -78,6 +80,7 @@ class Packet:
         flags: int = 0,
         window: int = 0,
         tcp_options: memoryview | bytes = b"",
+        key: bytes = b"",
     ) -> None:
         self.frame = frame  # 1-based frame number, as Wireshark numbers frames
         self.ts = ts  # epoch seconds
@@ -96,6 +99,9 @@ class Packet:
         self.flags = flags
         self.window = window  # as on the wire, not scaled
         self.tcp_options = tcp_options
+        # The connection's direction as one hashable value (see flow_key); decoders
+        # that have the header bytes at hand pass them, already in this layout.
+        self.key = key or flow_key(src, sport, dst, dport)
 
     def __repr__(self) -> str:
         return (
@@ -103,6 +109,13 @@ class Packet:
             f"{format_endpoint(self.dst, self.dport)}, proto={self.proto}, "
             f"flags={self.flags:#04x}, len={self.payload_len})"
         )
+
+
+def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    """Source and destination address, then source and destination port: the bytes of an
+    IPv4 header from its source address on followed by a TCP or UDP header's first four
+    (IPv6 likewise), so a decoder can slice the key straight out of a frame."""
+    return src + dst + ((sport << 16) | dport).to_bytes(4, "big")
 
 
 @lru_cache(maxsize=65536)

@@ -12,14 +12,20 @@ Update rule (Wireshark 4.0, packet-tcp.c), per packet of the conversation:
 
 from __future__ import annotations
 
-SYN_SENT = 1
-SYN_ACK = 2
-ACK = 4
-DATA = 8
-FIN = 16
-RST = 32
+from typing import Final
 
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
+from analyzer.decode.packet import ACK as _ACK
+from analyzer.decode.packet import FIN as _FIN
+from analyzer.decode.packet import RST as _RST
+from analyzer.decode.packet import SYN as _SYN
+
+SYN_SENT: Final = 1
+SYN_ACK: Final = 2
+ACK: Final = 4
+DATA: Final = 8
+FIN: Final = 16
+RST: Final = 32
+
 
 
 def creation_bits(flags: int, length: int) -> int:

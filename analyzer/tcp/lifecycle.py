@@ -26,32 +26,34 @@ Conventions, following the figures in RFC 9293 section 3.5:
 
 from __future__ import annotations
 
-CLOSED = "CLOSED"
-LISTEN = "LISTEN"
-SYN_SENT = "SYN-SENT"
-SYN_RECEIVED = "SYN-RECEIVED"
-ESTABLISHED = "ESTABLISHED"
-FIN_WAIT_1 = "FIN-WAIT-1"
-FIN_WAIT_2 = "FIN-WAIT-2"
-CLOSE_WAIT = "CLOSE-WAIT"
-CLOSING = "CLOSING"
-LAST_ACK = "LAST-ACK"
-TIME_WAIT = "TIME-WAIT"
+from typing import Final
+
+CLOSED: Final = "CLOSED"
+LISTEN: Final = "LISTEN"
+SYN_SENT: Final = "SYN-SENT"
+SYN_RECEIVED: Final = "SYN-RECEIVED"
+ESTABLISHED: Final = "ESTABLISHED"
+FIN_WAIT_1: Final = "FIN-WAIT-1"
+FIN_WAIT_2: Final = "FIN-WAIT-2"
+CLOSE_WAIT: Final = "CLOSE-WAIT"
+CLOSING: Final = "CLOSING"
+LAST_ACK: Final = "LAST-ACK"
+TIME_WAIT: Final = "TIME-WAIT"
 
 # Events. The sender's:
-SEND_SYN = "send SYN"
-SEND_SYNACK = "send SYN-ACK"
-SEND_FIN = "send FIN"
-SEND_RST = "send RST"
+SEND_SYN: Final = "send SYN"
+SEND_SYNACK: Final = "send SYN-ACK"
+SEND_FIN: Final = "send FIN"
+SEND_RST: Final = "send RST"
 # The receiver's (in processing order):
-RCV_ACK_OF_SYN = "receive ACK of its SYN"
-RCV_ACK_OF_FIN = "receive ACK of its FIN"
-RCV_SYNACK = "receive SYN-ACK"
-RCV_SYN = "receive SYN"
-RCV_FIN = "receive FIN"
-RCV_RST = "receive RST"
+RCV_ACK_OF_SYN: Final = "receive ACK of its SYN"
+RCV_ACK_OF_FIN: Final = "receive ACK of its FIN"
+RCV_SYNACK: Final = "receive SYN-ACK"
+RCV_SYN: Final = "receive SYN"
+RCV_FIN: Final = "receive FIN"
+RCV_RST: Final = "receive RST"
 
-TRANSITIONS: dict[tuple[str, str], str] = {
+TRANSITIONS: Final[dict[tuple[str, str], str]] = {
     (CLOSED, SEND_SYN): SYN_SENT,
     (LISTEN, SEND_SYNACK): SYN_RECEIVED,
     (LISTEN, SEND_SYN): SYN_RECEIVED,  # simultaneous open: the peer's SYN crosses ours
@@ -92,9 +94,9 @@ TRANSITIONS: dict[tuple[str, str], str] = {
 
 # States in which an endpoint waits for an ACK: while one endpoint is in one of them,
 # the tracker must look at plain ACKs too (otherwise only SYN/FIN/RST packets matter).
-WAITING_FOR_ACK = frozenset({SYN_SENT, SYN_RECEIVED, FIN_WAIT_1, CLOSING, LAST_ACK})
+WAITING_FOR_ACK: Final = frozenset({SYN_SENT, SYN_RECEIVED, FIN_WAIT_1, CLOSING, LAST_ACK})
 
-ALL_STATES = (CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
+ALL_STATES: Final = (CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
               CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT)
 
 

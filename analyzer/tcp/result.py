@@ -8,12 +8,12 @@ who sent first, and translates when it builds the result.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from analyzer.decode.packet import format_endpoint
 from analyzer.tcp import completeness as completeness_bits
 
-ANALYSIS_KEYS = ("retransmission", "fast_retransmission", "out_of_order", "dup_ack",
+ANALYSIS_KEYS: Final = ("retransmission", "fast_retransmission", "out_of_order", "dup_ack",
                  "zero_window", "keep_alive", "lost_segment", "acked_unseen",
                  "overlap_conflict")
 

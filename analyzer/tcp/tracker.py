@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 `TcpTracker.on_packet` is the hot path of the whole product. Both directions of every
-connection are in one dict keyed by the (src, sport, dst, dport) tuple, each pointing at
+connection are in one dict keyed by `Packet.key` (addresses, ports), each pointing at
 its direction's `_Flow`; a fast path handles the common packet (an ACK, maybe with in-order
 data, in a settled connection) with integer arithmetic and one hash update. Everything
 else goes to `_Stream.on_packet`, which runs the full analysis.
@@ -37,9 +37,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Final
 
-from analyzer.decode.packet import Packet, format_endpoint
+from analyzer.decode.packet import ACK as _ACK
+from analyzer.decode.packet import FIN as _FIN
+from analyzer.decode.packet import RST as _RST
+from analyzer.decode.packet import SYN as _SYN
+from analyzer.decode.packet import Packet, flow_key, format_endpoint
 from analyzer.tcp import completeness as comp
 from analyzer.tcp import lifecycle as lc
 from analyzer.tcp import zeek
@@ -53,32 +57,31 @@ from analyzer.tcp.result import (
     TcpStreamResult,
 )
 
-MASK32 = 0xFFFFFFFF
-HALF32 = 0x80000000
-WRAP32 = 0x100000000
+MASK32: Final = 0xFFFFFFFF
+HALF32: Final = 0x80000000
+WRAP32: Final = 0x100000000
 
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 
 # Event codes recorded on packets of kept streams (views turn them into words); the
 # analysis kinds appear too, spelled with dashes ("dup-ack", "lost-segment", ...).
-EVENT_SYN = "syn"  # opening SYN
-EVENT_SYN_ACK = "syn-ack"
-EVENT_HANDSHAKE_ACK = "handshake-ack"
-EVENT_SYN_DATA = "syn-data"
-EVENT_SIMULTANEOUS_OPEN = "simultaneous-open"
-EVENT_ACTIVE_FIN = "active-fin"  # first FIN of the connection
-EVENT_PASSIVE_FIN = "passive-fin"
-EVENT_SIMULTANEOUS_CLOSE = "simultaneous-close"
-EVENT_FIN_ACKED = "fin-acked"
-EVENT_RST = "rst"
-EVENT_REFUSED = "refused"
-EVENT_PORT_REUSE = "port-reuse"
+EVENT_SYN: Final = "syn"  # opening SYN
+EVENT_SYN_ACK: Final = "syn-ack"
+EVENT_HANDSHAKE_ACK: Final = "handshake-ack"
+EVENT_SYN_DATA: Final = "syn-data"
+EVENT_SIMULTANEOUS_OPEN: Final = "simultaneous-open"
+EVENT_ACTIVE_FIN: Final = "active-fin"  # first FIN of the connection
+EVENT_PASSIVE_FIN: Final = "passive-fin"
+EVENT_SIMULTANEOUS_CLOSE: Final = "simultaneous-close"
+EVENT_FIN_ACKED: Final = "fin-acked"
+EVENT_RST: Final = "rst"
+EVENT_REFUSED: Final = "refused"
+EVENT_PORT_REUSE: Final = "port-reuse"
 
 # Wireshark's default out-of-order threshold when the RTT is unknown (seconds).
-OUT_OF_ORDER_THRESHOLD = 0.003
+OUT_OF_ORDER_THRESHOLD: Final = 0.003
 
 # Completeness bits by (flags & (FIN|SYN|RST|ACK)) + 32 * has_payload.
-_COMPLETENESS = [comp.on_packet(i & 0x17, i >> 5) for i in range(64)]
+_COMPLETENESS: Final = [comp.on_packet(i & 0x17, i >> 5) for i in range(64)]
 
 
 def _signed32(value: int) -> int:
@@ -126,7 +129,7 @@ class _Flow:
     # a few cache lines (memory latency dominates with thousands of live streams).
     __slots__ = (
         "steady", "next_raw", "high", "next_off", "peer", "last_ack", "last_win",
-        "completeness", "hasher", "tail", "high_ts", "keepalive", "need_d", "need_a",
+        "completeness", "hasher", "tail", "tail_len", "high_ts", "keepalive", "need_d", "need_a",
         "dup_acks", "packets", "last_seen", "pending",
         "stream", "side", "addr", "port", "seen", "isn", "syn", "bare_syn", "syn_acked",
         "acked_off", "pending_keys", "pending_bytes", "gaps", "tail_holes", "fin_off",
@@ -156,7 +159,9 @@ class _Flow:
         self.pending_keys: list[int] = []
         self.pending_bytes = 0
         self.gaps: list[tuple[int, int]] = []
-        self.tail = bytearray()  # last delivered bytes, for conflict checks
+        # The last delivered buffers (references, not copies), for conflict checks.
+        self.tail: list[bytes | memoryview] = []
+        self.tail_len = 0
         self.tail_holes: list[tuple[int, int]] = []  # gap ranges inside the tail (zeros)
         self.fin_off: int | None = None
         self.fin_frame: int | None = None
@@ -188,6 +193,16 @@ class _Flow:
             self.next_raw = seq
             self.high = 0
 
+    def remember(self, data: bytes | memoryview, window: int) -> None:
+        """Keep at least the last `window` delivered bytes; the buffers are joined only
+        when a retransmission overlaps them (rare), so delivery copies nothing."""
+        tail = self.tail
+        tail.append(data)
+        size = self.tail_len + len(data)
+        while size - len(tail[0]) >= window:
+            size -= len(tail.pop(0))
+        self.tail_len = size
+
     @property
     def delivered(self) -> int:
         """Bytes reassembled so far: the stream offset reached, minus the gaps."""
@@ -212,8 +227,7 @@ class _Stream:
                  reused: bool) -> None:
         self.tracker = tracker
         self.number = number
-        self.keys = ((pkt.src, pkt.sport, pkt.dst, pkt.dport),
-                     (pkt.dst, pkt.dport, pkt.src, pkt.sport))
+        self.keys = (pkt.key, flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport))
         self.flows = (_Flow(self, 0, pkt.src, pkt.sport), _Flow(self, 1, pkt.dst, pkt.dport))
         self.flows[0].peer = self.flows[1]
         self.flows[1].peer = self.flows[0]
@@ -456,7 +470,8 @@ class _Stream:
         """FIN both ways or a RST: no more data is expected, free the conflict tails."""
         self.closed = True
         for flow in self.flows:
-            flow.tail = bytearray()
+            flow.tail = []
+            flow.tail_len = 0
             flow.tail_holes = []
 
     def _lifecycle_ack(self, pkt: Packet, side: int, flow: _Flow, peer: _Flow,
@@ -528,10 +543,7 @@ class _Stream:
         flow.next_raw = (flow.next_raw + size) & MASK32
         window = self.tracker.conflict_window
         if window:
-            tail = flow.tail
-            tail += data
-            if len(tail) > window * 2:
-                del tail[:len(tail) - window]
+            flow.remember(data, window)
         if self.chunks is not None:
             self.chunks.append(Chunk(side == 0, frame, ts, bytes(data)))
 
@@ -540,8 +552,8 @@ class _Stream:
         payload = pkt.payload
         captured = len(payload)
         seen = min(old, captured)
-        tail = flow.tail
-        tail_start = flow.next_off - len(tail)
+        tail = b"".join(flow.tail)
+        tail_start = flow.next_off - flow.tail_len
         low, high = max(off, tail_start), off + seen
         ranges = [(low, high)] if high > low else []
         for hole_start, hole_end in flow.tail_holes:  # bytes never seen: nothing to compare
@@ -593,12 +605,13 @@ class _Stream:
         window = self.tracker.conflict_window
         if window and length <= window:
             # Keep the tail contiguous: zeros for the hole, remembered as a hole.
-            tail_start = flow.next_off - length - len(flow.tail)
+            tail_start = flow.next_off - length - flow.tail_len
             flow.tail_holes = [h for h in flow.tail_holes if h[1] > tail_start]
             flow.tail_holes.append((flow.next_off - length, flow.next_off))
-            flow.tail += bytes(length)
+            flow.remember(bytes(length), window)
         else:
             flow.tail.clear()
+            flow.tail_len = 0
             flow.tail_holes.clear()
         self.history.count(side, "G")
 
@@ -758,19 +771,17 @@ class TcpTracker:
         self.evictions = 0
         self.late_packets = 0  # packets of streams already finished (see tombstones)
         self.warnings: list[str] = []
-        self._flows: dict[tuple[bytes, int, bytes, int], _Flow] = {}
+        self._flows: dict[bytes, _Flow] = {}  # by Packet.key
         self._active: dict[int, _Stream] = {}
         self._results: list[TcpStreamResult] = []
         # 4-tuple -> (result or None, isn of that direction or None, last packet time)
-        self._tombstones: dict[tuple[bytes, int, bytes, int],
-                               tuple[TcpStreamResult | None, int | None, float]] = {}
+        self._tombstones: dict[bytes, tuple[TcpStreamResult | None, int | None, float]] = {}
         self._next_number = 0
         self._swept_at = 0.0  # capture time of the last sweep
-        self._tail_max = 2 * conflict_window
         self._finished = False
 
     def on_packet(self, pkt: Packet) -> None:
-        flow = self._flows.get((pkt.src, pkt.sport, pkt.dst, pkt.dport))
+        flow = self._flows.get(pkt.key)
         if flow is None:
             if not self._tombstones or not self._late(pkt):
                 self._open(pkt, None, False)
@@ -800,11 +811,8 @@ class TcpTracker:
                         flow.high = offset
                         flow.high_ts = pkt.ts
                         flow.next_raw = (seq + length) & MASK32
-                        if self._tail_max:
-                            tail = flow.tail
-                            tail += payload
-                            if len(tail) > self._tail_max:
-                                del tail[:len(tail) - self.conflict_window]
+                        if self.conflict_window:
+                            flow.remember(payload, self.conflict_window)
                         flow.keepalive = False
                         if flow.need_d:
                             flow.stream.history_fast(flow, flags, seq, length)
@@ -829,12 +837,12 @@ class TcpTracker:
 
     def _late(self, pkt: Packet) -> bool:
         """A packet of a finished stream: count it there. False if it opens a new one."""
-        key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        key = pkt.key
         tomb = self._tombstones.get(key)
         if tomb is None:
             return False
         result, isn, _ended = tomb
-        reverse = (pkt.dst, pkt.dport, pkt.src, pkt.sport)
+        reverse = flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport)
         if pkt.flags & 0x12 == 0x02 and isn is not None and pkt.seq != isn:
             self._tombstones.pop(key, None)
             self._tombstones.pop(reverse, None)

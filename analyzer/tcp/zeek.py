@@ -21,24 +21,34 @@ RESET), which `ZeekEndpoints` keeps the way Zeek's TCP analyzer updates it.
 from __future__ import annotations
 
 import re
+from typing import Final
 
-INACTIVE = "INACTIVE"
-SYN_SENT = "SYN_SENT"
-SYN_ACK_SENT = "SYN_ACK_SENT"
-PARTIAL = "PARTIAL"
-ESTABLISHED = "ESTABLISHED"
-CLOSED = "CLOSED"
-RESET = "RESET"
+from analyzer.decode.packet import ACK as _ACK
+from analyzer.decode.packet import FIN as _FIN
+from analyzer.decode.packet import RST as _RST
+from analyzer.decode.packet import SYN as _SYN
+
+INACTIVE: Final = "INACTIVE"
+SYN_SENT: Final = "SYN_SENT"
+SYN_ACK_SENT: Final = "SYN_ACK_SENT"
+PARTIAL: Final = "PARTIAL"
+ESTABLISHED: Final = "ESTABLISHED"
+CLOSED: Final = "CLOSED"
+RESET: Final = "RESET"
 
 # Once-only history marks, per direction.
-_MARK_SYN, _MARK_SYNACK, _MARK_FIN, _MARK_RST = 1, 2, 4, 8
-MARK_DATA, MARK_ACK = 16, 32
-_MARK_MULTI, _MARK_FIN_RST = 64, 128
-MARKS_DATA_AND_ACK = MARK_DATA | MARK_ACK
+_MARK_SYN: Final = 1
+_MARK_SYNACK: Final = 2
+_MARK_FIN: Final = 4
+_MARK_RST: Final = 8
+MARK_DATA: Final = 16
+MARK_ACK: Final = 32
+_MARK_MULTI: Final = 64
+_MARK_FIN_RST: Final = 128
+MARKS_DATA_AND_ACK: Final = MARK_DATA | MARK_ACK
 
-_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10
 
-CONN_STATES = {
+CONN_STATES: Final = {
     "S0": "Connection attempt seen, no reply.",
     "S1": "Connection established, not terminated.",
     "SF": "Normal establishment and termination.",
@@ -166,7 +176,7 @@ class ZeekEndpoints:
             self.states[1] not in (INACTIVE, SYN_SENT, SYN_ACK_SENT)
 
 
-_RSTOS0 = re.compile(r"\^?S[^HAFGIQ]*R.*")
+_RSTOS0: Final = re.compile(r"\^?S[^HAFGIQ]*R.*")
 
 
 def conn_state(orig: str, resp: str, orig_bytes: int, resp_bytes: int, history: str) -> str:

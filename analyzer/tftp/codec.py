@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Final
 
-RRQ = 1
-WRQ = 2
-DATA = 3
-ACK = 4
-ERROR = 5
-OACK = 6
+RRQ: Final = 1
+WRQ: Final = 2
+DATA: Final = 3
+ACK: Final = 4
+ERROR: Final = 5
+OACK: Final = 6
 
-OPCODE_NAMES = {RRQ: "RRQ", WRQ: "WRQ", DATA: "DATA", ACK: "ACK", ERROR: "ERROR", OACK: "OACK"}
+OPCODE_NAMES: Final = {
+    RRQ: "RRQ", WRQ: "WRQ", DATA: "DATA", ACK: "ACK", ERROR: "ERROR", OACK: "OACK",
+}
 
-TFTP_PORT = 69
-DEFAULT_BLKSIZE = 512
-DEFAULT_WINDOWSIZE = 1
+TFTP_PORT: Final = 69
+DEFAULT_BLKSIZE: Final = 512
+DEFAULT_WINDOWSIZE: Final = 1
 
 # RFC 1350 error codes, plus 8 from RFC 2347.
-ERROR_NAMES = {
+ERROR_NAMES: Final = {
     0: "Not defined",
     1: "File not found",
     2: "Access violation",
@@ -41,26 +44,26 @@ ERROR_NAMES = {
     7: "No such user",
     8: "Option negotiation failed",
 }
-ERR_NOT_DEFINED = 0
-ERR_FILE_NOT_FOUND = 1
-ERR_ACCESS_VIOLATION = 2
-ERR_DISK_FULL = 3
-ERR_ILLEGAL_OPERATION = 4
-ERR_UNKNOWN_TID = 5
-ERR_FILE_EXISTS = 6
-ERR_NO_SUCH_USER = 7
-ERR_OPTION_NEGOTIATION = 8
+ERR_NOT_DEFINED: Final = 0
+ERR_FILE_NOT_FOUND: Final = 1
+ERR_ACCESS_VIOLATION: Final = 2
+ERR_DISK_FULL: Final = 3
+ERR_ILLEGAL_OPERATION: Final = 4
+ERR_UNKNOWN_TID: Final = 5
+ERR_FILE_EXISTS: Final = 6
+ERR_NO_SUCH_USER: Final = 7
+ERR_OPTION_NEGOTIATION: Final = 8
 
 # Valid option values (inclusive): blksize RFC 2348, timeout RFC 2349, windowsize RFC 7440.
-OPTION_RANGES: dict[str, tuple[int, int | None]] = {
+OPTION_RANGES: Final[dict[str, tuple[int, int | None]]] = {
     "blksize": (8, 65464),
     "timeout": (1, 255),
     "tsize": (0, None),
     "windowsize": (1, 65535),
 }
 
-_HEADER = struct.Struct("!HH")
-_OPCODE = struct.Struct("!H")
+_HEADER: Final = struct.Struct("!HH")
+_OPCODE: Final = struct.Struct("!H")
 
 Options = tuple[tuple[str, str], ...]
 

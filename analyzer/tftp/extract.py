@@ -42,8 +42,8 @@ def safe_name(wire_name: str, number: int) -> str:
         stem, dot, ext = name.rpartition(".")
         ext = ext if dot and len(ext) <= 16 else ""
         keep = MAX_NAME_BYTES - len(ext.encode()) - 1
-        stem = (stem if dot else name).encode("utf-8", "backslashreplace")[:keep]
-        name = stem.decode("utf-8", "ignore") + (f".{ext}" if ext else "")
+        cut = (stem if dot else name).encode("utf-8", "backslashreplace")[:keep]
+        name = cut.decode("utf-8", "ignore") + (f".{ext}" if ext else "")
     return name
 
 

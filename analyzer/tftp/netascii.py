@@ -8,7 +8,9 @@ stream that was never converted (tftpy sends the file as is) passes through unch
 
 from __future__ import annotations
 
-CR = 0x0D
+from typing import Final
+
+CR: Final = 0x0D
 
 
 class NetasciiDecoder:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from analyzer.decode.icmp import icmp_error_name, is_port_unreachable, quoted_datagram
 from analyzer.decode.packet import PROTO_UDP, Packet, format_address, format_endpoint
@@ -66,17 +66,17 @@ from analyzer.tftp.codec import (
 )
 from analyzer.tftp.netascii import NetasciiDecoder
 
-CLIENT = "client"
-SERVER = "server"
+CLIENT: Final = "client"
+SERVER: Final = "server"
 
 # Bytes held ahead of a gap before the gap is declared lost for good (per transfer): the
 # receiver's ACKs usually settle a gap long before (they are missing only when the
 # capture saw one direction).
-MAX_HELD_BYTES = 8 << 20
+MAX_HELD_BYTES: Final = 8 << 20
 # Wrap detection: a block number this far below the expected one is past a rollover.
-_HALF = 32768
+_HALF: Final = 32768
 # Only this close to block 65535 can a small block number mean a wrap.
-_WRAP_ZONE = 65536 - 4096
+_WRAP_ZONE: Final = 65536 - 4096
 
 
 class Finding(NamedTuple):
@@ -126,14 +126,6 @@ class FileSink(Protocol):
     returns the path written."""
 
     def open(self, transfer: TftpTransfer) -> FileWriter: ...
-
-
-class _Stray(NamedTuple):
-    transfer: TftpTransfer
-    side: str  # the side the stray packet was sent to
-    frame: int
-    sender: str  # endpoint text of the stray sender
-    what: str  # what the stray packet was
 
 
 class TftpTransfer:
@@ -269,6 +261,15 @@ class TftpTransfer:
         if self.events is not None:
             self.events.append(TimelineEvent(pkt.frame, pkt.ts, sender, kind, block, length,
                                              note))
+
+
+# (after TftpTransfer: a compiled NamedTuple cannot refer to a class defined later)
+class _Stray(NamedTuple):
+    transfer: TftpTransfer
+    side: str  # the side the stray packet was sent to
+    frame: int
+    sender: str  # endpoint text of the stray sender
+    what: str  # what the stray packet was
 
 
 class TftpTracker:

@@ -1,0 +1,87 @@
+"""Which modules mypyc compiles to C, and the switch back to their pure-Python sources.
+
+The per-packet path (reading records, decoding, the TCP and TFTP trackers) is plain typed
+Python that `scripts/build_native.py` (run by `make`) compiles with mypyc into extension
+modules next to the sources: the same code, 1.8-2x faster. Python imports an extension
+module before a `.py` of the same name, so without care an edited source would be shadowed
+by its stale build. `prefer_sources()`, called when the package is imported, falls back to
+the sources for every listed module when any of them is newer than its build, or when
+ANALYZER_PURE=1 (how the tests check that both forms give the same results).
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+import sys
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).parent  # as in the package's __path__ (import caches key on it)
+
+# Relative to the package; the order does not matter (mypyc compiles them as one group).
+COMPILED_MODULES = (
+    "capture/chunks.py",
+    "capture/pcap.py",
+    "capture/pcapng.py",
+    "decode/decoder.py",
+    "decode/fragments.py",
+    "decode/packet.py",
+    "decode/partition.py",
+    "tcp/completeness.py",
+    "tcp/lifecycle.py",
+    "tcp/result.py",
+    "tcp/tracker.py",
+    "tcp/zeek.py",
+    "tftp/codec.py",
+    "tftp/netascii.py",
+    "tftp/tracker.py",
+    "pipeline.py",
+)
+# mypyc's shared library for the group (its name comes from build_native.py's group_name).
+RUNTIME_MODULE = "analyzer._native__mypyc"
+
+
+def built_module(source: Path) -> Path | None:
+    """The extension module built from `source`, if there is one."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = source.with_suffix(suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def stale_modules() -> list[str]:
+    """Compiled modules whose source changed after they were built."""
+    stale = []
+    for name in COMPILED_MODULES:
+        source = PACKAGE_DIR / name
+        built = built_module(source)
+        if built is not None and built.stat().st_mtime < source.stat().st_mtime:
+            stale.append(name)
+    return stale
+
+
+def is_compiled(module_name: str) -> bool:
+    """True when the imported module `analyzer.x.y` runs as compiled code."""
+    module = sys.modules.get(module_name)
+    return module is not None and not str(getattr(module, "__file__", "")).endswith(".py")
+
+
+def prefer_sources() -> None:
+    """Import the `.py` sources instead of their builds (see the module docstring)."""
+    if os.environ.get("ANALYZER_PURE") == "1":
+        reason = None
+    else:
+        if built_module(PACKAGE_DIR / COMPILED_MODULES[0]) is None:
+            return  # nothing built: sources are all there is
+        stale = stale_modules()
+        if not stale:
+            return
+        reason = (f"analyzer: {stale[0]} changed after it was compiled; running the "
+                  "pure-Python sources (slower) until `make native` rebuilds it")
+    source_only = [(importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)]
+    for directory in {PACKAGE_DIR} | {(PACKAGE_DIR / n).parent for n in COMPILED_MODULES}:
+        sys.path_importer_cache[str(directory)] = importlib.machinery.FileFinder(
+            str(directory), *source_only)
+    if reason:
+        print(reason, file=sys.stderr)
