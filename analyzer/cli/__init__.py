@@ -68,12 +68,15 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 
 def run_read(args: argparse.Namespace) -> int:
     from analyzer.pipeline import analyze_file
-    from analyzer.report import console
     from analyzer.report.jsonl import TcpLines, write_analysis, write_split_analysis
     from analyzer.tcp.tracker import TcpTracker
 
+    # rich (analyzer.report.console) takes ~60 ms to import: only for a progress bar or
+    # the table view, never for JSON into a pipe.
     progress = None
     if not args.no_progress and sys.stderr.isatty():
+        from analyzer.report import console
+
         progress = console.file_progress()
     if args.json:
         from analyzer.parallel import analyze_file_split, can_split
@@ -103,6 +106,8 @@ def run_read(args: argparse.Namespace) -> int:
     if tcp_lines is not None:
         write_analysis(analysis, sys.stdout, tcp_lines)
     else:
+        from analyzer.report import console
+
         console.print_analysis(analysis, as_json=False)
     return EXIT_OK
 
