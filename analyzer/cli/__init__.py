@@ -90,9 +90,17 @@ def run_read(args: argparse.Namespace) -> int:
                 write_split_analysis(split, sys.stdout)
                 return EXIT_OK
             progress = console.file_progress() if progress else None
-    # Finished streams are kept as JSON text in a spill file, not as result objects.
+    # Finished streams are kept as JSON text in a spill file, or for the table only the
+    # few hundred it shows: never one result object per connection.
     tcp_lines = TcpLines() if args.json else None
-    tcp_tracker = None if tcp_lines is None else TcpTracker(on_result=tcp_lines)
+    table = None
+    if tcp_lines is not None:
+        tcp_tracker = TcpTracker(on_result=tcp_lines)
+    else:
+        from analyzer.report.console import TableStreams
+
+        table = TableStreams()
+        tcp_tracker = TcpTracker(on_result=table)
     try:
         with progress or nullcontext():
             analysis = analyze_file(args.capture, tftp_ports=args.tftp_port,
@@ -108,7 +116,7 @@ def run_read(args: argparse.Namespace) -> int:
     else:
         from analyzer.report import console
 
-        console.print_analysis(analysis, as_json=False)
+        console.print_analysis(analysis, as_json=False, table=table)
     return EXIT_OK
 
 

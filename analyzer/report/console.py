@@ -4,6 +4,7 @@ to stderr for progress, so `--json` output stays clean."""
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.report.summary import capture_summary
+from analyzer.report.tcp_view import BROKEN, GOOD, SUSPICIOUS, health, streams_table
 
 if TYPE_CHECKING:
     from analyzer.capture.live import InterfaceEntry, LiveCapture
@@ -54,44 +56,68 @@ def json_writer() -> Callable[[Any], None]:
     return write
 
 
-def print_analysis(analysis: Analysis, *, as_json: bool) -> None:
+def print_analysis(analysis: Analysis, *, as_json: bool,
+                   table: TableStreams | None = None) -> None:
+    """The report; `table`: the streams to show, when the tracker handed its results
+    there as they finished (else they are chosen from `analysis.tcp.results()`)."""
     if as_json:
         from analyzer.report.jsonl import write_analysis
 
         write_analysis(analysis, sys.stdout)
         return
-    from analyzer.report.tcp_view import streams_table
     from analyzer.report.tftp_view import transfers_table
 
     console = stdout_console()
     console.print(capture_summary(analysis.capture))
-    tcp_results = analysis.tcp.results()
+    if table is None:
+        table = TableStreams()
+        for result in analysis.tcp.results():
+            table(result)
     tftp_results = analysis.tftp.results()
-    if tcp_results:
+    if table.total:
         console.print()
-        shown = worth_a_look(tcp_results, TABLE_ROWS)
+        shown = table.shown()
         console.print(streams_table(shown))
-        if len(shown) < len(tcp_results):
+        if len(shown) < table.total:
             console.print(Text(
-                f"showing {len(shown):,} of {len(tcp_results):,} streams: broken, then "
+                f"showing {len(shown):,} of {table.total:,} streams: broken, then "
                 "suspicious, then the rest by number; `--json` lists every one, `-f` "
                 "narrows the capture", style="dim"))
     if tftp_results:
         console.print()
         console.print(transfers_table(tftp_results))
-    if not tcp_results and not tftp_results:
+    if not table.total and not tftp_results:
         console.print(Text("\nNo TCP streams or TFTP transfers in this capture.", style="dim"))
 
 
-def worth_a_look(results: list[TcpStreamResult], limit: int) -> list[TcpStreamResult]:
-    """At most `limit` streams for the table, broken ones first, in stream order."""
-    if len(results) <= limit:
-        return results
-    from analyzer.report.tcp_view import BROKEN, GOOD, health
+class TableStreams:
+    """The streams the table shows, chosen as they finish: at most `limit`, broken ones
+    first, then suspicious, then the rest, each by stream number; shown in stream order.
+    As a tracker's `on_result` it keeps a few hundred results, not one per connection."""
 
-    rank = {BROKEN: 0, GOOD: 2}
-    chosen = sorted(results, key=lambda r: (rank.get(health(r), 1), r.stream))[:limit]
-    return sorted(chosen, key=lambda r: r.stream)
+    def __init__(self, limit: int = TABLE_ROWS) -> None:
+        self.limit = limit
+        self.total = 0
+        # a heap of (-rank, -stream, result): its top is the first to give way
+        self._kept: list[tuple[int, int, TcpStreamResult]] = []
+
+    def __call__(self, result: TcpStreamResult) -> bool:
+        """Take a finished stream; True if it is (for now) one of those shown."""
+        self.total += 1
+        entry = (-_HEALTH_RANK[health(result)], -result.stream, result)
+        if len(self._kept) < self.limit:
+            heapq.heappush(self._kept, entry)
+        elif entry[:2] > self._kept[0][:2]:  # stream numbers are unique: no ties
+            heapq.heapreplace(self._kept, entry)
+        else:
+            return False
+        return True
+
+    def shown(self) -> list[TcpStreamResult]:
+        return sorted((entry[2] for entry in self._kept), key=lambda r: r.stream)
+
+
+_HEALTH_RANK = {BROKEN: 0, SUSPICIOUS: 1, GOOD: 2}
 
 
 class FileProgress:

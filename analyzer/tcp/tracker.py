@@ -765,14 +765,17 @@ class TcpTracker:
     stream (packets, end, completeness) and stream numbers stay Wireshark's; tombstones
     last `tombstone_timeout` capture seconds (Linux's TIME-WAIT is 60 s).
     on_result: when given, each result goes to it as soon as its stream is finished
-    instead of being kept for `results()` (flat memory for any number of streams).
+    instead of being kept for `results()` (flat memory for any number of streams). It
+    returns True when it keeps the result object (rather than serializing it), so that a
+    late packet still updates it.
     """
 
     def __init__(self, keep: Collection[int] = (), keep_all: bool = False,
                  out_of_order_limit: int = 4 << 20, conflict_window: int = 4096,
                  idle_timeout: float = 3600.0, closed_timeout: float = 10.0,
                  max_active: int = 200_000, tombstone_timeout: float = 120.0,
-                 on_result: Callable[[TcpStreamResult], None] | None = None) -> None:
+                 on_result: Callable[[TcpStreamResult], bool | None] | None = None
+                 ) -> None:
         self.keep = frozenset(keep)
         self.keep_all = keep_all
         self.out_of_order_limit = out_of_order_limit
@@ -792,7 +795,7 @@ class TcpTracker:
         # a finished stream's first key -> one int (see _tombstone): tens of thousands
         # live at once on a busy link, so ~40 bytes each instead of a tuple's ~180
         self._tombstones: dict[bytes, int] = {}
-        # the same keys -> the stream's result, when results are kept (no on_result)
+        # the same keys -> the stream's result, while someone keeps it (see on_result)
         self._tombstone_results: dict[bytes, TcpStreamResult] = {}
         self._next_number = 0
         self._swept_at = 0.0  # capture time of the last sweep
@@ -909,17 +912,18 @@ class TcpTracker:
             if self._flows.get(key) is flow:
                 del self._flows[key]
                 owned = True
-        if tombstone and owned:
-            key = stream.keys[0]
-            self._tombstones[key] = _tombstone(stream)
-            if self.on_result is None:
-                self._tombstone_results[key] = result
         for flow in stream.flows:  # break the stream <-> flow cycles: freed at once
             flow.stream = flow.peer = None  # type: ignore[assignment]
         if self.on_result is not None:
-            self.on_result(result)
+            kept = bool(self.on_result(result))
         else:
             self._results.append(result)
+            kept = True
+        if tombstone and owned:
+            key = stream.keys[0]
+            self._tombstones[key] = _tombstone(stream)
+            if kept:
+                self._tombstone_results[key] = result
         if evicted:
             self.evictions += 1
 

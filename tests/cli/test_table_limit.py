@@ -38,3 +38,28 @@ def test_table_keeps_every_reset_stream_and_says_how_many_are_hidden(busy: Path)
              if line.startswith("│") and line.split("│")[1].strip().isdigit()}
     assert len(shown) == TABLE_ROWS
     assert reset <= shown
+
+
+def test_streams_chosen_as_they_finish_are_those_a_full_sort_chooses(busy: Path) -> None:
+    """TableStreams keeps at most `limit` results whatever order they finish in, and they
+    are the ones sorting every result (broken, suspicious, good; then by number) picks."""
+    import random
+
+    from analyzer.pipeline import analyze_file
+    from analyzer.report.console import TableStreams
+    from analyzer.report.tcp_view import BROKEN, GOOD, health
+
+    results = analyze_file(busy).tcp.results()
+    rank = {BROKEN: 0, GOOD: 2}
+    for limit in (1, 37, TABLE_ROWS, len(results) + 5):
+        expected = sorted(sorted(results, key=lambda r: (rank.get(health(r), 1),
+                                                         r.stream))[:limit],
+                          key=lambda r: r.stream)
+        shuffled = list(results)
+        random.Random(limit).shuffle(shuffled)
+        table = TableStreams(limit)
+        for result in shuffled:
+            table(result)
+        assert table.total == len(results)
+        assert [r.stream for r in table.shown()] == [r.stream for r in expected]
+    assert {health(r) for r in results} >= {BROKEN, GOOD}  # the ranking is exercised

@@ -182,6 +182,32 @@ def test_closed_streams_are_freed_and_late_packets_still_count() -> None:
     assert reused[1].labels == ["port-reuse"]
 
 
+@pytest.mark.parametrize("keeps", [True, False])
+def test_a_late_packet_updates_a_handed_over_result_only_when_it_is_kept(
+        keeps: bool) -> None:
+    """`read`'s table keeps some results it is handed (on_result returns True): a late
+    packet must still count there; a JSON writer has serialized them: nothing to update."""
+    results: list = []
+
+    def take(result: object) -> bool:
+        results.append(result)
+        return keeps
+
+    tracker = TcpTracker(closed_timeout=5, on_result=take)
+    tracker.on_packet(_pkt(1000, 80, 0x02, 10, 0, 0.0))
+    tracker.on_packet(_pkt(80, 1000, 0x12, 50, 11, 0.1, forward=False))
+    tracker.on_packet(_pkt(1000, 80, 0x11, 11, 51, 0.3))
+    tracker.on_packet(_pkt(80, 1000, 0x11, 51, 12, 0.4, forward=False))
+    for i in range(1, 1025):  # other streams arriving trigger the sweep
+        tracker.on_packet(_pkt(2000 + i, 80, 0x02, i, 0, 10.0 + i * 1e-3))
+    (first,) = [r for r in results if r.stream == 0]
+    assert (first.packets, first.end) == (4, 0.4)
+    tracker.on_packet(_pkt(1000, 80, 0x10, 12, 52, 12.0))  # the last ACK, late
+    assert tracker.late_packets == 1
+    expected = (5, 12.0) if keeps else (4, 0.4)
+    assert (first.packets, first.end) == expected
+
+
 def test_live_rows_show_open_and_finished_streams() -> None:
     tracker = TcpTracker(closed_timeout=1)
     tracker.on_packet(_pkt(1000, 80, 0x02, 10, 0, 0.0))
