@@ -34,7 +34,7 @@ def main() -> int:
     args = parser.parse_args()
     os.chdir(REPO)
     sys.path.insert(0, str(REPO))
-    from analyzer.native import COMPILED_MODULES, PACKAGE_DIR, built_module
+    from analyzer.native import COMPILED_MODULES, GROUP_NAME, PACKAGE_DIR, built_module
 
     why_not = missing_toolchain()
     if why_not:
@@ -53,7 +53,7 @@ def main() -> int:
         if built is not None:
             built.unlink()
     with tempfile.TemporaryDirectory(prefix="analyzer-native-") as tmp:
-        extensions = mypycify(sources, opt_level="3", group_name="analyzer._native",
+        extensions = mypycify(sources, opt_level="3", group_name=GROUP_NAME,
                               target_dir=str(Path(tmp) / "c"))
         setup(name="analyzer-native", ext_modules=extensions, script_args=[
             "--quiet", "build_ext", "--inplace", "--build-temp", str(Path(tmp) / "obj"),

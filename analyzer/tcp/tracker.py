@@ -204,6 +204,13 @@ class _Flow:
             size -= len(tail.pop(0))
         self.tail_len = size
 
+    def forget_tail(self) -> None:
+        """Drop the tail (and the frames it references); a retransmission of those bytes
+        is then taken without comparing it."""
+        self.tail = []
+        self.tail_len = 0
+        self.tail_holes = []
+
     @property
     def delivered(self) -> int:
         """Bytes reassembled so far: the stream offset reached, minus the gaps."""
@@ -473,12 +480,9 @@ class _Stream:
         self.forget_tails()
 
     def forget_tails(self) -> None:
-        """Free the conflict tails (and the frames they reference); a retransmission
-        after this is taken without comparing it."""
+        """Free both directions' conflict tails (see `_Flow.forget_tail`)."""
         for flow in self.flows:
-            flow.tail = []
-            flow.tail_len = 0
-            flow.tail_holes = []
+            flow.forget_tail()
 
     def _lifecycle_ack(self, pkt: Packet, side: int, flow: _Flow, peer: _Flow,
                        events: list[str] | None) -> None:
@@ -616,9 +620,7 @@ class _Stream:
             flow.tail_holes.append((flow.next_off - length, flow.next_off))
             flow.remember(bytes(length), window)
         else:
-            flow.tail.clear()
-            flow.tail_len = 0
-            flow.tail_holes.clear()
+            flow.forget_tail()
         self.history.count(side, "G")
 
     def _skip_to(self, flow: _Flow, side: int, target: int) -> None:
