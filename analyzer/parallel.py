@@ -26,12 +26,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from analyzer.capture import open_capture
-from analyzer.capture.bpf import FrameFilter
-from analyzer.decode import Decoder, DecodeStats
-from analyzer.decode.packet import PROTO_TCP
-from analyzer.decode.partition import fast_owner, owner_of_packet
-from analyzer.pipeline import CaptureSummary, analyze_file, tuned_gc
+from analyzer.decode import DecodeStats
+from analyzer.pipeline import CaptureSummary, analyze_file, track_second_half
 from analyzer.report.jsonl import TcpLines
 from analyzer.tcp.tracker import TcpTracker
 from analyzer.tftp.tracker import TftpTracker
@@ -74,28 +70,9 @@ def _worker_one(path: str, bpf: str | None, conn: Connection) -> None:
     """Worker 1: decode and track the connections whose owner is 1; report at the end."""
     lines = TcpLines()
     try:
-        with tuned_gc(), open_capture(path) as cap:
-            frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
-            counted, probe = Decoder(), Decoder()  # probe: frames the parent counts
-            tracker = TcpTracker(on_result=lines)
-            on_packet = tracker.on_packet
-            number = 0
-            for frame in cap:
-                number += 1
-                if frame_filter is not None and not frame_filter.matches(frame):
-                    continue
-                owner = fast_owner(frame[1], frame[3])
-                if owner == 1:
-                    pkt = counted.decode(frame, number)
-                    if pkt is not None:
-                        on_packet(pkt)
-                elif owner < 0:
-                    pkt = probe.decode(frame, number)
-                    if pkt is not None and pkt.proto == PROTO_TCP and owner_of_packet(pkt):
-                        on_packet(pkt)
-            tracker.finish()
-        conn.send(WorkerReport(*lines.detach(), counted.stats, tracker.warnings,
-                               tracker.evictions))
+        tracker = TcpTracker(on_result=lines)
+        stats = track_second_half(path, bpf, tracker)
+        conn.send(WorkerReport(*lines.detach(), stats, tracker.warnings, tracker.evictions))
     except BaseException:  # noqa: BLE001 - the parent reports input errors; ours go quiet
         lines.close()
     finally:

@@ -201,20 +201,44 @@ def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = ()
         analyzer = Analyzer(tftp_ports=tftp_ports, extract_dir=extract_dir,
                             frame_filter=frame_filter, tcp_tracker=tcp_tracker,
                             first_half=first_half)
-        feed = analyzer.feed
         if progress is None:
             for frame in cap:
-                feed(frame)
+                analyzer.feed(frame)  # compiled: a direct call, unlike a bound method's
         else:
             countdown = PROGRESS_EVERY
             for frame in cap:
-                feed(frame)
+                analyzer.feed(frame)
                 countdown -= 1
                 if not countdown:
                     countdown = PROGRESS_EVERY
                     progress(cap.bytes_read, cap.size)
             progress(cap.size, cap.size)
         return analyzer.finish(cap.info)
+
+
+def track_second_half(path: str | os.PathLike[str], bpf: str | None,
+                      tracker: TcpTracker) -> DecodeStats:
+    """Worker 1 of analyzer/parallel.py: decode and track only the TCP connections whose
+    owner is 1 (decode/partition.py); returns the counts of the frames it decoded."""
+    with tuned_gc(), open_capture(path) as cap:
+        frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
+        counted, probe = Decoder(), Decoder()  # probe: frames worker 0 counts
+        number = 0
+        for frame in cap:
+            number += 1
+            if frame_filter is not None and not frame_filter.matches(frame):
+                continue
+            owner = fast_owner(frame[1], frame[3])
+            if owner == 1:
+                pkt = counted.decode(frame, number)
+                if pkt is not None:
+                    tracker.on_packet(pkt)
+            elif owner < 0:
+                pkt = probe.decode(frame, number)
+                if pkt is not None and pkt.proto == PROTO_TCP and owner_of_packet(pkt):
+                    tracker.on_packet(pkt)
+        tracker.finish()
+    return counted.stats
 
 
 def iter_packets(path: str | os.PathLike[str], bpf: str | None = None) -> Iterator[Packet]:

@@ -4,7 +4,9 @@ either), one-line errors for unusable input, and streaming iteration over its fr
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
+import stat
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -25,7 +27,8 @@ class CaptureFile:
         self.path = os.fspath(path)
         self.info = CaptureInfo(path=self.path)
         self._raw = _open_raw(self.path)
-        self.size = os.fstat(self._raw.fileno()).st_size
+        status = os.fstat(self._raw.fileno())
+        self.size = status.st_size
         stream: BinaryIO = self._raw
         head = self._raw.read(4)
         if head[:2] == GZIP_MAGIC:
@@ -40,7 +43,9 @@ class CaptureFile:
         if not head:
             self._raw.close()
             raise InputError(f"{self.path}: empty file, not a capture")
-        self._reader = ChunkReader(stream, head)
+        # A plain file is mapped rather than read (see chunks.WINDOW_SIZE).
+        mapped = not self.info.compressed and stat.S_ISREG(status.st_mode)
+        self._reader = ChunkReader(stream, head, mapped=mapped)
         if head in MAGICS:
             self._frames = read_pcap(self._reader, self.info)
         elif head == SHB_TYPE:
@@ -63,6 +68,8 @@ class CaptureFile:
     @property
     def bytes_read(self) -> int:
         """Position in the file on disk (compressed bytes for gzip), for progress bars."""
+        if not self.info.compressed:
+            return self._reader.position
         try:
             return self._raw.tell()
         except (OSError, ValueError):
@@ -70,12 +77,18 @@ class CaptureFile:
 
     def __iter__(self) -> Iterator[Frame]:
         if self._first is None:
-            return
-        yield self._first
-        yield from self._frames
+            return iter(())
+        # chain, not a generator here: a frame then passes from the reader to the loop
+        # with no interpreted frame in between (about 3% of the time on small captures).
+        return itertools.chain((self._first,), self._frames, self._end())
+
+    def _end(self) -> Iterator[Frame]:
+        """Yields nothing; says why the frames stopped early, if a read failed."""
         if self._reader.error is not None:
+            damage = "compressed data damaged" if self.info.compressed else "read error"
             self.info.warnings.append(
-                f"compressed data damaged ({self._reader.error}); analysis stops there")
+                f"{damage} ({self._reader.error}); analysis stops there")
+        yield from ()
 
     def close(self) -> None:
         self._raw.close()

@@ -1,7 +1,7 @@
 """Frame bytes to `Packet` records: link layers, IPv4/IPv6 (with fragment reassembly),
-TCP/UDP/ICMP headers and a payload view; counts of everything else for the summary.
+TCP/UDP/ICMP headers and the payload; counts of everything else for the summary.
 
-Only what the trackers need, decoded with `struct` on memoryviews. Full dissection of a
+Only what the trackers need, read straight from the frame's bytes. Full dissection of a
 packet a user asks to see is scapy's job, in the views.
 """
 

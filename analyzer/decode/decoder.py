@@ -1,4 +1,4 @@
-"""The frame decoder: link layer, IP, transport, in one pass over a memoryview.
+"""The frame decoder: link layer, IP, transport, in one pass over the frame's bytes.
 
 The common path (Ethernet or loopback, IPv4/IPv6, TCP/UDP, no fragments) is one
 function with precompiled structs; the rarer link types go through `_link_offset`.
@@ -95,7 +95,6 @@ class Decoder:
         stats.bytes += len(data)
         stats.wire_bytes += wirelen
         self._linktype_counts[linktype] += 1
-        mv = memoryview(data)
         # Link layer: find the network protocol and where it starts.
         if linktype == ETHERNET:
             if len(data) < 14:
@@ -128,12 +127,12 @@ class Decoder:
                         return Packet(
                             number, ts, interface, 4, data[26:30], data[30:34], PROTO_TCP,
                             data[34] << 8 | data[35], data[36] << 8 | data[37],
-                            mv[34 + hlen:end], claimed - hlen,
+                            data[34 + hlen:end], claimed - hlen,
                             data[38] << 24 | data[39] << 16 | data[40] << 8 | data[41],
                             data[42] << 24 | data[43] << 16 | data[44] << 8 | data[45],
                             flags, data[48] << 8 | data[49],
                             # options are read from SYNs only (tracker.parse_options)
-                            mv[54:34 + hlen] if flags & SYN else b"", data[26:38])
+                            data[54:34 + hlen] if flags & SYN else b"", data[26:38])
                 elif proto == PROTO_UDP and end >= 42:
                     ulen = data[38] << 8 | data[39]
                     if 8 <= ulen <= claimed:
@@ -142,7 +141,7 @@ class Decoder:
                             stats.truncated += 1
                         return Packet(number, ts, interface, 4, data[26:30], data[30:34],
                                       PROTO_UDP, data[34] << 8 | data[35],
-                                      data[36] << 8 | data[37], mv[42:min(end, 34 + ulen)],
+                                      data[36] << 8 | data[37], data[42:min(end, 34 + ulen)],
                                       ulen - 8, key=data[26:38])
             while ethertype in ETH_VLAN_TAGS:
                 if len(data) < off + 4:
@@ -163,8 +162,8 @@ class Decoder:
                 return None
             version, off = located
         if version == 4:
-            return self._ipv4(mv, off, wirelen - off, number, ts, interface)
-        return self._ipv6(mv, off, wirelen - off, number, ts, interface)
+            return self._ipv4(data, off, wirelen - off, number, ts, interface)
+        return self._ipv6(data, off, wirelen - off, number, ts, interface)
 
     @property
     def stats(self) -> DecodeStats:
@@ -273,17 +272,17 @@ class Decoder:
 
     # -- network layer ------------------------------------------------------------------
 
-    def _ipv4(self, mv: memoryview, off: int, reported: int, number: int, ts: float,
+    def _ipv4(self, data: bytes, off: int, reported: int, number: int, ts: float,
               interface: int) -> Packet | None:
         """IPv4 at `off`; `reported` is how many bytes from there the frame had on the wire."""
-        if len(mv) - off < 20:
+        if len(data) - off < 20:
             return self._malformed(number, "IPv4 header cut short")
-        vihl, _tos, total, ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(mv, off)
+        vihl, _tos, total, ident, frag, _ttl, proto, _csum, src, dst = _IPV4.unpack_from(data, off)
         ihl = (vihl & 0x0F) * 4
         if vihl >> 4 != 4 or ihl < 20:
             return self._malformed(number, "bad IPv4 header")
         self._stats.protocols["ipv4"] += 1
-        available = len(mv) - off
+        available = len(data) - off
         if total == 0:
             total = available  # segmentation offload: the stack left the length unset
         elif total < ihl:
@@ -297,24 +296,24 @@ class Decoder:
                 self._stats.truncated += 1
                 return None  # a cut fragment cannot be reassembled
             whole = self.fragments.add((4, src, dst, ident, proto), (frag & 0x1FFF) * 8,
-                                       bool(frag & 0x2000), mv[start:end], ts)
+                                       bool(frag & 0x2000), data[start:end], ts)
             if whole is None:
                 return None
-            return self._transport(memoryview(whole), 0, len(whole), len(whole), 4, src, dst,
+            return self._transport(whole, 0, len(whole), len(whole), 4, src, dst,
                                    proto, number, ts, interface)
-        return self._transport(mv, start, end, claimed, 4, src, dst, proto, number, ts,
+        return self._transport(data, start, end, claimed, 4, src, dst, proto, number, ts,
                                interface)
 
-    def _ipv6(self, mv: memoryview, off: int, reported: int, number: int, ts: float,
+    def _ipv6(self, data: bytes, off: int, reported: int, number: int, ts: float,
               interface: int) -> Packet | None:
-        if len(mv) - off < 40:
+        if len(data) - off < 40:
             return self._malformed(number, "IPv6 header cut short")
-        vtcfl, plen, nxt, _hlim, src, dst = _IPV6.unpack_from(mv, off)
+        vtcfl, plen, nxt, _hlim, src, dst = _IPV6.unpack_from(data, off)
         if vtcfl >> 28 != 6:
             return self._malformed(number, "bad IPv6 header")
         self._stats.protocols["ipv6"] += 1
         start = off + 40
-        end = min(len(mv), start + plen) if plen else len(mv)
+        end = min(len(data), start + plen) if plen else len(data)
         claimed = plen if plen else end - start
         claimed = min(claimed, max(reported - 40, 0))
         claimed_end = start + claimed
@@ -323,14 +322,14 @@ class Decoder:
             if end - start < 8:
                 return self._malformed(number, "IPv6 extension header cut short")
             if nxt == IPV6_FRAGMENT:
-                offset_flags = (mv[start + 2] << 8) | mv[start + 3]
-                ident = int.from_bytes(mv[start + 4:start + 8], "big")
+                offset_flags = (data[start + 2] << 8) | data[start + 3]
+                ident = int.from_bytes(data[start + 4:start + 8], "big")
                 fragment = (offset_flags & 0xFFF8, bool(offset_flags & 1), ident)
-                nxt = mv[start]
+                nxt = data[start]
                 start += 8
                 break
-            hdr_len = (mv[start + 1] + 2) * 4 if nxt == 51 else (mv[start + 1] + 1) * 8
-            nxt = mv[start]
+            hdr_len = (data[start + 1] + 2) * 4 if nxt == 51 else (data[start + 1] + 1) * 8
+            nxt = data[start]
             start += hdr_len
         claimed = claimed_end - start
         if fragment is not None:
@@ -340,19 +339,19 @@ class Decoder:
                 self._stats.truncated += 1
                 return None
             whole = self.fragments.add((6, src, dst, ident, nxt), frag_offset, more,
-                                       mv[start:end], ts)
+                                       data[start:end], ts)
             if whole is None:
                 return None
-            return self._transport(memoryview(whole), 0, len(whole), len(whole), 6, src, dst,
+            return self._transport(whole, 0, len(whole), len(whole), 6, src, dst,
                                    nxt, number, ts, interface)
         if nxt == IPV6_NO_NEXT:
             self._stats.protocols["ipv6-no-next"] += 1
             return None
-        return self._transport(mv, start, end, claimed, 6, src, dst, nxt, number, ts, interface)
+        return self._transport(data, start, end, claimed, 6, src, dst, nxt, number, ts, interface)
 
     # -- transport layer ----------------------------------------------------------------
 
-    def _transport(self, mv: memoryview, start: int, end: int, claimed: int, version: int,
+    def _transport(self, data: bytes, start: int, end: int, claimed: int, version: int,
                    src: bytes, dst: bytes, proto: int, number: int, ts: float,
                    interface: int) -> Packet | None:
         protocols = self._stats.protocols
@@ -360,29 +359,29 @@ class Decoder:
         if proto == PROTO_TCP:
             if have < 20:
                 return self._malformed(number, "TCP header cut short")
-            sport, dport, seq, ack, doff, flags, window = _TCP.unpack_from(mv, start)
+            sport, dport, seq, ack, doff, flags, window = _TCP.unpack_from(data, start)
             hlen = (doff >> 4) * 4
             if hlen < 20 or hlen > have:
                 return self._malformed(number, "bad TCP header length")
             protocols["tcp"] += 1
             pkt = Packet(number, ts, interface, version, src, dst, proto, sport, dport,
-                         mv[start + hlen:end], claimed - hlen, seq, ack, flags, window,
-                         mv[start + 20:start + hlen])
+                         data[start + hlen:end], claimed - hlen, seq, ack, flags, window,
+                         data[start + 20:start + hlen])
         elif proto == PROTO_UDP:
             if have < 8:
                 return self._malformed(number, "UDP header cut short")
-            sport, dport, ulen = _UDP.unpack_from(mv, start)
+            sport, dport, ulen = _UDP.unpack_from(data, start)
             protocols["udp"] += 1
             # Trust the UDP length when it fits in what IP claims (Ethernet padding).
             plen = ulen - 8 if 8 <= ulen <= claimed else claimed - 8
             pkt = Packet(number, ts, interface, version, src, dst, proto, sport, dport,
-                         mv[start + 8:min(end, start + 8 + plen)], plen)
+                         data[start + 8:min(end, start + 8 + plen)], plen)
         elif proto == PROTO_ICMP or proto == PROTO_ICMPV6:
             if have < 4:
                 return self._malformed(number, "ICMP header cut short")
             protocols["icmp" if proto == PROTO_ICMP else "icmpv6"] += 1
-            pkt = Packet(number, ts, interface, version, src, dst, proto, mv[start],
-                         mv[start + 1], mv[start + 4:end], claimed - 4)
+            pkt = Packet(number, ts, interface, version, src, dst, proto, data[start],
+                         data[start + 1], data[start + 4:end], claimed - 4)
         else:
             protocols[IP_PROTO_NAMES.get(proto, f"ip-proto-{proto}")] += 1
             return None

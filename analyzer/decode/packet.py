@@ -31,8 +31,9 @@ CWR: Final = 0x80
 class Packet:
     """A TCP, UDP or ICMP packet, decoded just enough for the trackers.
 
-    `payload` is a buffer (memoryview or bytes) over the captured bytes: hash it or
-    parse it directly, and call `bytes(payload)` only to keep it beyond this call.
+    `payload` is the captured bytes after the transport header (a slice of the frame:
+    for the small payloads of a capture, copying is cheaper than a memoryview's two
+    objects, and a kept payload holds no frame alive).
     `payload_len` is the length the IP header claims; it exceeds `len(payload)` when
     the capture's snaplen cut the packet (`truncated`).
 
@@ -73,13 +74,13 @@ class Packet:
         proto: int,
         sport: int,
         dport: int,
-        payload: memoryview | bytes,
+        payload: bytes,
         payload_len: int,
         seq: int = 0,
         ack: int = 0,
         flags: int = 0,
         window: int = 0,
-        tcp_options: memoryview | bytes = b"",
+        tcp_options: bytes = b"",
         key: bytes = b"",
     ) -> None:
         self.frame = frame  # 1-based frame number, as Wireshark numbers frames

@@ -161,7 +161,7 @@ class _Flow:
         self.pending_bytes = 0
         self.gaps: list[tuple[int, int]] = []
         # The last delivered buffers (references, not copies), for conflict checks.
-        self.tail: list[bytes | memoryview] = []
+        self.tail: list[bytes] = []
         self.tail_len = 0
         self.tail_holes: list[tuple[int, int]] = []  # gap ranges inside the tail (zeros)
         self.fin_off: int | None = None
@@ -194,7 +194,7 @@ class _Flow:
             self.next_raw = seq
             self.high = 0
 
-    def remember(self, data: bytes | memoryview, window: int) -> None:
+    def remember(self, data: bytes, window: int) -> None:
         """Keep at least the last `window` delivered bytes; the buffers are joined only
         when a retransmission overlaps them (rare), so delivery copies nothing."""
         tail = self.tail
@@ -544,7 +544,7 @@ class _Stream:
         if events is not None:
             events.append(kind.replace("_", "-"))
 
-    def _deliver(self, flow: _Flow, side: int, data: bytes | memoryview, frame: int,
+    def _deliver(self, flow: _Flow, side: int, data: bytes, frame: int,
                  ts: float) -> None:
         """Append in-order bytes to a direction."""
         size = len(data)
@@ -581,14 +581,13 @@ class _Stream:
             if flow.pending:
                 self._drain(flow, side)
 
-    def _hold(self, flow: _Flow, side: int, payload: bytes | memoryview, off: int,
+    def _hold(self, flow: _Flow, side: int, payload: bytes, off: int,
               frame: int, ts: float) -> None:
         """Buffer a segment that arrived ahead of the next expected byte."""
         if off not in flow.pending:
-            data = bytes(payload)
-            flow.pending[off] = (data, frame, ts)
+            flow.pending[off] = (payload, frame, ts)
             heapq.heappush(flow.pending_keys, off)
-            flow.pending_bytes += len(data)
+            flow.pending_bytes += len(payload)
         if flow.pending_bytes > self.tracker.out_of_order_limit:
             self.tracker.warn(f"tcp stream {self.number}: out-of-order buffer over "
                               f"{self.tracker.out_of_order_limit} bytes; gap recorded")
