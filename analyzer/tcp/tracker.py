@@ -248,9 +248,11 @@ class _Stream:
         self.watch = True
         self.history = zeek.ZeekHistory()
         self.zeek_states = zeek.ZeekEndpoints()
-        self.labels: set[str] = {"port-reuse"} if reused else set()
+        # a tuple, as most streams have no label: the empty one costs nothing (a set: 216
+        # bytes); duplicates are dropped when the result is made
+        self.labels: tuple[str, ...] = ("port-reuse",) if reused else ()
         if not flags & _SYN:
-            self.labels.add("midstream")
+            self.labels += ("midstream",)
         self.analysis = dict.fromkeys(ANALYSIS_KEYS, 0)
         self.records: list[PacketRecord] | None = [] if keep else None
         self.chunks: list[Chunk] | None = [] if keep else None
@@ -409,7 +411,7 @@ class _Stream:
                 flow.syn_ts = pkt.ts
                 flow.options = parse_options(pkt.tcp_options)
             if pkt.payload_len:
-                self.labels.add("syn-data")
+                self.labels += ("syn-data",)
                 if events is not None:
                     events.append(EVENT_SYN_DATA)
             if flags & _ACK:
@@ -420,7 +422,7 @@ class _Stream:
                 if self.syn_side is None:
                     self.syn_side = side
                 if peer.bare_syn and not flow.bare_syn:
-                    self.labels.add("simultaneous-open")
+                    self.labels += ("simultaneous-open",)
                     if events is not None:
                         events.append(EVENT_SIMULTANEOUS_OPEN)
                 flow.bare_syn = True
@@ -437,7 +439,7 @@ class _Stream:
             if first_fin and peer.fin_off is not None and flags & _ACK and \
                     peer.seen and peer.offset_of(pkt.ack) <= peer.fin_off:
                 crossed = lc.closing_crossed_fin(mine)
-                self.labels.add("simultaneous-close")
+                self.labels += ("simultaneous-close",)
                 if events is not None:
                     events.append(EVENT_SIMULTANEOUS_CLOSE)
             if first_fin and events is not None and crossed is None:
@@ -455,7 +457,7 @@ class _Stream:
                 if pkt.payload_len and len(pkt.payload):
                     flow.rst_cause = bytes(pkt.payload[:200]).decode("utf-8", "replace")
             if peer.bare_syn and not flow.syn and not self.established:
-                self.labels.add("refused")
+                self.labels += ("refused",)
                 if events is not None:
                     events.append(EVENT_REFUSED)
             elif events is not None:

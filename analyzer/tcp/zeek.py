@@ -68,26 +68,32 @@ CONN_STATES: Final = {
 class ZeekHistory:
     """History letters of one connection, by direction (0 = first sender, 1 = the other).
 
-    Letters are stored by direction and given their case at the end, when we know which
-    direction is the originator (the SYN may come after the first packet).
+    Letters are stored as one string, upper case for direction 0 and lower case for
+    direction 1, and given their final case at the end, when we know which direction is
+    the originator (the SYN may come after the first packet). One string, one list of
+    the last SYN/FIN/RST sequence numbers and counters made on first use: thousands of
+    connections are open at once, so this is a few hundred bytes rather than a
+    kilobyte of tuples and lists.
     """
 
-    __slots__ = ("events", "marks", "last_syn", "last_fin", "last_rst", "counts")
+    __slots__ = ("letters", "marks", "last", "counts")
 
     def __init__(self) -> None:
-        self.events: list[tuple[int, str]] = []
+        self.letters = ""
         self.marks = [0, 0]
-        self.last_syn: list[int | None] = [None, None]
-        self.last_fin: list[int | None] = [None, None]
-        self.last_rst: list[int | None] = [None, None]
-        self.counts: dict[tuple[int, str], int] = {}
+        # last sequence number of a SYN / FIN / RST, at [kind * 2 + side]
+        self.last: list[int | None] = [None] * 6
+        self.counts: dict[str, int] | None = None  # T/W/G occurrences, by letter as stored
+
+    def _add(self, side: int, letter: str) -> None:
+        self.letters += letter if side == 0 else letter.lower()
 
     def _once(self, side: int, mark: int, letter: str) -> bool:
         """Zeek's CheckHistory: add the letter the first time; True if already seen."""
         if self.marks[side] & mark:
             return True
         self.marks[side] |= mark
-        self.events.append((side, letter))
+        self._add(side, letter)
         return False
 
     def on_packet(self, side: int, flags: int, rel_seq: int, length: int) -> None:
@@ -100,20 +106,21 @@ class ZeekHistory:
             else:
                 self._once(side, _MARK_MULTI, "Q")
         elif bits == 1:
+            last = self.last
             if syn:
                 letter = "H" if flags & _ACK else "S"
                 mark = _MARK_SYNACK if flags & _ACK else _MARK_SYN
-                if self._once(side, mark, letter) and rel_seq != self.last_syn[side]:
-                    self.events.append((side, letter))
-                self.last_syn[side] = rel_seq
+                if self._once(side, mark, letter) and rel_seq != last[side]:
+                    self._add(side, letter)
+                last[side] = rel_seq
             elif fin:
-                if self._once(side, _MARK_FIN, "F") and rel_seq + length != self.last_fin[side]:
-                    self.events.append((side, "F"))
-                self.last_fin[side] = rel_seq + length
+                if self._once(side, _MARK_FIN, "F") and rel_seq + length != last[2 + side]:
+                    self._add(side, "F")
+                last[2 + side] = rel_seq + length
             else:
-                if self._once(side, _MARK_RST, "R") and rel_seq != self.last_rst[side]:
-                    self.events.append((side, "R"))
-                self.last_rst[side] = rel_seq
+                if self._once(side, _MARK_RST, "R") and rel_seq != last[4 + side]:
+                    self._add(side, "R")
+                last[4 + side] = rel_seq
         elif length:
             self._once(side, MARK_DATA, "D")
         elif flags & _ACK:
@@ -121,18 +128,19 @@ class ZeekHistory:
 
     def count(self, side: int, letter: str) -> None:
         """A T, W or G event: recorded at the 1st, 10th, 100th, ... occurrence."""
-        key = (side, letter)
+        if self.counts is None:
+            self.counts = {}
+        key = letter if side == 0 else letter.lower()
         n = self.counts.get(key, 0) + 1
         self.counts[key] = n
         while n % 10 == 0:
             n //= 10
         if n == 1:
-            self.events.append((side, letter))
+            self._add(side, letter)
 
     def text(self, originator: int, flipped: bool) -> str:
-        letters = [letter if side == originator else letter.lower()
-                   for side, letter in self.events]
-        return ("^" if flipped else "") + "".join(letters)
+        letters = self.letters if originator == 0 else self.letters.swapcase()
+        return ("^" if flipped else "") + letters
 
 
 class ZeekEndpoints:
