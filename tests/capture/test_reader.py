@@ -279,7 +279,7 @@ def test_gzip_cut_keeps_every_frame_before_the_cut(tmp_path) -> None:
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
 def test_mapped_windows_give_every_record_across_their_edges(tmp_path, fmt: str) -> None:
-    """A plain file is read through mmap windows of 8 MiB (capture/chunks.py). Records of
+    """A plain file is read through mmap windows of 2 MiB (capture/chunks.py). Records of
     random lengths straddle the windows' edges; each must come out whole and in order,
     exactly as written and as the same file read through gzip (plain reads) gives it."""
     import random
@@ -290,7 +290,7 @@ def test_mapped_windows_give_every_record_across_their_edges(tmp_path, fmt: str)
     rng = random.Random(7)
     payloads: list[bytes] = []
     total = 0
-    while total < 26 << 20:  # over three windows
+    while total < 26 << 20:  # a dozen windows and more
         payloads.append(rng.randbytes(rng.choice([1, 60, 1514, 9000, rng.randint(1, 65535)])))
         total += len(payloads[-1]) + 32
     path = tmp_path / f"windows.{fmt}"
@@ -321,7 +321,7 @@ def test_mapped_file_cut_mid_record_warns_like_a_read_one(tmp_path) -> None:
     """The last record cut short: the mapped reader stops there with the same warning
     and frames as the gzip (plain read) path, and tshark reads the same frames."""
     path = tmp_path / "big.pcap"
-    _write_big_pcap(path, 9_000)  # 11 MB: the cut lies in the second window
+    _write_big_pcap(path, 9_000)  # 11 MB: the cut lies in the sixth window
     with open(path, "r+b") as out:
         out.truncate(path.stat().st_size - 700)
     frames, info = read_all(path)
