@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -28,9 +29,8 @@ from pathlib import Path
 
 from analyzer.decode import DecodeStats
 from analyzer.pipeline import CaptureSummary, analyze_file, track_second_half
-from analyzer.report.jsonl import TcpLines
+from analyzer.report.jsonl import TcpLines, TftpLines
 from analyzer.tcp.tracker import TcpTracker
-from analyzer.tftp.tracker import TftpTracker
 
 # Below this size one process is as fast: starting the second costs ~0.1 s.
 MIN_FILE_SIZE = 32 << 20
@@ -39,7 +39,8 @@ MIN_FILE_SIZE = 32 << 20
 @dataclass
 class WorkerReport:
     lines_path: str  # worker 1's spill file of finished streams (see TcpLines)
-    lines_index: list[int]
+    lines_firsts: array[int]
+    lines_ends: array[int]
     stats: DecodeStats
     warnings: list[str]
     evictions: int
@@ -51,7 +52,7 @@ class SplitAnalysis:
 
     capture: CaptureSummary
     tcp_lines: list[TcpLines]  # one spill file per process
-    tftp: TftpTracker
+    tftp_lines: TftpLines  # worker 0 tracks TFTP
 
 
 def can_split(path: str | os.PathLike[str]) -> bool:
@@ -90,16 +91,17 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
                             daemon=True)
     child.start()
     sender.close()
-    lines = TcpLines()
+    lines, tftp_lines = TcpLines(), TftpLines()
     try:
         analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir, bpf=bpf,
                                 progress=progress, tcp_tracker=TcpTracker(on_result=lines),
-                                first_half=True)
+                                first_half=True, tftp_results=tftp_lines)
         report: WorkerReport | None = receiver.recv() if receiver.poll(None) else None
     except EOFError:
         report = None
     except BaseException:
         lines.close()
+        tftp_lines.close()
         raise
     finally:
         receiver.close()
@@ -108,14 +110,15 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
             child.terminate()
     if report is None:
         lines.close()
+        tftp_lines.close()
         return None
 
     summary = analysis.capture
     _add_stats(summary.stats, report.stats)
     summary.tcp_warnings += report.warnings
     summary.tcp_evictions += report.evictions
-    return SplitAnalysis(summary, [lines, TcpLines(report.lines_path, report.lines_index)],
-                         analysis.tftp)
+    theirs = TcpLines(report.lines_path, report.lines_firsts, report.lines_ends)
+    return SplitAnalysis(summary, [lines, theirs], tftp_lines)
 
 
 def _add_stats(total: DecodeStats, part: DecodeStats) -> None:

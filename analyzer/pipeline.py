@@ -21,7 +21,7 @@ from analyzer.decode import Decoder, DecodeStats, Packet
 from analyzer.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from analyzer.decode.partition import fast_owner, owner_of_packet
 from analyzer.tcp.tracker import TcpTracker
-from analyzer.tftp.tracker import TftpTracker
+from analyzer.tftp.tracker import TftpTracker, TftpTransfer
 
 PROGRESS_EVERY: Final = 1 << 14  # frames between progress callbacks
 # The trackers free finished streams as they go and leave no reference cycles, so the
@@ -130,11 +130,13 @@ class Analyzer:
 
     first_half: this is worker 0 of analyzer/parallel.py: the TCP connections that
     worker 1 owns are neither tracked nor (on the common path) decoded here.
+    tftp_results: the TFTP tracker's on_result (settled transfers go there).
     """
 
     def __init__(self, *, tftp_ports: Iterable[int] = (), extract_dir: str | Path | None = None,
                  frame_filter: FrameFilter | None = None,
-                 tcp_tracker: TcpTracker | None = None, first_half: bool = False) -> None:
+                 tcp_tracker: TcpTracker | None = None, first_half: bool = False,
+                 tftp_results: Callable[[TftpTransfer], None] | None = None) -> None:
         self.decoder = Decoder()
         self.tcp = tcp_tracker if tcp_tracker is not None else TcpTracker()
         sink = None
@@ -142,7 +144,7 @@ class Analyzer:
             from analyzer.tftp.extract import Extractor
 
             sink = Extractor(extract_dir)
-        self.tftp = TftpTracker(extra_ports=tftp_ports, sink=sink)
+        self.tftp = TftpTracker(extra_ports=tftp_ports, sink=sink, on_result=tftp_results)
         self.frame_filter = frame_filter
         self.first_half = first_half
         self.frames = 0
@@ -193,14 +195,15 @@ class Analyzer:
 def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = (),
                  extract_dir: str | Path | None = None, bpf: str | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 tcp_tracker: TcpTracker | None = None, first_half: bool = False) -> Analysis:
+                 tcp_tracker: TcpTracker | None = None, first_half: bool = False,
+                 tftp_results: Callable[[TftpTransfer], None] | None = None) -> Analysis:
     """Read a whole capture through the trackers. `progress(done, total)` in file bytes;
-    `first_half`: see `Analyzer`."""
+    `first_half`, `tftp_results`: see `Analyzer`, `TftpTracker`'s on_result."""
     with tuned_gc(), open_capture(path) as cap:
         frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
         analyzer = Analyzer(tftp_ports=tftp_ports, extract_dir=extract_dir,
                             frame_filter=frame_filter, tcp_tracker=tcp_tracker,
-                            first_half=first_half)
+                            first_half=first_half, tftp_results=tftp_results)
         if progress is None:
             for frame in cap:
                 analyzer.feed(frame)  # compiled: a direct call, unlike a bound method's

@@ -68,7 +68,7 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 
 def run_read(args: argparse.Namespace) -> int:
     from analyzer.pipeline import analyze_file
-    from analyzer.report.jsonl import TcpLines, write_analysis, write_split_analysis
+    from analyzer.report.jsonl import TcpLines, TftpLines, write_analysis, write_split_analysis
     from analyzer.tcp.tracker import TcpTracker
 
     # rich (analyzer.report.console) takes ~60 ms to import: only for a progress bar or
@@ -90,9 +90,10 @@ def run_read(args: argparse.Namespace) -> int:
                 write_split_analysis(split, sys.stdout)
                 return EXIT_OK
             progress = console.file_progress() if progress else None
-    # Finished streams are kept as JSON text in a spill file, or for the table only the
-    # few hundred it shows: never one result object per connection.
+    # Finished streams and transfers are kept as JSON text in spill files, or for the
+    # table only the few hundred streams it shows: never one result object per connection.
     tcp_lines = TcpLines() if args.json else None
+    tftp_lines = TftpLines() if args.json else None
     table = None
     if tcp_lines is not None:
         tcp_tracker = TcpTracker(on_result=tcp_lines)
@@ -106,13 +107,14 @@ def run_read(args: argparse.Namespace) -> int:
             analysis = analyze_file(args.capture, tftp_ports=args.tftp_port,
                                     extract_dir=args.extract, bpf=args.filter,
                                     progress=progress.update if progress else None,
-                                    tcp_tracker=tcp_tracker)
+                                    tcp_tracker=tcp_tracker, tftp_results=tftp_lines)
     except BaseException:
-        if tcp_lines is not None:
-            tcp_lines.close()
+        for lines in (tcp_lines, tftp_lines):
+            if lines is not None:
+                lines.close()
         raise
     if tcp_lines is not None:
-        write_analysis(analysis, sys.stdout, tcp_lines)
+        write_analysis(analysis, sys.stdout, tcp_lines, tftp_lines)
     else:
         from analyzer.report import console
 

@@ -32,12 +32,20 @@ never touches files itself, and keeps no file in memory.
 
 Verdicts are collected as findings, each with the frame that shows it (codes are
 documented in docs/tftp.md).
+
+A transfer is settled (status, gaps, findings, file closed) at the end of the capture,
+or earlier once it is over: its last packet is `linger` seconds of capture time old and
+it had ended (final block acknowledged, or an ERROR; a sender dallying over a lost last
+ACK, RFC 1350 section 6, resends within seconds), or `idle_timeout` seconds old if it
+never ended. A packet that late no longer counts in it. Its matching state is then freed
+and it goes to `on_result` when one is given, so a capture of any length holds only the
+transfers still under way.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple, Protocol
 
 from analyzer.decode.icmp import icmp_error_name, is_port_unreachable, quoted_datagram
@@ -77,6 +85,8 @@ MAX_HELD_BYTES: Final = 8 << 20
 _HALF: Final = 32768
 # Only this close to block 65535 can a small block number mean a wrap.
 _WRAP_ZONE: Final = 65536 - 4096
+# Capture seconds between two looks for transfers that are over (on a new request).
+SWEEP_EVERY: Final = 10.0
 
 
 class Finding(NamedTuple):
@@ -171,6 +181,7 @@ class TftpTransfer:
         self.rollover_frame: int | None = None
         # Reassembly state.
         self._hash: Any = None
+        self._sha256: str | None = None  # the file's digest, once `release`d
         self._next = 1  # next absolute block to append to the file
         self._final: int | None = None  # absolute number of the final block, once seen
         self._held: dict[int, bytes] = {}
@@ -210,7 +221,20 @@ class TftpTransfer:
 
     @property
     def sha256(self) -> str | None:
-        return None if self._hash is None else self._hash.hexdigest()
+        return self._sha256 if self._hash is None else self._hash.hexdigest()
+
+    def release(self) -> None:
+        """Settled: drop what only tracking needed (the result keeps a few hundred bytes)."""
+        if self._hash is not None:
+            self._sha256 = self._hash.hexdigest()
+            self._hash = None
+        self._held.clear()
+        self._counted.clear()
+        self._recent.clear()
+        self._ack_copies.clear()
+        self._data_copies.clear()
+        self._strays.clear()
+        self._stray_answers.clear()
 
     @property
     def missing_blocks(self) -> list[dict[str, int | None]]:
@@ -272,22 +296,33 @@ class _Stray(NamedTuple):
     frame: int
     sender: str  # endpoint text of the stray sender
     what: str  # what the stray packet was
+    key: tuple[bytes, int]  # the stray sender's (address, port)
 
 
 class TftpTracker:
     """Turns UDP and ICMP packets into `TftpTransfer`s (see the module docstring).
 
     `sink` receives the rebuilt files; `timeline` records every packet of the listed
-    transfer numbers (or of all, when True) for `tftp show`.
+    transfer numbers (or of all, when True) for `tftp show`. `linger` and `idle_timeout`:
+    when a transfer is over (see the module docstring). `on_result`: each settled
+    transfer goes to it, in the order they settle, instead of being kept for `results()`.
     """
 
     def __init__(self, extra_ports: Iterable[int] = (), sink: FileSink | None = None,
-                 timeline: bool | Iterable[int] = False) -> None:
+                 timeline: bool | Iterable[int] = False, linger: float = 60.0,
+                 idle_timeout: float = 300.0,
+                 on_result: Callable[[TftpTransfer], None] | None = None) -> None:
         self.listen_ports = frozenset({TFTP_PORT, *extra_ports})
         self.sink = sink
         self._timeline_all = timeline is True
         self._timeline_for = frozenset() if isinstance(timeline, bool) else frozenset(timeline)
-        self.transfers: list[TftpTransfer] = []
+        self.linger = linger
+        self.idle_timeout = idle_timeout
+        self.on_result = on_result
+        self.transfers: list[TftpTransfer] = []  # every one, in request order (no on_result)
+        self._count = 0  # transfers so far: the next one's number - 1
+        self._live: dict[int, TftpTransfer] = {}  # not settled yet, by number
+        self._swept_at = 0.0  # capture time of the last sweep
         # Ports worth a closer look: TFTP ports, clients' ports, servers' TIDs.
         self._ports: set[int] = set(self.listen_ports)
         self._flows: dict[tuple[bytes, int, int], TftpTransfer] = {}
@@ -309,11 +344,11 @@ class TftpTracker:
             return
         flows = self._flows
         transfer = flows.get((pkt.src, sport, dport))
-        if transfer is not None:
+        if transfer is not None and not self._over(transfer, pkt.ts):
             self._from_client(transfer, pkt)
             return
         transfer = flows.get((pkt.dst, dport, sport))
-        if transfer is not None:
+        if transfer is not None and not self._over(transfer, pkt.ts):
             if transfer.ended:
                 # The client port and the server TID were both reused: a newer request
                 # from this endpoint that is still unanswered owns the packet.
@@ -330,12 +365,47 @@ class TftpTracker:
         if self._finished:
             return
         self._finished = True
-        for transfer in self.transfers:
-            self._settle(transfer)
+        for transfer in list(self._live.values()):
+            self._retire(transfer)
 
     def results(self) -> list[TftpTransfer]:
-        """Transfers in request order."""
+        """Transfers in request order (none when they went to `on_result`)."""
         return list(self.transfers)
+
+    def _over(self, transfer: TftpTransfer, now: float) -> bool:
+        """Whether a transfer is over at capture time `now` (see the module docstring);
+        one that is gets settled here, so a packet that late is not counted in it."""
+        if now - transfer.end <= (self.linger if transfer.ended else self.idle_timeout):
+            return False
+        self._retire(transfer)
+        return True
+
+    def _sweep(self, now: float) -> None:
+        """Settle the transfers that are over."""
+        self._swept_at = now
+        for transfer in list(self._live.values()):
+            self._over(transfer, now)
+
+    def _retire(self, transfer: TftpTransfer) -> None:
+        """Settle a transfer, forget every key that leads to it, hand it on."""
+        del self._live[transfer.number]
+        self._settle(transfer)
+        client = (transfer.client_addr, transfer.client_port)
+        _forget(self._requests, (*client, transfer.listen_port), transfer)
+        _forget(self._by_client, client, transfer)
+        port = transfer.server_port
+        if port is not None:
+            _forget(self._flows, (*client, port), transfer)
+            if transfer.server_addr is not None:
+                _forget(self._server_ends, (transfer.server_addr, port), transfer)
+            _forget(self._server_ends, (transfer.request_addr, port), transfer)
+        for stray in transfer._strays:
+            if self._strays.get(stray.key) is stray:
+                del self._strays[stray.key]
+        # (the ports stay in `_ports`: a pre-filter of at most 65536 numbers)
+        transfer.release()
+        if self.on_result is not None:
+            self.on_result(transfer)
 
     def live_rows(self, limit: int) -> list[tuple[str, str, str]]:
         """(connection, packets, state) of the newest transfers, for the live sniff view."""
@@ -396,7 +466,8 @@ class TftpTracker:
         assert isinstance(request, Request)
         key = (pkt.src, pkt.sport, pkt.dport)
         transfer = self._requests.get(key)
-        if transfer is not None and transfer.request == request and not transfer.ended:
+        if transfer is not None and transfer.request == request and not transfer.ended \
+                and not self._over(transfer, pkt.ts):
             transfer.requests += 1
             transfer.packets += 1
             transfer.end = pkt.ts
@@ -404,13 +475,19 @@ class TftpTracker:
             transfer.count("duplicate-request", pkt.frame)
             transfer.event(pkt, CLIENT, request.name, note="duplicate request")
             return
-        transfer = TftpTransfer(len(self.transfers) + 1, request, pkt)
+        if pkt.ts - self._swept_at > SWEEP_EVERY:
+            # New transfers are what adds memory, so this is where old ones are settled.
+            self._sweep(pkt.ts)
+        self._count += 1
+        transfer = TftpTransfer(self._count, request, pkt)
         if self._timeline_all or transfer.number in self._timeline_for:
             transfer.events = []
         transfer.event(pkt, CLIENT, request.name,
                        note=f"{request.filename!r} {request.mode} "
                             f"{_options_text(request.options)}".rstrip())
-        self.transfers.append(transfer)
+        self._live[transfer.number] = transfer
+        if self.on_result is None:
+            self.transfers.append(transfer)
         self._requests[key] = transfer
         self._by_client[(pkt.src, pkt.sport)] = transfer
         self._ports.add(pkt.sport)
@@ -444,7 +521,7 @@ class TftpTracker:
             return  # the same stray sender again (e.g. a resend): reported once
         sender = format_endpoint(pkt.src, pkt.sport)
         what = _describe(pkt.payload, opcode)
-        stray = _Stray(transfer, side, pkt.frame, sender, what)
+        stray = _Stray(transfer, side, pkt.frame, sender, what, (pkt.src, pkt.sport))
         transfer._strays.append(stray)
         self._strays[(pkt.src, pkt.sport)] = stray
         self._ports.add(pkt.sport)
@@ -500,7 +577,8 @@ class TftpTracker:
         transfer.server_addr = transfer.server_port = None
         self._lock_tid(transfer, new_addr, new_port, stray.frame)
         replaced = _Stray(transfer, CLIENT, old_frame,
-                          format_endpoint(old_addr, old_port), "the first answer")
+                          format_endpoint(old_addr, old_port), "the first answer",
+                          (old_addr, old_port))
         transfer._strays.append(replaced)
         self._strays[(old_addr, old_port)] = replaced
         transfer.event(pkt, CLIENT, "STRAY",
@@ -1011,6 +1089,12 @@ class TftpTracker:
             transfer.note("resend-too-late", frame, text)
         else:
             transfer.note("resend-timing", frame, text + ": consistent")
+
+
+def _forget(table: dict[Any, TftpTransfer], key: Any, transfer: TftpTransfer) -> None:
+    """Remove `key` if it still leads to `transfer` (a newer transfer may own it now)."""
+    if table.get(key) is transfer:
+        del table[key]
 
 
 def _digest(data: bytes | memoryview) -> bytes:

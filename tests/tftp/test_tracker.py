@@ -720,3 +720,62 @@ def test_garbage_never_crashes_the_tracker() -> None:
     for t in tracker.results():
         t.to_json()  # every result serializes
     assert any(t.sha256 == sha(content) for t in mine)
+
+
+def test_final_data_resent_within_the_linger_counts_later_it_does_not(tmp_path: Path) -> None:
+    """A sender dallying over a lost last ACK resends the final DATA within seconds: that
+    copy belongs to the transfer. One `linger` (60 s) after the transfer's last packet,
+    the transfer is settled and a copy no longer counts in it."""
+    content = content_of(1200)
+    final = chunks(content, 512)[-1]
+    for delay, resent in ((5.0, 1), (61.0, 0)):
+        cap = Capture()
+        cap.udp(CLIENT, LISTEN, craft.rrq("late.bin"))
+        lockstep_rrq(cap, content)
+        cap.udp(TID, CLIENT, craft.data(3, final), after=delay)
+        t = only(cap.analyze(tmp_path))
+        assert (t["status"], t["sha256"], t["blocks"]) == ("complete", sha(content), 3)
+        assert t["retransmissions"] == resent, delay
+
+
+def test_a_stalled_transfer_is_settled_after_the_idle_timeout(tmp_path: Path) -> None:
+    """No block for over `idle_timeout` (300 s): the transfer is settled as it stood
+    (incomplete, the blocks so far); DATA arriving after that is not part of it."""
+    content = content_of(1500)
+    blocks = chunks(content, 512)
+    cap = Capture()
+    cap.udp(CLIENT, LISTEN, craft.rrq("stall.bin"))
+    cap.udp(TID, CLIENT, craft.data(1, blocks[0]))
+    cap.udp(CLIENT, TID, craft.ack(1))
+    cap.udp(TID, CLIENT, craft.data(2, blocks[1]), after=301.0)
+    cap.udp(CLIENT, TID, craft.ack(2))
+    t = only(cap.analyze(tmp_path))
+    assert (t["status"], t["bytes"], t["blocks"]) == ("incomplete", 512, 1)
+
+
+def test_a_long_capture_holds_only_the_transfers_under_way(tmp_path: Path) -> None:
+    """200 transfers, one every 5 s for over 16 minutes: each is settled and handed to
+    on_result about a linger (60 s) after its end, so at most ~13 are held at once, and
+    every file is rebuilt exactly (truth: the contents sent)."""
+    from analyzer.pipeline import iter_packets
+
+    contents = [content_of(300 + 37 * i, seed=i) for i in range(200)]
+    cap = Capture()
+    for i, content in enumerate(contents):
+        client = ("10.0.0.2", 40000 + i)
+        cap.udp(client, LISTEN, craft.rrq(f"f{i}.bin"), after=5.0)
+        lockstep_rrq(cap, content, client=client, tid=(SERVER_IP, 50000 + i))
+    settled: list = []
+    held: list[int] = []
+    tracker = TftpTracker(on_result=lambda t: (settled.append(t), held.append(
+        len(tracker._live))))
+    for pkt in iter_packets(cap.write(tmp_path / "long.pcap")):
+        tracker.on_packet(pkt)
+    during = len(settled)
+    tracker.finish()
+    assert during >= 180  # settled while the capture went on, not at its end
+    assert max(held) <= 14
+    assert tracker.results() == [] and not tracker._live and not tracker._flows
+    assert [t.number for t in settled] == list(range(1, 201))
+    assert [(t.status, t.sha256) for t in settled] == \
+        [("complete", sha(content)) for content in contents]
