@@ -21,6 +21,7 @@ PACKAGE_DIR = Path(__file__).parent  # as in the package's __path__ (import cach
 # Relative to the package; the order does not matter (mypyc compiles them as one group).
 COMPILED_MODULES = (
     "capture/chunks.py",
+    "capture/frame.py",
     "capture/pcap.py",
     "capture/pcapng.py",
     "decode/decoder.py",

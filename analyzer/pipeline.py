@@ -166,7 +166,7 @@ class Analyzer:
                 self.last = ts
         owner = -1
         if self.first_half:
-            owner = fast_owner(frame[1], frame[3])
+            owner = fast_owner(frame.linktype, frame.data)
             if owner == 1:
                 return None  # worker 1 decodes, counts and tracks it
         pkt = self.decoder.decode(frame, self.frames)
@@ -231,7 +231,7 @@ def track_second_half(path: str | os.PathLike[str], bpf: str | None,
             number += 1
             if frame_filter is not None and not frame_filter.matches(frame):
                 continue
-            owner = fast_owner(frame[1], frame[3])
+            owner = fast_owner(frame.linktype, frame.data)
             if owner == 1:
                 pkt = counted.decode(frame, number)
                 if pkt is not None:

@@ -89,7 +89,8 @@ class Decoder:
         self._linktype_counts: defaultdict[int, int] = defaultdict(int)
 
     def decode(self, frame: Frame, number: int) -> Packet | None:
-        ts, linktype, interface, data, wirelen = frame
+        ts, linktype, interface = frame.ts, frame.linktype, frame.interface
+        data, wirelen = frame.data, frame.wirelen
         stats = self._stats
         stats.packets += 1
         stats.bytes += len(data)
