@@ -7,7 +7,6 @@ tcpdump and tshark would; live capture hands the same expression to the kernel i
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import struct
 import tempfile
 
@@ -25,6 +24,8 @@ class _PktHdr(ctypes.Structure):
 
 
 def _libpcap() -> ctypes.CDLL:
+    import ctypes.util  # here: it imports subprocess and shutil (~4 ms of every start)
+
     name = ctypes.util.find_library("pcap")
     if name is None:
         raise InputError("-f needs libpcap (Debian package libpcap0.8), which is not installed")
