@@ -85,7 +85,8 @@ class Decoder:
         self._stats = DecodeStats()
         self.fragments = FragmentReassembler()
         # Counted in plain ints/dicts on the hot path, folded into stats by counts().
-        self._fast_counts = [0, 0]  # IPv4 TCP, IPv4 UDP packets decoded by the fast path
+        # IPv4 TCP, IPv4 UDP, IPv6 TCP packets decoded by the fast paths
+        self._fast_counts = [0, 0, 0]
         self._linktype_counts: defaultdict[int, int] = defaultdict(int)
 
     def decode(self, frame: Frame, number: int) -> Packet | None:
@@ -144,6 +145,34 @@ class Decoder:
                                       PROTO_UDP, data[34] << 8 | data[35],
                                       data[36] << 8 | data[37], data[42:min(end, 34 + ulen)],
                                       ulen - 8, key=data[26:38])
+            elif ethertype == ETH_IPV6 and len(data) >= 74 and data[14] >> 4 == 6 and \
+                    data[20] == PROTO_TCP:
+                # Fast path: IPv6 without extension headers, carrying TCP; what `_ipv6`
+                # and `_transport` would make of it (anything else falls through to them).
+                plen = data[18] << 8 | data[19]
+                end = len(data)
+                if plen:
+                    if 54 + plen < end:
+                        end = 54 + plen
+                    claimed = plen
+                else:
+                    claimed = end - 54  # segmentation offload left the length unset
+                if claimed > wirelen - 54:
+                    claimed = max(wirelen - 54, 0)
+                hlen = (data[66] >> 4) << 2
+                if end >= 74 and hlen >= 20 and 54 + hlen <= end:
+                    self._fast_counts[2] += 1
+                    if end - 54 < claimed:
+                        stats.truncated += 1
+                    flags = data[67]
+                    return Packet(
+                        number, ts, interface, 6, data[22:38], data[38:54], PROTO_TCP,
+                        data[54] << 8 | data[55], data[56] << 8 | data[57],
+                        data[54 + hlen:end], claimed - hlen,
+                        data[58] << 24 | data[59] << 16 | data[60] << 8 | data[61],
+                        data[62] << 24 | data[63] << 16 | data[64] << 8 | data[65],
+                        flags, data[68] << 8 | data[69],
+                        data[74:54 + hlen] if flags & SYN else b"", data[22:58])
             while ethertype in ETH_VLAN_TAGS:
                 if len(data) < off + 4:
                     return self._malformed(number, "VLAN tag cut short")
@@ -170,14 +199,16 @@ class Decoder:
     def stats(self) -> DecodeStats:
         """The statistics, with the fast path's counters folded in."""
         stats = self._stats
-        tcp, udp = self._fast_counts
+        tcp, udp, tcp6 = self._fast_counts
         if tcp or udp:
             stats.protocols["ipv4"] += tcp + udp
-            if tcp:
-                stats.protocols["tcp"] += tcp
             if udp:
                 stats.protocols["udp"] += udp
-            self._fast_counts[:] = [0, 0]
+        if tcp6:
+            stats.protocols["ipv6"] += tcp6
+        if tcp or tcp6:
+            stats.protocols["tcp"] += tcp + tcp6
+        self._fast_counts[:] = [0, 0, 0]
         for linktype, count in self._linktype_counts.items():
             stats.linktypes[linktype] += count
         self._linktype_counts.clear()
