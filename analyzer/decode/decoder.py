@@ -78,6 +78,26 @@ class DecodeStats:
             self.warnings.append("further decode warnings suppressed")
 
 
+def _fast_tcp(data: bytes, number: int, ts: float, interface: int, version: int, tcp: int,
+              hlen: int, end: int, claimed: int) -> Packet:
+    """The Packet of a TCP segment at `tcp` in an Ethernet frame, behind an IPv4 header
+    without options (tcp = 34) or an IPv6 header without extensions (tcp = 54): the
+    addresses end where the TCP header starts, so the flow key (addresses then ports) is
+    one slice. `claimed`: the IP payload length as believed (see the callers)."""
+    alen = 4 if version == 4 else 16
+    flags = data[tcp + 13]
+    return Packet(
+        number, ts, interface, version, data[tcp - 2 * alen:tcp - alen],
+        data[tcp - alen:tcp], PROTO_TCP,
+        data[tcp] << 8 | data[tcp + 1], data[tcp + 2] << 8 | data[tcp + 3],
+        data[tcp + hlen:end], claimed - hlen,
+        data[tcp + 4] << 24 | data[tcp + 5] << 16 | data[tcp + 6] << 8 | data[tcp + 7],
+        data[tcp + 8] << 24 | data[tcp + 9] << 16 | data[tcp + 10] << 8 | data[tcp + 11],
+        flags, data[tcp + 14] << 8 | data[tcp + 15],
+        # options are read from SYNs only (tracker.parse_options)
+        data[tcp + 20:tcp + hlen] if flags & SYN else b"", data[tcp - 2 * alen:tcp + 4])
+
+
 class Decoder:
     """Turns frames into Packets; counts what it does not hand on."""
 
@@ -125,16 +145,8 @@ class Decoder:
                         counts[0] += 1
                         if end - 34 < total - 20:
                             stats.truncated += 1
-                        flags = data[47]
-                        return Packet(
-                            number, ts, interface, 4, data[26:30], data[30:34], PROTO_TCP,
-                            data[34] << 8 | data[35], data[36] << 8 | data[37],
-                            data[34 + hlen:end], claimed - hlen,
-                            data[38] << 24 | data[39] << 16 | data[40] << 8 | data[41],
-                            data[42] << 24 | data[43] << 16 | data[44] << 8 | data[45],
-                            flags, data[48] << 8 | data[49],
-                            # options are read from SYNs only (tracker.parse_options)
-                            data[54:34 + hlen] if flags & SYN else b"", data[26:38])
+                        return _fast_tcp(data, number, ts, interface, 4, 34, hlen, end,
+                                         claimed)
                 elif proto == PROTO_UDP and end >= 42:
                     ulen = data[38] << 8 | data[39]
                     if 8 <= ulen <= claimed:
@@ -164,15 +176,7 @@ class Decoder:
                     self._fast_counts[2] += 1
                     if end - 54 < claimed:
                         stats.truncated += 1
-                    flags = data[67]
-                    return Packet(
-                        number, ts, interface, 6, data[22:38], data[38:54], PROTO_TCP,
-                        data[54] << 8 | data[55], data[56] << 8 | data[57],
-                        data[54 + hlen:end], claimed - hlen,
-                        data[58] << 24 | data[59] << 16 | data[60] << 8 | data[61],
-                        data[62] << 24 | data[63] << 16 | data[64] << 8 | data[65],
-                        flags, data[68] << 8 | data[69],
-                        data[74:54 + hlen] if flags & SYN else b"", data[22:58])
+                    return _fast_tcp(data, number, ts, interface, 6, 54, hlen, end, claimed)
             while ethertype in ETH_VLAN_TAGS:
                 if len(data) < off + 4:
                     return self._malformed(number, "VLAN tag cut short")
