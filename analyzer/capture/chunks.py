@@ -19,7 +19,10 @@ CHUNK_SIZE: Final = 1 << 20
 # `_copy_to_iter`). MAP_POPULATE sets up the window's page tables in one call instead of
 # a page fault per 64 KiB; the window is unmapped before the next one is mapped, so the
 # process holds one window of the file, however large it is (8 MiB windows: 6 MiB more
-# peak RSS per process at 1M packets, and no faster).
+# peak RSS per process at 1M packets, and no faster). The file's size is read again for
+# each window, so a capture still being written is read on; one cut shorter by another
+# process while a window of it is mapped would end this one with SIGBUS (read() would
+# have seen a short file): a case the speed is worth.
 WINDOW_SIZE: Final = 2 << 20
 MAP_FLAGS: Final = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
