@@ -156,14 +156,17 @@ class _Flow:
         self.high_ts = 0.0  # when `high` last advanced (Wireshark's nextseqtime)
         self.acked_off = 0  # highest offset the peer acknowledged beyond next_off
         self.hasher = hashlib.sha256()
-        self.pending: dict[int, tuple[bytes, int, float]] = {}
-        self.pending_keys: list[int] = []
+        # Containers most directions never need are made on first use (None until then):
+        # thousands of connections are open at once, and each empty one is ~60 bytes.
+        # Segments held ahead of a hole, by offset, and those offsets as a heap:
+        self.pending: dict[int, tuple[bytes, int, float]] | None = None
+        self.pending_keys: list[int] | None = None
         self.pending_bytes = 0
-        self.gaps: list[tuple[int, int]] = []
+        self.gaps: list[tuple[int, int]] | None = None  # (offset, length) never captured
         # The last delivered buffers (references, not copies), for conflict checks.
         self.tail: list[bytes] = []
         self.tail_len = 0
-        self.tail_holes: list[tuple[int, int]] = []  # gap ranges inside the tail (zeros)
+        self.tail_holes: list[tuple[int, int]] | None = None  # gaps inside the tail (zeros)
         self.fin_off: int | None = None
         self.fin_frame: int | None = None
         self.rst_frame: int | None = None
@@ -209,12 +212,12 @@ class _Flow:
         is then taken without comparing it."""
         self.tail = []
         self.tail_len = 0
-        self.tail_holes = []
+        self.tail_holes = None
 
     @property
     def delivered(self) -> int:
         """Bytes reassembled so far: the stream offset reached, minus the gaps."""
-        return self.next_off - sum(length for _, length in self.gaps)
+        return self.next_off - (sum(length for _, length in self.gaps) if self.gaps else 0)
 
     def offset_of(self, raw: int) -> int:
         """Stream offset of a raw sequence number near the reassembly frontier."""
@@ -253,7 +256,9 @@ class _Stream:
         self.labels: tuple[str, ...] = ("port-reuse",) if reused else ()
         if not flags & _SYN:
             self.labels += ("midstream",)
-        self.analysis = dict.fromkeys(ANALYSIS_KEYS, 0)
+        # analysis flags that occurred, with their counts (most streams have none: an
+        # empty dict is 64 bytes, all nine keys 360, on every open connection)
+        self.analysis: dict[str, int] = {}
         self.records: list[PacketRecord] | None = [] if keep else None
         self.chunks: list[Chunk] | None = [] if keep else None
         self.conflicts: list[Conflict] = []
@@ -285,7 +290,6 @@ class _Stream:
 
         d = _signed32((seq + 1 if syn else seq) - flow.next_raw)
         off = flow.next_off + d
-        analysis = self.analysis
 
         if flags & _ACK:
             ack = pkt.ack
@@ -296,7 +300,7 @@ class _Stream:
                     # Acknowledges bytes never captured: beyond all the peer sent, or
                     # across a hole in front of its buffered segments.
                     if (a_off > peer.high or peer.pending) and not flags & _RST:
-                        analysis["acked_unseen"] += 1
+                        self._flag("acked_unseen")
                         if events is not None:
                             events.append("acked-unseen")
                     if a_off > peer.acked_off:
@@ -310,7 +314,7 @@ class _Stream:
                 # not the ACK of a keep-alive.
                 if ack == flow.last_ack and pkt.window == flow.last_win and pkt.window and \
                         off == flow.high and not peer.keepalive:
-                    analysis["dup_ack"] += 1
+                    self._flag("dup_ack")
                     flow.dup_acks += 1
                     if events is not None:
                         events.append("dup-ack")
@@ -320,7 +324,7 @@ class _Stream:
             flow.last_win = pkt.window
 
         if pkt.window == 0 and not flags & 0x07:
-            analysis["zero_window"] += 1
+            self._flag("zero_window")
             self.history.count(side, "W")
             if events is not None:
                 events.append("zero-window")
@@ -334,12 +338,12 @@ class _Stream:
             if end > start or keep_alive:
                 flow.keepalive = keep_alive
             if keep_alive:
-                analysis["keep_alive"] += 1
+                self._flag("keep_alive")
                 if events is not None:
                     events.append("keep-alive")
             elif end > start:
                 if start > high:
-                    analysis["lost_segment"] += 1
+                    self._flag("lost_segment")
                     if events is not None:
                         events.append("lost-segment")
                 elif start < high:
@@ -377,6 +381,10 @@ class _Stream:
     @property
     def end(self) -> float:
         return max(self.flows[0].last_seen, self.flows[1].last_seen)
+
+    def _flag(self, kind: str) -> None:
+        """Count one analysis flag (a key of result.ANALYSIS_KEYS)."""
+        self.analysis[kind] = self.analysis.get(kind, 0) + 1
 
     def _refresh_steady(self) -> None:
         """Which directions the fast path may handle until the next slow-path packet."""
@@ -531,16 +539,15 @@ class _Stream:
         Wireshark's rule: out-of-order when it comes within the initial RTT (3 ms while
         unknown) of the segment that advanced the highest sequence, and does not end
         exactly there; fast retransmission after 2+ duplicate ACKs asking for it."""
-        analysis = self.analysis
         threshold = self.rtt if self.rtt else OUT_OF_ORDER_THRESHOLD
         if peer.dup_acks >= 2 and peer.last_ack == pkt.seq:
             kind = "fast_retransmission"
-            analysis["retransmission"] += 1
+            self._flag("retransmission")
         elif pkt.ts - flow.high_ts < threshold and end != high:
             kind = "out_of_order"
         else:
             kind = "retransmission"
-        analysis[kind] += 1
+        self._flag(kind)
         if pkt.payload_len and kind != "out_of_order":
             self.history.count(side, "T")
         if events is not None:
@@ -568,14 +575,14 @@ class _Stream:
         tail_start = flow.next_off - flow.tail_len
         low, high = max(off, tail_start), off + seen
         ranges = [(low, high)] if high > low else []
-        for hole_start, hole_end in flow.tail_holes:  # bytes never seen: nothing to compare
+        for hole_start, hole_end in flow.tail_holes or ():  # never seen: nothing to compare
             ranges = [piece for a, b in ranges
                       for piece in ((a, min(b, hole_start)), (max(a, hole_end), b))
                       if piece[1] > piece[0]]
         if any(tail[a - tail_start:b - tail_start] != payload[a - off:b - off]
                for a, b in ranges):
             first = tail[low - tail_start:high - tail_start]
-            self.analysis["overlap_conflict"] += 1
+            self._flag("overlap_conflict")
             self.conflicts.append(Conflict(side == 0, pkt.frame, low, bytes(first),
                                            bytes(payload[low - off:seen])))
         if captured > old:
@@ -586,14 +593,18 @@ class _Stream:
     def _hold(self, flow: _Flow, side: int, payload: bytes, off: int,
               frame: int, ts: float) -> None:
         """Buffer a segment that arrived ahead of the next expected byte."""
-        if off not in flow.pending:
-            flow.pending[off] = (payload, frame, ts)
-            heapq.heappush(flow.pending_keys, off)
+        pending, keys = flow.pending, flow.pending_keys
+        if pending is None or keys is None:
+            pending = flow.pending = {}
+            keys = flow.pending_keys = []
+        if off not in pending:
+            pending[off] = (payload, frame, ts)
+            heapq.heappush(keys, off)
             flow.pending_bytes += len(payload)
         if flow.pending_bytes > self.tracker.out_of_order_limit:
             self.tracker.warn(f"tcp stream {self.number}: out-of-order buffer over "
                               f"{self.tracker.out_of_order_limit} bytes; gap recorded")
-            self._skip_to(flow, side, flow.pending_keys[0])
+            self._skip_to(flow, side, keys[0])
         elif flow.acked_off > flow.next_off:
             self._skip_to(flow, side, self._data_limit(flow, flow.acked_off))
 
@@ -601,6 +612,8 @@ class _Stream:
         """Deliver buffered segments that the frontier has reached."""
         keys = flow.pending_keys
         pending = flow.pending
+        if keys is None or pending is None:
+            return
         while keys and keys[0] <= flow.next_off:
             key = heapq.heappop(keys)
             data, frame, ts = pending.pop(key)
@@ -610,6 +623,8 @@ class _Stream:
                 self._deliver(flow, side, data[skip:] if skip else data, frame, ts)
 
     def _gap(self, flow: _Flow, side: int, length: int) -> None:
+        if flow.gaps is None:
+            flow.gaps = []
         flow.gaps.append((flow.next_off, length))
         flow.next_off += length
         flow.next_raw = (flow.next_raw + length) & MASK32
@@ -617,8 +632,9 @@ class _Stream:
         if window and length <= window:
             # Keep the tail contiguous: zeros for the hole, remembered as a hole.
             tail_start = flow.next_off - length - flow.tail_len
-            flow.tail_holes = [h for h in flow.tail_holes if h[1] > tail_start]
-            flow.tail_holes.append((flow.next_off - length, flow.next_off))
+            holes = [h for h in flow.tail_holes or () if h[1] > tail_start]
+            holes.append((flow.next_off - length, flow.next_off))
+            flow.tail_holes = holes
             flow.remember(bytes(length), window)
         else:
             flow.forget_tail()
@@ -626,8 +642,9 @@ class _Stream:
 
     def _skip_to(self, flow: _Flow, side: int, target: int) -> None:
         """The receiver has everything before `target`: holes before it are gaps."""
-        while flow.next_off < target and flow.pending_keys:
-            first = flow.pending_keys[0]
+        keys = flow.pending_keys
+        while flow.next_off < target and keys:
+            first = keys[0]
             if first > flow.next_off:
                 self._gap(flow, side, min(first, target) - flow.next_off)
             self._drain(flow, side)
@@ -658,9 +675,10 @@ class _Stream:
             if not flow.seen:
                 continue
             limit = self._data_limit(flow, max(flow.acked_off, flow.fin_off or 0))
-            while flow.pending_keys:
-                if flow.pending_keys[0] > flow.next_off:
-                    self._gap(flow, side, flow.pending_keys[0] - flow.next_off)
+            keys = flow.pending_keys
+            while keys:
+                if keys[0] > flow.next_off:
+                    self._gap(flow, side, keys[0] - flow.next_off)
                 self._drain(flow, side)
             if limit > flow.next_off:
                 self._gap(flow, side, limit - flow.next_off)
@@ -712,7 +730,7 @@ class _Stream:
                                      cflow.delivered, sflow.delivered, history)
         gaps = [Gap(side == client_side, off, length)
                 for side in (client_side, server_side)
-                for off, length in self.flows[side].gaps]
+                for off, length in self.flows[side].gaps or ()]
         records = self.records
         chunks = self.chunks
         if records is not None:
@@ -730,6 +748,7 @@ class _Stream:
             chunks = [c._replace(from_client=not c.from_client) for c in chunks]
         conflicts = [c._replace(from_client=c.from_client == (client_side == 0))
                      for c in self.conflicts]
+        analysis = {key: self.analysis.get(key, 0) for key in ANALYSIS_KEYS}
         active = None
         if self.first_fin_side is not None:
             active = "client" if self.first_fin_side == client_side else "server"
@@ -740,7 +759,7 @@ class _Stream:
             labels=sorted(labels),
             completeness=self.completeness | cflow.completeness | sflow.completeness,
             history=history,
-            conn_state=conn_state, gaps=gaps, analysis=dict(self.analysis),
+            conn_state=conn_state, gaps=gaps, analysis=analysis,
             initial_rtt=self.rtt, active_closer=active, evicted=evicted,
             records=records, chunks=chunks, conflicts=conflicts,
             first_frame=self.first_frame)
