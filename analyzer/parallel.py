@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -29,7 +28,7 @@ from pathlib import Path
 
 from analyzer.decode import DecodeStats
 from analyzer.pipeline import CaptureSummary, analyze_file, track_second_half
-from analyzer.report.jsonl import TcpLines, TftpLines
+from analyzer.report.jsonl import LineIndex, TcpLines, TftpLines
 from analyzer.tcp.tracker import TcpTracker
 
 # Below this size one process is as fast: starting the second costs ~0.1 s.
@@ -39,8 +38,7 @@ MIN_FILE_SIZE = 32 << 20
 @dataclass
 class WorkerReport:
     lines_path: str  # worker 1's spill file of finished streams (see TcpLines)
-    lines_firsts: array[int]
-    lines_ends: array[int]
+    lines_index: LineIndex
     stats: DecodeStats
     warnings: list[str]
     evictions: int
@@ -117,7 +115,7 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
     _add_stats(summary.stats, report.stats)
     summary.tcp_warnings += report.warnings
     summary.tcp_evictions += report.evictions
-    theirs = TcpLines(report.lines_path, report.lines_firsts, report.lines_ends)
+    theirs = TcpLines(report.lines_path, report.lines_index)
     return SplitAnalysis(summary, [lines, theirs], tftp_lines)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import os
 import tempfile
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from analyzer.pipeline import Analysis
@@ -22,58 +25,81 @@ if TYPE_CHECKING:
 _ENCODER = json.JSONEncoder(allow_nan=False)
 
 
+@dataclass
+class LineIndex:
+    """Where a spill file's lines are, by rank (a result's place among its part's
+    results in first-frame order: its stream or transfer number): the first frame and
+    the line number (-1: none), and by line number, the file offset after it. 24 bytes
+    per result, in arrays, so that printing in order sorts nothing."""
+
+    firsts: array[int] = field(default_factory=lambda: array("Q"))
+    lines: array[int] = field(default_factory=lambda: array("q"))
+    ends: array[int] = field(default_factory=lambda: array("Q"))
+
+    def add(self, rank: int, first_frame: int, size: int) -> None:
+        ends, lines = self.ends, self.lines
+        missing = rank + 1 - len(lines)
+        if missing > 0:  # results come as they finish, so ranks come out of order
+            lines.extend(repeat(-1, missing))
+            self.firsts.extend(repeat(0, missing))
+        lines[rank] = len(ends)
+        self.firsts[rank] = first_frame
+        ends.append((ends[-1] if ends else 0) + size)
+
+    def in_order(self, part: int) -> Iterator[tuple[int, int, int]]:
+        """(first frame, part, line) of each result, by rank: first-frame order."""
+        firsts = self.firsts
+        for rank, line in enumerate(self.lines):
+            if line >= 0:
+                yield firsts[rank], part, line
+
+
 class ResultLines:
     """Finished results' JSON lines, spilled to a temporary file as they come and printed
-    in order of first frame at the end: memory holds 16 bytes per result (its first
-    frame and where its line ends, in two arrays), whatever the capture's size. Results
-    of two processes merge the same way."""
+    in order of first frame at the end: memory holds the LineIndex (24 bytes a result),
+    whatever the capture's size. Results of two processes merge the same way."""
 
     # a field every line carries as -1, given the line's rank when printed (streams are
     # numbered by first frame, as Wireshark numbers them); None: lines stay as they are
     NUMBER_FIELD: bytes | None = None
 
-    def __init__(self, path: str | None = None, firsts: array[int] | None = None,
-                 ends: array[int] | None = None) -> None:
-        """A new spill file, or (`path`, `firsts`, `ends`) one another process wrote."""
+    def __init__(self, path: str | None = None, index: LineIndex | None = None) -> None:
+        """A new spill file, or (`path`, `index`) one another process wrote."""
         if path is None:
             descriptor, path = tempfile.mkstemp(prefix="analyzer-results-", suffix=".jsonl")
             self._file: BinaryIO = os.fdopen(descriptor, "w+b")
         else:
             self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
         self.path = path
-        self.firsts = firsts if firsts is not None else array("Q")  # first frame of line i
-        self.ends = ends if ends is not None else array("Q")  # file offset after line i
+        self.index = index if index is not None else LineIndex()
 
-    def spill(self, obj: dict[str, Any], first_frame: int) -> None:
+    def spill(self, obj: dict[str, Any], rank: int, first_frame: int) -> None:
         data = _ENCODER.encode(obj).encode()
         self._file.write(data)
-        self.firsts.append(first_frame)
-        self.ends.append((self.ends[-1] if self.ends else 0) + len(data))
+        self.index.add(rank, first_frame, len(data))
 
-    def detach(self) -> tuple[str, array[int], array[int]]:
+    def detach(self) -> tuple[str, LineIndex]:
         """Close the file, keep it on disk, and say where it is (for the other process)."""
         self._file.close()
-        return self.path, self.firsts, self.ends
+        return self.path, self.index
 
     def write_ordered(self, out: TextIO, *others: ResultLines) -> None:
         """Print every line of these spill files by first frame, then delete them."""
         parts = (self, *others)
-        field = self.NUMBER_FIELD
+        number_field = self.NUMBER_FIELD
         try:
             for part in parts:
                 part._file.flush()
-            # (first frame, line, part): the two low bits say which part (one per process)
-            assert len(parts) <= 4
-            merged = sorted([(first << 42) | (line << 2) | i for i, part in enumerate(parts)
-                             for line, first in enumerate(part.firsts)])
-            for number, key in enumerate(merged):
-                part = parts[key & 3]
-                line_number = (key >> 2) & ((1 << 40) - 1)
-                start = part.ends[line_number - 1] if line_number else 0
+            # each part's results are already in first-frame order: merge, sort nothing
+            merged = heapq.merge(*(part.index.in_order(i) for i, part in enumerate(parts)))
+            for number, (_, i, line_number) in enumerate(merged):
+                part = parts[i]
+                ends = part.index.ends
+                start = ends[line_number - 1] if line_number else 0
                 part._file.seek(start)
-                line = part._file.read(part.ends[line_number] - start)
-                if field is not None:
-                    line = line.replace(field + b"-1", field + b"%d" % number, 1)
+                line = part._file.read(ends[line_number] - start)
+                if number_field is not None:
+                    line = line.replace(number_field + b"-1", number_field + b"%d" % number, 1)
                 out.write(line.decode())
                 out.write("\n")
         finally:
@@ -92,8 +118,9 @@ class TcpLines(ResultLines):
     NUMBER_FIELD = b'"stream": '
 
     def __call__(self, result: TcpStreamResult) -> None:
+        rank = result.stream  # this tracker's number: all processes' are given at the end
         result.stream = -1
-        self.spill(result.to_json(), result.first_frame)
+        self.spill(result.to_json(), rank, result.first_frame)
 
 
 class TftpLines(ResultLines):
@@ -101,7 +128,7 @@ class TftpLines(ResultLines):
     order, the order of the transfers' numbers."""
 
     def __call__(self, transfer: TftpTransfer) -> None:
-        self.spill(transfer.to_json(), transfer.first_frame)
+        self.spill(transfer.to_json(), transfer.number - 1, transfer.first_frame)
 
 
 def write_objects(objects: Iterable[dict[str, Any]], out: TextIO) -> None:

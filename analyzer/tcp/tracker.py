@@ -134,7 +134,7 @@ class _Flow:
         "dup_acks", "packets", "last_seen", "pending",
         "stream", "side", "addr", "port", "seen", "isn", "syn", "bare_syn", "syn_acked",
         "acked_off", "pending_keys", "pending_bytes", "gaps", "tail_holes", "fin_off",
-        "fin_frame", "rst_frame", "rst_cause", "options", "syn_ts",
+        "fin_frame", "rst_frame", "rst_cause", "syn_options", "syn_ts",
     )
 
     def __init__(self, stream: _Stream, side: int, addr: bytes, port: int) -> None:
@@ -164,7 +164,7 @@ class _Flow:
         self.pending_bytes = 0
         self.gaps: list[tuple[int, int]] | None = None  # (offset, length) never captured
         # The last delivered buffers (references, not copies), for conflict checks.
-        self.tail: list[bytes] = []
+        self.tail: list[bytes] | None = None
         self.tail_len = 0
         self.tail_holes: list[tuple[int, int]] | None = None  # gaps inside the tail (zeros)
         self.fin_off: int | None = None
@@ -174,7 +174,9 @@ class _Flow:
         self.last_ack = -1
         self.last_win = -1
         self.dup_acks = 0
-        self.options: dict[str, Any] = {}
+        # The SYN's raw options, parsed only for the result (a parsed dict is ~380 bytes
+        # on every open connection, the raw bytes ~60)
+        self.syn_options = b""
         self.packets = 0
         self.syn_ts: float | None = None
         self.keepalive = False  # its last segment was a keep-alive
@@ -201,6 +203,8 @@ class _Flow:
         """Keep at least the last `window` delivered bytes; the buffers are joined only
         when a retransmission overlaps them (rare), so delivery copies nothing."""
         tail = self.tail
+        if tail is None:
+            tail = self.tail = []
         tail.append(data)
         size = self.tail_len + len(data)
         while size - len(tail[0]) >= window:
@@ -210,7 +214,7 @@ class _Flow:
     def forget_tail(self) -> None:
         """Drop the tail (and the frames it references); a retransmission of those bytes
         is then taken without comparing it."""
-        self.tail = []
+        self.tail = None
         self.tail_len = 0
         self.tail_holes = None
 
@@ -256,12 +260,12 @@ class _Stream:
         self.labels: tuple[str, ...] = ("port-reuse",) if reused else ()
         if not flags & _SYN:
             self.labels += ("midstream",)
-        # analysis flags that occurred, with their counts (most streams have none: an
-        # empty dict is 64 bytes, all nine keys 360, on every open connection)
-        self.analysis: dict[str, int] = {}
+        # analysis flags that occurred, with their counts; None until the first (most
+        # streams have none: even an empty dict is 64 bytes on every open connection)
+        self.analysis: dict[str, int] | None = None
         self.records: list[PacketRecord] | None = [] if keep else None
         self.chunks: list[Chunk] | None = [] if keep else None
-        self.conflicts: list[Conflict] = []
+        self.conflicts: list[Conflict] | None = None  # made on the first
         self.established = False
         self.rtt: float | None = None
         self.first_fin_side: int | None = None
@@ -384,7 +388,10 @@ class _Stream:
 
     def _flag(self, kind: str) -> None:
         """Count one analysis flag (a key of result.ANALYSIS_KEYS)."""
-        self.analysis[kind] = self.analysis.get(kind, 0) + 1
+        analysis = self.analysis
+        if analysis is None:
+            analysis = self.analysis = {}
+        analysis[kind] = analysis.get(kind, 0) + 1
 
     def _refresh_steady(self) -> None:
         """Which directions the fast path may handle until the next slow-path packet."""
@@ -417,7 +424,7 @@ class _Stream:
             if not flow.syn:
                 flow.syn = True
                 flow.syn_ts = pkt.ts
-                flow.options = parse_options(pkt.tcp_options)
+                flow.syn_options = pkt.tcp_options
             if pkt.payload_len:
                 self.labels += ("syn-data",)
                 if events is not None:
@@ -571,7 +578,7 @@ class _Stream:
         payload = pkt.payload
         captured = len(payload)
         seen = min(old, captured)
-        tail = b"".join(flow.tail)
+        tail = b"".join(flow.tail or ())
         tail_start = flow.next_off - flow.tail_len
         low, high = max(off, tail_start), off + seen
         ranges = [(low, high)] if high > low else []
@@ -583,6 +590,8 @@ class _Stream:
                for a, b in ranges):
             first = tail[low - tail_start:high - tail_start]
             self._flag("overlap_conflict")
+            if self.conflicts is None:
+                self.conflicts = []
             self.conflicts.append(Conflict(side == 0, pkt.frame, low, bytes(first),
                                            bytes(payload[low - off:seen])))
         if captured > old:
@@ -698,7 +707,7 @@ class _Stream:
             flow = self.flows[side]
             sides.append(SideInfo(
                 endpoint=format_endpoint(flow.addr, flow.port),
-                isn=flow.isn if flow.syn else None, options=flow.options,
+                isn=flow.isn if flow.syn else None, options=parse_options(flow.syn_options),
                 packets=flow.packets, bytes=flow.delivered, sha256=flow.hasher.hexdigest(),
                 fin_frame=flow.fin_frame, rst_frame=flow.rst_frame,
                 rst_cause=flow.rst_cause))
@@ -747,8 +756,9 @@ class _Stream:
         if chunks is not None and client_side != 0:
             chunks = [c._replace(from_client=not c.from_client) for c in chunks]
         conflicts = [c._replace(from_client=c.from_client == (client_side == 0))
-                     for c in self.conflicts]
-        analysis = {key: self.analysis.get(key, 0) for key in ANALYSIS_KEYS}
+                     for c in self.conflicts or ()]
+        counts = self.analysis or {}
+        analysis = {key: counts.get(key, 0) for key in ANALYSIS_KEYS}
         active = None
         if self.first_fin_side is not None:
             active = "client" if self.first_fin_side == client_side else "server"
