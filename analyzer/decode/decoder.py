@@ -94,7 +94,7 @@ def _fast_tcp(data: bytes, number: int, ts: float, interface: int, version: int,
         data[tcp + 4] << 24 | data[tcp + 5] << 16 | data[tcp + 6] << 8 | data[tcp + 7],
         data[tcp + 8] << 24 | data[tcp + 9] << 16 | data[tcp + 10] << 8 | data[tcp + 11],
         flags, data[tcp + 14] << 8 | data[tcp + 15],
-        # options are read from SYNs only (tracker.parse_options)
+        # options are read from SYNs only (packet.parse_tcp_options)
         data[tcp + 20:tcp + hlen] if flags & SYN else b"", data[tcp - 2 * alen:tcp + 4])
 
 

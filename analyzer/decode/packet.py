@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 
 # IP protocol numbers the trackers see.
 PROTO_ICMP: Final = 1
@@ -117,6 +117,39 @@ def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
     IPv4 header from its source address on followed by a TCP or UDP header's first four
     (IPv6 likewise), so a decoder can slice the key straight out of a frame."""
     return src + dst + ((sport << 16) | dport).to_bytes(4, "big")
+
+
+def parse_tcp_options(raw: bytes | memoryview) -> dict[str, Any]:
+    """The handshake options a SYN announces: mss, wscale, sack_perm, timestamps."""
+    out: dict[str, Any] = {}
+    data = bytes(raw)
+    i = 0
+    while i < len(data):
+        kind = data[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= len(data):
+            break
+        size = data[i + 1]
+        if size < 2 or i + size > len(data):
+            break
+        body = data[i + 2:i + size]
+        if kind == 2 and size == 4:
+            out["mss"] = int.from_bytes(body, "big")
+        elif kind == 3 and size == 3:
+            out["wscale"] = body[0]
+        elif kind == 4:
+            out["sack_perm"] = True
+        elif kind == 8 and size == 10:
+            out["timestamps"] = (int.from_bytes(body[:4], "big"),
+                                 int.from_bytes(body[4:], "big"))
+        elif kind == 34:
+            out["tfo"] = True
+        i += size
+    return out
 
 
 @lru_cache(maxsize=65536)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
 
-from analyzer.decode.packet import format_endpoint
+from analyzer.decode.packet import format_endpoint, parse_tcp_options
 from analyzer.tcp import completeness as completeness_bits
 
 ANALYSIS_KEYS: Final = ("retransmission", "fast_retransmission", "out_of_order", "dup_ack",
@@ -76,13 +76,18 @@ class SideInfo:
 
     endpoint: str
     isn: int | None = None  # None without a SYN from this side
-    options: dict[str, Any] = field(default_factory=dict)
+    syn_options: bytes = b""  # its SYN's TCP options, raw (parsed only when asked for)
     packets: int = 0
     bytes: int = 0
     sha256: str = ""
     fin_frame: int | None = None
     rst_frame: int | None = None
     rst_cause: str | None = None
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options its SYN announced: mss, wscale, sack_perm, timestamps, tfo."""
+        return parse_tcp_options(self.syn_options)
 
 
 @dataclass(slots=True)

@@ -38,13 +38,13 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Callable, Collection
-from typing import Any, Final
+from typing import Final
 
 from analyzer.decode.packet import ACK as _ACK
 from analyzer.decode.packet import FIN as _FIN
 from analyzer.decode.packet import RST as _RST
 from analyzer.decode.packet import SYN as _SYN
-from analyzer.decode.packet import Packet, flow_key, format_endpoint
+from analyzer.decode.packet import Packet, flow_key, format_endpoint, parse_tcp_options
 from analyzer.tcp import completeness as comp
 from analyzer.tcp import lifecycle as lc
 from analyzer.tcp import zeek
@@ -88,39 +88,6 @@ _COMPLETENESS: Final = [comp.on_packet(i & 0x17, i >> 5) for i in range(64)]
 def _signed32(value: int) -> int:
     value &= MASK32
     return value - WRAP32 if value & HALF32 else value
-
-
-def parse_options(raw: bytes | memoryview) -> dict[str, Any]:
-    """The handshake options a SYN announces: mss, wscale, sack_perm, timestamps."""
-    out: dict[str, Any] = {}
-    data = bytes(raw)
-    i = 0
-    while i < len(data):
-        kind = data[i]
-        if kind == 0:
-            break
-        if kind == 1:
-            i += 1
-            continue
-        if i + 1 >= len(data):
-            break
-        size = data[i + 1]
-        if size < 2 or i + size > len(data):
-            break
-        body = data[i + 2:i + size]
-        if kind == 2 and size == 4:
-            out["mss"] = int.from_bytes(body, "big")
-        elif kind == 3 and size == 3:
-            out["wscale"] = body[0]
-        elif kind == 4:
-            out["sack_perm"] = True
-        elif kind == 8 and size == 10:
-            out["timestamps"] = (int.from_bytes(body[:4], "big"),
-                                 int.from_bytes(body[4:], "big"))
-        elif kind == 34:
-            out["tfo"] = True
-        i += size
-    return out
 
 
 class _Flow:
@@ -674,7 +641,7 @@ class _Stream:
             frame=pkt.frame, ts=pkt.ts, from_client=side == 0, flags=pkt.flags,
             seq=pkt.seq, ack=pkt.ack, length=pkt.payload_len, window=pkt.window,
             client_state=self.states[0], server_state=self.states[1], events=events,
-            options=parse_options(pkt.tcp_options) if pkt.flags & _SYN else None,
+            options=parse_tcp_options(pkt.tcp_options) if pkt.flags & _SYN else None,
             payload=bytes(pkt.payload)))
 
     # -- the end --------------------------------------------------------------------------
@@ -707,7 +674,7 @@ class _Stream:
             flow = self.flows[side]
             sides.append(SideInfo(
                 endpoint=format_endpoint(flow.addr, flow.port),
-                isn=flow.isn if flow.syn else None, options=parse_options(flow.syn_options),
+                isn=flow.isn if flow.syn else None, syn_options=flow.syn_options,
                 packets=flow.packets, bytes=flow.delivered, sha256=flow.hasher.hexdigest(),
                 fin_frame=flow.fin_frame, rst_frame=flow.rst_frame,
                 rst_cause=flow.rst_cause))
