@@ -1,0 +1,42 @@
+"""How benchmarks/run.py judges the targets from its measurements (the numbers here are
+made up; the rules are the issue's: 4x tshark, faster than tcpflow, <= 150 MiB at 1M,
+no higher at 5M within the 10% sampling slack)."""
+
+from __future__ import annotations
+
+from benchmarks.run import Measurement, target_lines
+
+
+def _measured(tool: str, size: str, walls: list[float], memory: float | None = None
+              ) -> Measurement:
+    m = Measurement(tool=tool, label=tool, size=size, packets=0, runs=len(walls),
+                    wall_median=sorted(walls)[len(walls) // 2])
+    m.wall_all = walls
+    m.peak_total_mib = memory
+    return m
+
+
+def test_speed_targets_by_median_with_each_round_shown() -> None:
+    lines = target_lines([
+        _measured("analyzer", "100k", [0.30, 0.40, 0.35]),
+        _measured("tshark-conv", "100k", [1.50, 1.30, 1.45]),  # median 1.45 / 0.35 = 4.14
+        _measured("tcpflow", "100k", [0.33, 0.36, 0.34]),  # 0.34 / 0.35: slower than it
+    ], [])
+    assert lines[0] == ("- 100k: analyzer is 4.1x as fast as `tshark -z conv,tcp` "
+                        "(target 4x: met); run by run: 5.0, 3.2, 4.1")
+    assert lines[1] == ("- 100k: analyzer is 0.97x as fast as tcpflow "
+                        "(target > 1x: NOT met); run by run: 1.10, 0.90, 0.97")
+
+
+def test_memory_judged_against_1m_with_slack() -> None:
+    lines = target_lines([
+        _measured("analyzer", "1M", [2.0], memory=64.0),
+        _measured("analyzer", "5M", [10.0], memory=70.0),  # 70 <= 64 * 1.1
+    ], [])
+    assert "- 5M: 70 MiB against 64 MiB at 1M (target: no higher: met)" in lines
+    lines = target_lines([
+        _measured("analyzer", "1M", [2.0], memory=64.0),
+        _measured("analyzer", "5M", [10.0], memory=81.0),
+    ], [])
+    assert "- 5M: 81 MiB against 64 MiB at 1M (target: no higher: NOT met)" in lines
+    assert "- 1M: analyzer peak memory 64 MiB, all processes (target ≤ 150 MiB: met)" in lines
