@@ -14,9 +14,10 @@ from __future__ import annotations
 import importlib.machinery
 import os
 import sys
-from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).parent  # as in the package's __path__ (import caches key on it)
+# As in the package's __path__ (import caches key on it). Paths here are strings: this
+# runs on every start, and pathlib would add ~8 ms to it (see docs/performance.md).
+PACKAGE_DIR = os.path.dirname(__file__)
 
 # Relative to the package; the order does not matter (mypyc compiles them as one group).
 COMPILED_MODULES = (
@@ -42,22 +43,28 @@ COMPILED_MODULES = (
 GROUP_NAME = "analyzer._native"
 
 
-def built_module(source: Path) -> Path | None:
-    """The extension module built from `source`, if there is one."""
+def built_module(source: str | os.PathLike[str]) -> str | None:
+    """The extension module built from the `.py` file `source`, if there is one."""
+    stem = os.fspath(source)[:-len(".py")]
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        candidate = source.with_suffix(suffix)
-        if candidate.exists():
+        candidate = stem + suffix
+        if os.path.exists(candidate):
             return candidate
     return None
+
+
+def source_path(name: str) -> str:
+    """The path of a COMPILED_MODULES entry."""
+    return os.path.join(PACKAGE_DIR, *name.split("/"))
 
 
 def stale_modules() -> list[str]:
     """Compiled modules whose source changed after they were built."""
     stale = []
     for name in COMPILED_MODULES:
-        source = PACKAGE_DIR / name
+        source = source_path(name)
         built = built_module(source)
-        if built is not None and built.stat().st_mtime < source.stat().st_mtime:
+        if built is not None and os.stat(built).st_mtime < os.stat(source).st_mtime:
             stale.append(name)
     return stale
 
@@ -73,7 +80,7 @@ def prefer_sources() -> None:
     if os.environ.get("ANALYZER_PURE") == "1":
         reason = None
     else:
-        if built_module(PACKAGE_DIR / COMPILED_MODULES[0]) is None:
+        if built_module(source_path(COMPILED_MODULES[0])) is None:
             return  # nothing built: sources are all there is
         stale = stale_modules()
         if not stale:
@@ -81,8 +88,8 @@ def prefer_sources() -> None:
         reason = (f"analyzer: {stale[0]} changed after it was compiled; running the "
                   "pure-Python sources (slower) until `make native` rebuilds it")
     source_only = [(importlib.machinery.SourceFileLoader, importlib.machinery.SOURCE_SUFFIXES)]
-    for directory in {PACKAGE_DIR} | {(PACKAGE_DIR / n).parent for n in COMPILED_MODULES}:
-        sys.path_importer_cache[str(directory)] = importlib.machinery.FileFinder(
-            str(directory), *source_only)
+    for directory in {PACKAGE_DIR} | {os.path.dirname(source_path(n)) for n in COMPILED_MODULES}:
+        sys.path_importer_cache[directory] = importlib.machinery.FileFinder(
+            directory, *source_only)
     if reason:
         print(reason, file=sys.stderr)

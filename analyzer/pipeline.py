@@ -11,7 +11,6 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from analyzer.capture import CaptureInfo, Frame, open_capture
@@ -133,7 +132,8 @@ class Analyzer:
     tftp_results: the TFTP tracker's on_result (settled transfers go there).
     """
 
-    def __init__(self, *, tftp_ports: Iterable[int] = (), extract_dir: str | Path | None = None,
+    def __init__(self, *, tftp_ports: Iterable[int] = (),
+                 extract_dir: str | os.PathLike[str] | None = None,
                  frame_filter: FrameFilter | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
                  tftp_results: Callable[[TftpTransfer], None] | None = None) -> None:
@@ -193,7 +193,7 @@ class Analyzer:
 
 
 def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = (),
-                 extract_dir: str | Path | None = None, bpf: str | None = None,
+                 extract_dir: str | os.PathLike[str] | None = None, bpf: str | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
                  tftp_results: Callable[[TftpTransfer], None] | None = None) -> Analysis:

@@ -47,11 +47,11 @@ def main() -> int:
     except ImportError as exc:
         print(f"build_native: {exc}; install the package first (make)", file=sys.stderr)
         return 1
-    sources = [str((PACKAGE_DIR / name).relative_to(REPO)) for name in COMPILED_MODULES]
+    sources = [str((Path(PACKAGE_DIR) / name).relative_to(REPO)) for name in COMPILED_MODULES]
     for source in sources:  # an old build of a module must not outlive a failed build
         built = built_module(REPO / source)
         if built is not None:
-            built.unlink()
+            os.unlink(built)
     with tempfile.TemporaryDirectory(prefix="analyzer-native-") as tmp:
         extensions = mypycify(sources, opt_level="3", group_name=GROUP_NAME,
                               target_dir=str(Path(tmp) / "c"))

@@ -22,7 +22,7 @@ from tests.conftest import CAPTURES_DIR, CORPUS_DIR, REPO_DIR, missing_prerequis
 
 
 def _require_build() -> None:
-    if native.built_module(native.PACKAGE_DIR / native.COMPILED_MODULES[0]) is None:
+    if native.built_module(native.source_path(native.COMPILED_MODULES[0])) is None:
         missing_prerequisite("the mypyc build is absent (`make native`; needs gcc and "
                              "python3-dev)")
 
@@ -111,7 +111,7 @@ def test_a_source_edited_after_the_build_is_imported_instead(tmp_path: Path) -> 
 def test_without_a_compiler_the_build_says_why_and_keeps_the_package_usable(
         tmp_path: Path) -> None:
     stamp = tmp_path / "stamp"
-    before = sorted(p.name for p in native.PACKAGE_DIR.rglob("*.so"))
+    before = sorted(p.name for p in Path(native.PACKAGE_DIR).rglob("*.so"))
     env = dict(os.environ, CC=str(tmp_path / "no-such-cc"))
     done = subprocess.run([sys.executable, str(REPO_DIR / "scripts" / "build_native.py"),
                            "--stamp", str(stamp)], env=env, capture_output=True, text=True,
@@ -119,4 +119,4 @@ def test_without_a_compiler_the_build_says_why_and_keeps_the_package_usable(
     assert done.returncode == 0, done.stderr
     assert "no C compiler" in done.stderr and "pure Python" in done.stderr
     assert not stamp.exists()  # so that make tries again once a compiler is there
-    assert sorted(p.name for p in native.PACKAGE_DIR.rglob("*.so")) == before
+    assert sorted(p.name for p in Path(native.PACKAGE_DIR).rglob("*.so")) == before

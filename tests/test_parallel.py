@@ -5,11 +5,15 @@ the one-process path is checked against tshark for), same hashes, same summary."
 from __future__ import annotations
 
 import io
+import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from analyzer.decode.partition import fast_owner, owner_of_packet
+from analyzer.errors import InputError
 from analyzer.parallel import analyze_file_split
 from analyzer.pipeline import analyze_file, iter_packets
 from analyzer.report.jsonl import write_analysis, write_split_analysis
@@ -89,3 +93,32 @@ def test_fast_owner_reads_the_same_hash_from_bytes(busy_capture: Path) -> None:
                     assert owner == owner_of_packet(pkt)
                     checked += 1
     assert checked > 10_000
+
+
+def _no_child_left() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def test_truncated_capture_same_output_up_to_the_damage(busy_capture: Path,
+                                                        tmp_path: Path) -> None:
+    cut = tmp_path / "cut.pcap"
+    data = busy_capture.read_bytes()
+    cut.write_bytes(data[:len(data) * 2 // 3 + 7])  # mid-record
+    single = one_process_lines(cut)
+    assert "analysis stops there" in json.loads(single[-1])["warnings"][0]
+    assert json.loads(single[-1])["packets"] > 15_000
+    assert two_process_lines(cut) == single
+    assert _no_child_left()
+
+
+def test_an_error_stops_the_second_process_and_leaves_no_spill_file(
+        busy_capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where spill files go
+    with pytest.raises(InputError):
+        analyze_file_split(busy_capture, bpf="tcp port")  # not a filter
+    assert _no_child_left()
+    assert not list(tmp_path.glob("analyzer-results-*"))

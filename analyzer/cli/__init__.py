@@ -7,7 +7,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -132,6 +131,8 @@ def _done() -> int:
 def run_sniff(args: argparse.Namespace) -> int:
     # Ctrl-C and SIGTERM only ask the capture loop to stop, wherever they land, so every
     # frame written to -w has also been analyzed and the report is always printed.
+    import threading
+
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
