@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -46,12 +46,12 @@ def stdout_console() -> Console:
     return console
 
 
-def json_writer() -> Callable[[Any], None]:
-    """A result sink that prints each result's JSON line at once (for `--json`)."""
-    from analyzer.report.jsonl import write_objects
+def json_writer() -> Callable[[TcpStreamResult], None]:
+    """A TcpTracker result sink that prints each stream's JSON line at once (`--json`)."""
 
-    def write(result: Any) -> None:
-        write_objects([result.to_json()], sys.stdout)
+    def write(result: TcpStreamResult) -> None:
+        sys.stdout.write(result.json_line())
+        sys.stdout.write("\n")
 
     return write
 

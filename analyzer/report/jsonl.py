@@ -73,8 +73,8 @@ class ResultLines:
         self.path = path
         self.index = index if index is not None else LineIndex()
 
-    def spill(self, obj: dict[str, Any], rank: int, first_frame: int) -> None:
-        data = _ENCODER.encode(obj).encode()
+    def spill(self, line: str, rank: int, first_frame: int) -> None:
+        data = line.encode()
         self._file.write(data)
         self.index.add(rank, first_frame, len(data))
 
@@ -120,7 +120,7 @@ class TcpLines(ResultLines):
     def __call__(self, result: TcpStreamResult) -> None:
         rank = result.stream  # this tracker's number: all processes' are given at the end
         result.stream = -1
-        self.spill(result.to_json(), rank, result.first_frame)
+        self.spill(result.json_line(), rank, result.first_frame)
 
 
 class TftpLines(ResultLines):
@@ -128,7 +128,8 @@ class TftpLines(ResultLines):
     order, the order of the transfers' numbers."""
 
     def __call__(self, transfer: TftpTransfer) -> None:
-        self.spill(transfer.to_json(), transfer.number - 1, transfer.first_frame)
+        self.spill(_ENCODER.encode(transfer.to_json()), transfer.number - 1,
+                   transfer.first_frame)
 
 
 def write_objects(objects: Iterable[dict[str, Any]], out: TextIO) -> None:
@@ -144,7 +145,9 @@ def write_analysis(analysis: Analysis, out: TextIO, tcp_lines: TcpLines | None =
     there; the trackers keep (and print here) only those they did not hand on."""
     if tcp_lines is not None:
         tcp_lines.write_ordered(out)
-    write_objects((r.to_json() for r in analysis.tcp.results()), out)
+    for result in analysis.tcp.results():
+        out.write(result.json_line())
+        out.write("\n")
     if tftp_lines is not None:
         tftp_lines.write_ordered(out)
     write_objects((r.to_json() for r in analysis.tftp.results()), out)

@@ -21,7 +21,7 @@ def _spill_shuffled(lines: ResultLines, firsts: list[int], rng: random.Random) -
     order = list(enumerate(firsts))
     rng.shuffle(order)
     for rank, first in order:
-        lines.spill({"type": "x", "stream": -1, "first": first}, rank, first)
+        lines.spill(json.dumps({"type": "x", "stream": -1, "first": first}), rank, first)
 
 
 def test_two_parts_print_in_first_frame_order_and_are_numbered() -> None:
@@ -45,8 +45,8 @@ def test_two_parts_print_in_first_frame_order_and_are_numbered() -> None:
 
 def test_a_rank_without_a_result_is_skipped_not_printed_empty() -> None:
     lines = ResultLines()
-    lines.spill({"first": 9}, 3, 9)  # ranks 0..2 never finished (none came)
-    lines.spill({"first": 2}, 1, 2)
+    lines.spill('{"first": 9}', 3, 9)  # ranks 0..2 never finished (none came)
+    lines.spill('{"first": 2}', 1, 2)
     out = io.StringIO()
     lines.write_ordered(out)
     assert [json.loads(line)["first"] for line in out.getvalue().splitlines()] == [2, 9]
