@@ -3,8 +3,9 @@
 Both processes read the whole file (the record walk is about a quarter of the cost). Each
 TCP connection belongs to one of them, by a hash of its addresses and ports that is the
 same in both directions, so each process decodes and tracks only its own connections.
-On the common path (Ethernet, IPv4 without options or fragments, TCP) the owner is read
-straight from the frame bytes; any other frame is decoded by both, and the owner taken
+On the common paths (Ethernet, then IPv4 without options or fragments or IPv6 without
+extension headers, then TCP) the owner is read straight from the frame bytes; any other
+frame is decoded by both, and the owner taken
 from the decoded packet with the same hash (analyzer/decode/partition.py), so a
 connection never splits between them.
 
