@@ -1,4 +1,5 @@
-"""Hot paths under pytest-benchmark: decoding frames, the TCP tracker, the TFTP tracker.
+"""Hot paths under pytest-benchmark: decoding frames, the TCP tracker (and finishing its
+streams), the TFTP tracker.
 
 The input is a small synthetic capture from benchmarks/generate.py, so every expected
 count is known by construction (the generator's summary), not taken from our output.
@@ -81,6 +82,26 @@ def test_tcp_tracker(benchmark: Callable, packets: list[Packet],
     summary = capture[1]
     assert len(streams) == summary["tcp_connections"]  # no 4-tuple is ever reused
     assert sum(stream["packets"] for stream in streams) == summary["tcp_packets"]
+
+
+def test_finish_streams(benchmark: Callable, packets: list[Packet],
+                        capture: tuple[Path, dict]) -> None:
+    """The end of a capture: every stream still open gets its result and JSON line (on
+    short captures, most of them; ~15 us each on the machine of docs/performance.md)."""
+    tcp_packets = [pkt for pkt in packets if pkt.proto == PROTO_TCP]
+    lines: list[str] = []
+
+    def tracked() -> tuple[tuple[TcpTracker], dict]:
+        lines.clear()
+        tracker = TcpTracker(on_result=lambda result: lines.append(result.json_line()))
+        for pkt in tcp_packets:
+            tracker.on_packet(pkt)
+        return (tracker,), {}
+
+    benchmark.pedantic(TcpTracker.finish, setup=tracked, rounds=20)
+    streams = [json.loads(line) for line in lines]
+    assert len(streams) == capture[1]["tcp_connections"]
+    assert sum(stream["packets"] for stream in streams) == capture[1]["tcp_packets"]
 
 
 def test_tftp_tracker(benchmark: Callable, packets: list[Packet],
