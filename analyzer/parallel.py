@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from analyzer.decode import DecodeStats
 from analyzer.pipeline import CaptureSummary, analyze_file, track_second_half
-from analyzer.report.jsonl import LineIndex, TcpLines, TftpLines
+from analyzer.report.jsonl import TcpLines, TftpLines
 from analyzer.tcp.tracker import TcpTracker
 
 # Below this size a second process gains a few milliseconds at most (a fork costs ~2 ms;
@@ -42,7 +42,7 @@ MIN_FILE_SIZE = 1 << 20
 @dataclass
 class WorkerReport:
     lines_path: str  # worker 1's spill file of finished streams (see TcpLines)
-    lines_index: LineIndex
+    lines_index_path: str  # and where each line is in it
     stats: DecodeStats
     warnings: list[str]
     evictions: int
@@ -148,7 +148,7 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
     _add_stats(summary.stats, report.stats)
     summary.tcp_warnings += report.warnings
     summary.tcp_evictions += report.evictions
-    theirs = TcpLines(report.lines_path, report.lines_index)
+    theirs = TcpLines(report.lines_path, report.lines_index_path)
     return SplitAnalysis(summary, [lines, theirs], tftp_lines)
 
 

@@ -151,7 +151,9 @@ def parse_tcp_options(raw: bytes | memoryview) -> dict[str, Any]:
     return out
 
 
-@lru_cache(maxsize=65536)
+# The busy addresses of a capture repeat; a bound keeps a capture of many hosts from
+# holding a text for each (a full cache of 65,536 was ~6 MB).
+@lru_cache(maxsize=4096)
 def format_address(addr: bytes) -> str:
     """Packed IPv4/IPv6 address to text."""
     if len(addr) == 4:

@@ -6,11 +6,9 @@ import contextlib
 import heapq
 import json
 import os
+import struct
 import tempfile
-from array import array
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from itertools import repeat
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from analyzer.pipeline import Analysis
@@ -25,63 +23,70 @@ if TYPE_CHECKING:
 _ENCODER = json.JSONEncoder(allow_nan=False)
 
 
-@dataclass
-class LineIndex:
-    """Where a spill file's lines are, by rank (a result's place among its part's
-    results in first-frame order: its stream or transfer number): the first frame and
-    the line number (-1: none), and by line number, the file offset after it. 24 bytes
-    per result, in arrays, so that printing in order sorts nothing."""
-
-    firsts: array[int] = field(default_factory=lambda: array("Q"))
-    lines: array[int] = field(default_factory=lambda: array("q"))
-    ends: array[int] = field(default_factory=lambda: array("Q"))
-
-    def add(self, rank: int, first_frame: int, size: int) -> None:
-        ends, lines = self.ends, self.lines
-        missing = rank + 1 - len(lines)
-        if missing > 0:  # results come as they finish, so ranks come out of order
-            lines.extend(repeat(-1, missing))
-            self.firsts.extend(repeat(0, missing))
-        lines[rank] = len(ends)
-        self.firsts[rank] = first_frame
-        ends.append((ends[-1] if ends else 0) + size)
-
-    def in_order(self, part: int) -> Iterator[tuple[int, int, int]]:
-        """(first frame, part, line) of each result, by rank: first-frame order."""
-        firsts = self.firsts
-        for rank, line in enumerate(self.lines):
-            if line >= 0:
-                yield firsts[rank], part, line
+# An index record, at rank * size in the index file: the result's first frame, where its
+# line starts in the spill file, and its length (0: no result has that rank).
+_RECORD = struct.Struct("<QQI")
+_READ_RECORDS = 4096  # records read at a time when printing
 
 
 class ResultLines:
     """Finished results' JSON lines, spilled to a temporary file as they come and printed
-    in order of first frame at the end: memory holds the LineIndex (24 bytes a result),
-    whatever the capture's size. Results of two processes merge the same way."""
+    in order of first frame at the end. Where each line is goes to a second temporary
+    file, the index, as a fixed-size record at the result's rank (its place among this
+    part's results in first-frame order: its stream or transfer number), so that memory
+    holds nothing per result, however long the capture, and printing in order sorts
+    nothing. Results of two processes merge the same way."""
 
     # a field every line carries as -1, given the line's rank when printed (streams are
     # numbered by first frame, as Wireshark numbers them); None: lines stay as they are
     NUMBER_FIELD: bytes | None = None
 
-    def __init__(self, path: str | None = None, index: LineIndex | None = None) -> None:
-        """A new spill file, or (`path`, `index`) one another process wrote."""
-        if path is None:
+    def __init__(self, path: str | None = None, index_path: str | None = None) -> None:
+        """New spill files, or (`path`, `index_path`) the ones another process wrote."""
+        if path is None or index_path is None:
             descriptor, path = tempfile.mkstemp(prefix="analyzer-results-", suffix=".jsonl")
             self._file: BinaryIO = os.fdopen(descriptor, "w+b")
+            self._index, index_path = tempfile.mkstemp(prefix="analyzer-results-",
+                                                       suffix=".index")
         else:
             self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+            self._index = os.open(index_path, os.O_RDONLY)
         self.path = path
-        self.index = index if index is not None else LineIndex()
+        self.index_path = index_path
+        self._size = self._file.seek(0, os.SEEK_END)
 
     def spill(self, line: str, rank: int, first_frame: int) -> None:
         data = line.encode()
         self._file.write(data)
-        self.index.add(rank, first_frame, len(data))
+        os.pwrite(self._index, _RECORD.pack(first_frame, self._size, len(data)),
+                  rank * _RECORD.size)
+        self._size += len(data)
 
-    def detach(self) -> tuple[str, LineIndex]:
-        """Close the file, keep it on disk, and say where it is (for the other process)."""
+    def detach(self) -> tuple[str, str]:
+        """Close the files, keep them on disk, and say where they are (for the other
+        process)."""
         self._file.close()
-        return self.path, self.index
+        self._close_index()
+        return self.path, self.index_path
+
+    def _close_index(self) -> None:
+        # once: a descriptor closed twice may by then be another file's
+        if self._index >= 0:
+            os.close(self._index)
+            self._index = -1
+
+    def _in_order(self, part: int) -> Iterator[tuple[int, int, int, int]]:
+        """(first frame, part, offset, length) of each line, by rank: first-frame order."""
+        os.lseek(self._index, 0, os.SEEK_SET)
+        size = _RECORD.size
+        while True:
+            chunk = os.read(self._index, size * _READ_RECORDS)
+            whole = len(chunk) - len(chunk) % size
+            for first, offset, length in _RECORD.iter_unpack(chunk[:whole]):
+                if length:
+                    yield first, part, offset, length
+            if whole < size * _READ_RECORDS:
+                return  # (a short read is the end: the file is a local temporary one)
 
     def write_ordered(self, out: TextIO, *others: ResultLines) -> None:
         """Print every line of these spill files by first frame, then delete them."""
@@ -91,13 +96,11 @@ class ResultLines:
             for part in parts:
                 part._file.flush()
             # each part's results are already in first-frame order: merge, sort nothing
-            merged = heapq.merge(*(part.index.in_order(i) for i, part in enumerate(parts)))
-            for number, (_, i, line_number) in enumerate(merged):
-                part = parts[i]
-                ends = part.index.ends
-                start = ends[line_number - 1] if line_number else 0
-                part._file.seek(start)
-                line = part._file.read(ends[line_number] - start)
+            merged = heapq.merge(*(part._in_order(i) for i, part in enumerate(parts)))
+            for number, (_, i, offset, length) in enumerate(merged):
+                file = parts[i]._file
+                file.seek(offset)
+                line = file.read(length)
                 if number_field is not None:
                     line = line.replace(number_field + b"-1", number_field + b"%d" % number, 1)
                 out.write(line.decode())
@@ -108,8 +111,10 @@ class ResultLines:
 
     def close(self) -> None:
         self._file.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        self._close_index()
+        for path in (self.path, self.index_path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 class TcpLines(ResultLines):

@@ -32,15 +32,15 @@ def test_two_parts_print_in_first_frame_order_and_are_numbered() -> None:
     ours, other = NumberedLines(), NumberedLines()
     _spill_shuffled(ours, mine, rng)
     _spill_shuffled(other, theirs, rng)
-    # The other process hands over its file's path and index through a pipe (pickled).
-    path, index = other.detach()
-    received = NumberedLines(path, pickle.loads(pickle.dumps(index)))
+    # The other process hands over its files' paths through a pipe (pickled).
+    path, index_path = other.detach()
+    received = NumberedLines(*pickle.loads(pickle.dumps((path, index_path))))
     out = io.StringIO()
     ours.write_ordered(out, received)
     objects = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [o["first"] for o in objects] == sorted(frames)
     assert [o["stream"] for o in objects] == list(range(len(frames)))
-    assert not os.path.exists(ours.path) and not os.path.exists(path)
+    assert not any(os.path.exists(p) for p in (ours.path, ours.index_path, path, index_path))
 
 
 def test_a_rank_without_a_result_is_skipped_not_printed_empty() -> None:
