@@ -32,6 +32,7 @@ COMPILED_MODULES = (
     "tcp/completeness.py",
     "tcp/lifecycle.py",
     "tcp/result.py",
+    "tcp/tombstones.py",
     "tcp/tracker.py",
     "tcp/zeek.py",
     "tftp/codec.py",

@@ -25,11 +25,13 @@ wraparound past 2**32 needs no special case.
 Directions are numbered 0 (sender of the stream's first packet) and 1; the result speaks
 of client and server (SPEC: the sender of the first SYN without ACK, else direction 0).
 
-Memory: by default no stream data is kept: only the hashes, a small tail per direction for
-conflict checks (freed at close or after `closed_timeout` quiet), and the bounded
-out-of-order buffer. Closed streams are
-finished after `closed_timeout` capture seconds, idle open ones after `idle_timeout` (or
-when over `max_active`); a tombstone per connection keeps late packets in their stream.
+Memory: by default no stream data is kept: only the hashes (made with a direction's first
+byte), a small tail per direction for conflict checks (freed at close or when the stream
+goes quiet), and the bounded out-of-order buffer. Closed streams are finished after
+`closed_timeout` capture seconds, idle open ones after `idle_timeout` (or when over
+`max_active`); an open stream quiet for `park_timeout` is parked meanwhile (frozen into a
+compressed record, thawed by its next packet); a finished stream leaves a 32-byte
+tombstone (tombstones.py) for `tombstone_timeout`, so late packets stay in their stream.
 Per-packet records and Follow chunks are kept only for the streams asked for (`keep`).
 """
 
@@ -37,14 +39,22 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import marshal
+import zlib
 from collections.abc import Callable, Collection
 from typing import Final
 
 from analyzer.decode.packet import ACK as _ACK
 from analyzer.decode.packet import FIN as _FIN
+from analyzer.decode.packet import (
+    PROTO_TCP,
+    Packet,
+    flow_key,
+    format_endpoint,
+    parse_tcp_options,
+)
 from analyzer.decode.packet import RST as _RST
 from analyzer.decode.packet import SYN as _SYN
-from analyzer.decode.packet import Packet, flow_key, format_endpoint, parse_tcp_options
 from analyzer.tcp import completeness as comp
 from analyzer.tcp import lifecycle as lc
 from analyzer.tcp import zeek
@@ -57,7 +67,9 @@ from analyzer.tcp.result import (
     SideInfo,
     TcpStreamResult,
 )
+from analyzer.tcp.tombstones import NONE, Tombstones, isn_of, pack_isns
 
+EMPTY_SHA256: Final = hashlib.sha256().hexdigest()
 MASK32: Final = 0xFFFFFFFF
 HALF32: Final = 0x80000000
 WRAP32: Final = 0x100000000
@@ -83,6 +95,29 @@ OUT_OF_ORDER_THRESHOLD: Final = 0.003
 
 # Completeness bits by (flags & (FIN|SYN|RST|ACK)) + 32 * has_payload.
 _COMPLETENESS: Final = [comp.on_packet(i & 0x17, i >> 5) for i in range(64)]
+
+
+# What a parked stream keeps (see TcpTracker._park): every attribute of these classes but
+# the ones thawing makes anew (references, the hashers, kept records, the conflict tail,
+# which parking drops as any stream this quiet drops it). tests/tcp/test_parking.py
+# checks these lists against the classes' attributes, so none can be forgotten here.
+_STREAM_STATE: Final = (
+    "start", "completeness", "states", "watch", "first_flags", "labels",
+    "analysis", "established", "rtt", "first_fin_side", "closed", "syn_side", "first_frame",
+)
+_STREAM_REMADE: Final = (  # (the number and keys are the _Parked record's own)
+    "number", "keys", "tracker", "flows", "history", "zeek_states", "records", "chunks",
+    "conflicts",
+)
+_FLOW_STATE: Final = (
+    "steady", "next_raw", "high", "next_off", "last_ack", "last_win", "completeness",
+    "high_ts", "keepalive", "need_d", "need_a", "dup_acks", "packets", "last_seen",
+    "pending", "side", "addr", "port", "seen", "isn", "syn", "bare_syn", "syn_acked",
+    "acked_off", "pending_keys", "pending_bytes", "gaps", "fin_off", "fin_frame",
+    "rst_frame", "rst_cause", "syn_options", "syn_ts",
+)
+_FLOW_REMADE: Final = ("stream", "peer", "hasher", "tail", "tail_len", "tail_holes")
+_HISTORY_STATE: Final = ("letters", "marks", "last", "counts")
 
 
 def _signed32(value: int) -> int:
@@ -122,7 +157,9 @@ class _Flow:
         self.high = 0  # highest sequence offset sent + 1 (Wireshark's nextseq)
         self.high_ts = 0.0  # when `high` last advanced (Wireshark's nextseqtime)
         self.acked_off = 0  # highest offset the peer acknowledged beyond next_off
-        self.hasher = hashlib.sha256()
+        # SHA-256 of the delivered bytes, made with the first of them: an OpenSSL context is
+        # ~250 bytes, and many directions (refused, reset, SYN floods) never send any.
+        self.hasher: hashlib._Hash | None = None
         # Containers most directions never need are made on first use (None until then):
         # thousands of connections are open at once, and each empty one is ~60 bytes.
         # Segments held ahead of a hole, by offset, and those offsets as a heap:
@@ -531,7 +568,10 @@ class _Stream:
                  ts: float) -> None:
         """Append in-order bytes to a direction."""
         size = len(data)
-        flow.hasher.update(data)
+        hasher = flow.hasher
+        if hasher is None:
+            hasher = flow.hasher = hashlib.sha256()
+        hasher.update(data)
         flow.next_off += size
         flow.next_raw = (flow.next_raw + size) & MASK32
         window = self.tracker.conflict_window
@@ -644,6 +684,52 @@ class _Stream:
             options=parse_tcp_options(pkt.tcp_options) if pkt.flags & _SYN else None,
             payload=bytes(pkt.payload)))
 
+    # -- parked while quiet (see TcpTracker._park) --------------------------------------
+
+    def freeze(self) -> _Parked:
+        """This stream's state as one compressed value (the hashers stay objects: OpenSSL
+        cannot export a digest's state). The conflict tails are dropped first."""
+        self.forget_tails()
+        first, second = self.flows
+        history = self.history
+        state = (
+            tuple([getattr(self, name) for name in _STREAM_STATE]),
+            tuple([getattr(first, name) for name in _FLOW_STATE]),
+            tuple([getattr(second, name) for name in _FLOW_STATE]),
+            tuple([getattr(history, name) for name in _HISTORY_STATE]),
+            tuple(self.zeek_states.states),
+            [tuple(c) for c in self.conflicts] if self.conflicts is not None else None,
+        )
+        return _Parked(self.number, self.keys, self.end,
+                       zlib.compress(marshal.dumps(state), 1), first.hasher, second.hasher)
+
+    @staticmethod
+    def thaw(tracker: TcpTracker, parked: _Parked) -> _Stream:
+        """The stream `freeze` made `parked` from, as it was."""
+        state = marshal.loads(zlib.decompress(parked.state))
+        key = parked.keys[0]
+        size = (len(key) - 4) // 2
+        # The constructor takes the stream's first packet: one with the same addresses and
+        # ports; every attribute is then set from the state.
+        template = Packet(0, 0.0, 0, 4 if size == 4 else 6, key[:size], key[size:2 * size],
+                          PROTO_TCP, key[-4] << 8 | key[-3], key[-2] << 8 | key[-1], b"", 0,
+                          key=key)
+        stream = _Stream(tracker, parked.number, template, False, False)
+        stream.keys = parked.keys
+        for name, value in zip(_STREAM_STATE, state[0], strict=True):
+            setattr(stream, name, value)
+        for flow, values, hasher in zip(stream.flows, state[1:3],
+                                        (parked.hasher0, parked.hasher1), strict=True):
+            for name, value in zip(_FLOW_STATE, values, strict=True):
+                setattr(flow, name, value)
+            flow.hasher = hasher
+        for name, value in zip(_HISTORY_STATE, state[3], strict=True):
+            setattr(stream.history, name, value)
+        stream.zeek_states.states = list(state[4])
+        if state[5] is not None:
+            stream.conflicts = [Conflict(*c) for c in state[5]]
+        return stream
+
     # -- the end --------------------------------------------------------------------------
 
     def finish(self, evicted: bool = False) -> TcpStreamResult:
@@ -672,10 +758,12 @@ class _Stream:
         sides = []
         for side in (client_side, server_side):
             flow = self.flows[side]
+            hasher = flow.hasher
             sides.append(SideInfo(
                 endpoint=format_endpoint(flow.addr, flow.port),
                 isn=flow.isn if flow.syn else None, syn_options=flow.syn_options,
-                packets=flow.packets, bytes=flow.delivered, sha256=flow.hasher.hexdigest(),
+                packets=flow.packets, bytes=flow.delivered,
+                sha256=hasher.hexdigest() if hasher is not None else EMPTY_SHA256,
                 fin_frame=flow.fin_frame, rst_frame=flow.rst_frame,
                 rst_cause=flow.rst_cause))
         client, server = sides
@@ -742,12 +830,19 @@ class _Stream:
             first_frame=self.first_frame)
 
 
-def _tombstone(stream: _Stream) -> int:
-    """(end in microseconds << 66) | (ISN + 1 of direction 0 << 33) | (ISN + 1 of direction
-    1); an ISN of -1 (that side sent nothing) is 0."""
-    first, second = stream.flows
-    return (int(stream.end * 1e6) << 66) | ((first.isn + 1 if first.seen else 0) << 33) | \
-        (second.isn + 1 if second.seen else 0)
+class _Parked:
+    """A quiet open stream, frozen by `_Stream.freeze` until its next packet."""
+
+    __slots__ = ("number", "keys", "end", "state", "hasher0", "hasher1")
+
+    def __init__(self, number: int, keys: tuple[bytes, bytes], end: float, state: bytes,
+                 hasher0: hashlib._Hash | None, hasher1: hashlib._Hash | None) -> None:
+        self.number = number
+        self.keys = keys
+        self.end = end
+        self.state = state  # marshal, then zlib: ~350 bytes
+        self.hasher0 = hasher0
+        self.hasher1 = hasher1
 
 
 class TcpTracker:
@@ -759,10 +854,15 @@ class TcpTracker:
     conflict_window: bytes per direction kept to check retransmissions against (0: off).
     idle_timeout / closed_timeout: capture seconds after which an idle open / closed
     (FIN both ways, or RST) stream is finished and its state freed (bounds memory on SYN
-    floods and long captures); max_active: a hard cap on streams tracked at once. A
-    finished stream leaves a tombstone (one int), so a late packet still counts in its
-    stream (packets, end, completeness) and stream numbers stay Wireshark's; tombstones
-    last `tombstone_timeout` capture seconds (Linux's TIME-WAIT is 60 s).
+    floods and long captures); max_active: a hard cap on streams tracked at once, and
+    another on streams parked. An open stream quiet for `park_timeout` capture seconds is
+    parked (`_park`): frozen into ~1.2 KB instead of ~2.5 KB, and thawed by its next
+    packet, so connections that go quiet and never close (4% of them on a busy link) cost
+    little while they wait for their idle timeout. A finished stream leaves a tombstone
+    (32 bytes, tombstones.py), so a late packet still counts in its stream (packets, end,
+    completeness) and stream numbers stay Wireshark's; a tombstone lasts
+    `tombstone_timeout` capture seconds after its stream's last packet (Linux's TIME-WAIT
+    is 60 s).
     on_result: when given, each result goes to it as soon as its stream is finished
     instead of being kept for `results()` (flat memory for any number of streams). It
     returns True when it keeps the result object (rather than serializing it), so that a
@@ -773,6 +873,7 @@ class TcpTracker:
                  out_of_order_limit: int = 4 << 20, conflict_window: int = 4096,
                  idle_timeout: float = 3600.0, closed_timeout: float = 10.0,
                  max_active: int = 200_000, tombstone_timeout: float = 120.0,
+                 park_timeout: float = 10.0,
                  on_result: Callable[[TcpStreamResult], bool | None] | None = None
                  ) -> None:
         self.keep = frozenset(keep)
@@ -783,17 +884,19 @@ class TcpTracker:
         self.closed_timeout = closed_timeout
         self.max_active = max_active
         self.tombstone_timeout = tombstone_timeout
+        self.park_timeout = park_timeout
         self.on_result = on_result
         self.evictions = 0
         self.late_packets = 0  # packets of streams already finished (see tombstones)
         self.warnings: list[str] = []
         self._flows: dict[bytes, _Flow] = {}  # by Packet.key
         self._active: dict[int, _Stream] = {}
+        self._parked: dict[bytes, _Parked] = {}  # by both keys of each parked stream
+        self._parked_count = 0
+        self._parked_checked = 0.0  # capture time parked streams' idle time was last checked
         self._results: list[TcpStreamResult] = []
-        # 4-tuple -> (result or None, isn of that direction or None, last packet time)
-        # a finished stream's first key -> one int (see _tombstone): tens of thousands
-        # live at once on a busy link, so ~40 bytes each instead of a tuple's ~180
-        self._tombstones: dict[bytes, int] = {}
+        # finished streams, for their late packets (see tombstones.py)
+        self._tombstones = Tombstones(tombstone_timeout)
         # the same keys -> the stream's result, while someone keeps it (see on_result)
         self._tombstone_results: dict[bytes, TcpStreamResult] = {}
         self._next_number = 0
@@ -804,9 +907,13 @@ class TcpTracker:
     def on_packet(self, pkt: Packet) -> None:
         flow = self._flows.get(pkt.key)
         if flow is None:
-            if not self._tombstones or not self._late(pkt):
-                self._open(pkt, None, False)
-            return
+            parked = self._parked.get(pkt.key) if self._parked else None
+            if parked is None:
+                if not len(self._tombstones) or not self._late(pkt):
+                    self._open(pkt, None, False)
+                return
+            self._thaw(parked)
+            flow = self._flows[pkt.key]
         flags = pkt.flags
         if flow.steady and flags & 0x17 == 0x10:
             # Fast path: an ACK (maybe with in-order data) in a settled connection, at the
@@ -826,7 +933,10 @@ class TcpTracker:
                     payload = pkt.payload
                     if len(payload) == length:
                         flow.completeness |= 8
-                        flow.hasher.update(payload)
+                        hasher = flow.hasher
+                        if hasher is None:
+                            hasher = flow.hasher = hashlib.sha256()
+                        hasher.update(payload)
                         offset = flow.next_off + length
                         flow.next_off = offset
                         flow.high = offset
@@ -859,21 +969,23 @@ class TcpTracker:
     def _late(self, pkt: Packet) -> bool:
         """A packet of a finished stream: count it there. False if it opens a new one."""
         key = pkt.key
-        tomb = self._tombstones.get(key)
-        if tomb is None:
+        tombstones = self._tombstones
+        direction = 0  # of the finished stream the packet was sent in
+        isns = tombstones.find(key, pkt.ts)
+        if isns == NONE:
             key = flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport)
-            tomb = self._tombstones.get(key)
-            if tomb is None:
+            isns = tombstones.find(key, pkt.ts)
+            if isns == NONE:
                 return False
-            isn = (tomb & 0x1FFFFFFFF) - 1  # the second direction's
-        else:
-            isn = ((tomb >> 33) & 0x1FFFFFFFF) - 1
+            direction = 1
+        isn = isn_of(isns, direction)
         if pkt.flags & 0x12 == 0x02 and isn >= 0 and pkt.seq != isn:
-            del self._tombstones[key]
+            tombstones.remove(key)
             self._tombstone_results.pop(key, None)
             self._open(pkt, None, True)  # port reuse after the old stream was finished
             return True
         self.late_packets += 1
+        tombstones.add(key, pkt.ts, isns)  # the stream's last packet now: its window restarts
         result = self._tombstone_results.get(key)
         if result is not None:
             result.packets += 1
@@ -921,7 +1033,9 @@ class TcpTracker:
             kept = True
         if tombstone and owned:
             key = stream.keys[0]
-            self._tombstones[key] = _tombstone(stream)
+            first, second = stream.flows
+            self._tombstones.add(key, stream.end, pack_isns(
+                first.isn if first.seen else -1, second.isn if second.seen else -1))
             if kept:
                 self._tombstone_results[key] = result
         if evicted:
@@ -931,29 +1045,81 @@ class TcpTracker:
         """Finish streams idle too long; with force, also the oldest tenth when over cap."""
         self._swept_at = now
         stale = []
+        quiet = []
         for stream in self._active.values():
             idle = now - stream.end
             if idle > (self.closed_timeout if stream.closed else self.idle_timeout):
                 stale.append(stream)
-            elif idle > self.closed_timeout and not stream.closed:
-                # Quiet this long, a resend is unlikely: free the frames the tail holds.
-                stream.forget_tails()
+            elif idle > self.park_timeout and not stream.closed:
+                quiet.append(stream)
         if force and len(self._active) - len(stale) > self.max_active:
             rest = sorted((s for s in self._active.values() if s not in stale),
                           key=lambda s: s.end)
             stale.extend(rest[:max(1, len(rest) // 10)])
         for stream in stale:
             self._retire(stream, evicted=not stream.closed, tombstone=True)
-        # Tombstones go in retirement order; drop those past the window for late packets,
-        # so memory follows the rate of new connections, not the length of the capture.
-        tombstones = self._tombstones
-        oldest_kept = int((now - self.tombstone_timeout) * 1e6)
-        while tombstones:
-            key, tomb = next(iter(tombstones.items()))
-            if tomb >> 66 >= oldest_kept:
+        for stream in quiet:
+            if stream.number not in self._active:
+                continue  # evicted just above
+            if stream.records is None:
+                self._park(stream)
+            else:  # kept for a view: stays whole, but a resend is unlikely by now, so the
+                stream.forget_tails()  # frames its tails hold are freed
+        if self._parked_count and (now - self._parked_checked > self.idle_timeout / 8 or
+                                   self._parked_count > self.max_active):
+            self._sweep_parked(now)
+        # Drop tombstones past the window for late packets, so memory follows the rate of
+        # new connections, not the length of the capture; results go in retirement order.
+        self._tombstones.expire(now)
+        results = self._tombstone_results
+        oldest = now - self.tombstone_timeout
+        while results:
+            key, result = next(iter(results.items()))
+            if result.end >= oldest:
                 break
-            del tombstones[key]
-            self._tombstone_results.pop(key, None)
+            del results[key]
+
+    def _park(self, stream: _Stream) -> None:
+        """Freeze a quiet open stream until its next packet (see the class docstring)."""
+        del self._active[stream.number]
+        parked = stream.freeze()
+        for key, flow in zip(stream.keys, stream.flows, strict=True):
+            if self._flows.get(key) is flow:
+                del self._flows[key]
+            self._parked[key] = parked
+        for flow in stream.flows:  # break the stream <-> flow cycles: freed at once
+            flow.stream = flow.peer = None  # type: ignore[assignment]
+        self._parked_count += 1
+
+    def _thaw(self, parked: _Parked) -> _Stream:
+        """A parked stream tracked again, as it was."""
+        for key in parked.keys:
+            if self._parked.get(key) is parked:
+                del self._parked[key]
+        self._parked_count -= 1
+        stream = _Stream.thaw(self, parked)
+        forward, backward = stream.keys
+        self._flows[forward] = stream.flows[0]
+        self._flows[backward] = stream.flows[1]
+        self._active[stream.number] = stream
+        return stream
+
+    def _each_parked(self) -> list[_Parked]:
+        """Every parked stream once (the dict has each under both its keys)."""
+        return [parked for key, parked in self._parked.items() if key is parked.keys[0]]
+
+    def _sweep_parked(self, now: float) -> None:
+        """Finish parked streams idle past the idle timeout, and the oldest tenth of them
+        when there are more than max_active."""
+        self._parked_checked = now
+        everyone = self._each_parked()
+        stale = [p for p in everyone if now - p.end > self.idle_timeout]
+        if len(everyone) - len(stale) > self.max_active:
+            rest = sorted((p for p in everyone if now - p.end <= self.idle_timeout),
+                          key=lambda p: p.end)
+            stale.extend(rest[:max(1, len(rest) // 10)])
+        for parked in stale:
+            self._retire(self._thaw(parked), evicted=True, tombstone=True)
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < 100:
@@ -971,6 +1137,8 @@ class TcpTracker:
         self._ended = list(self._active.values())
         for stream in self._ended:
             self._retire(stream, evicted=False)
+        for parked in self._each_parked():  # thawed one at a time, and freed
+            self._retire(self._thaw(parked), evicted=False)
         self._tombstone_results.clear()  # (the tombstones stay, for the same reason)
 
     def results(self) -> list[TcpStreamResult]:
@@ -984,8 +1152,11 @@ class TcpTracker:
     def live_rows(self, limit: int) -> list[tuple[str, str, str]]:
         """(connection, packets, state) of the newest streams, for the live sniff view."""
         rows: list[tuple[int, tuple[str, str, str]]] = []
-        for number in sorted(self._active)[-limit:]:
-            stream = self._active[number]
+        # open streams, parked ones too (a quiet session is still open): a parked one is
+        # read from a thawed copy, left unregistered, so viewing changes nothing
+        parked = {p.number: p for p in self._each_parked()} if self._parked_count else {}
+        for number in sorted([*self._active, *parked])[-limit:]:
+            stream = self._active.get(number) or _Stream.thaw(self, parked[number])
             client = stream.syn_side if stream.syn_side is not None else 0
             cflow, sflow = stream.flows[client], stream.flows[client ^ 1]
             connection = (f"#{number} {format_endpoint(cflow.addr, cflow.port)} → "

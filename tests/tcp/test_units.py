@@ -182,6 +182,30 @@ def test_closed_streams_are_freed_and_late_packets_still_count() -> None:
     assert reused[1].labels == ["port-reuse"]
 
 
+def test_a_packet_later_than_the_tombstone_window_opens_a_new_stream() -> None:
+    """Past `tombstone_timeout` after its stream's last packet (a late one included), a
+    packet on the 4-tuple is a new conversation seen mid-stream; up to then it counts in
+    the old one."""
+    results = []
+    tracker = TcpTracker(closed_timeout=5, tombstone_timeout=30, on_result=results.append)
+    tracker.on_packet(_pkt(1000, 80, 0x02, 10, 0, 0.0))
+    tracker.on_packet(_pkt(80, 1000, 0x12, 50, 11, 0.1, forward=False))
+    tracker.on_packet(_pkt(1000, 80, 0x14, 11, 51, 0.2))  # RST
+    for i in range(1, 1025):  # other streams arriving trigger the sweep
+        tracker.on_packet(_pkt(2000 + i, 80, 0x02, i, 0, 10.0 + i * 1e-3))
+    tracker.on_packet(_pkt(80, 1000, 0x10, 51, 12, 30.2, forward=False))  # 30 s late
+    tracker.on_packet(_pkt(1000, 80, 0x10, 11, 51, 60.2))  # 30 s after that one
+    assert tracker.late_packets == 2
+    tracker.on_packet(_pkt(80, 1000, 0x10, 51, 12, 90.3, forward=False))  # 30.1 s
+    tracker.finish()
+    mine = sorted((r for r in results if "10.0.0.1:1000" in (r.client.endpoint,
+                                                             r.server.endpoint)),
+                  key=lambda r: r.stream)
+    assert [r.stream for r in mine] == [0, 1025]
+    assert "midstream" in mine[1].labels and mine[1].packets == 1
+    assert tracker.late_packets == 2
+
+
 @pytest.mark.parametrize("keeps", [True, False])
 def test_a_late_packet_updates_a_handed_over_result_only_when_it_is_kept(
         keeps: bool) -> None:
@@ -223,3 +247,16 @@ def test_live_rows_show_open_and_finished_streams() -> None:
     assert rows[0] == ("#0 10.0.0.1:1000 → 10.0.0.2:80", "4",
                        "done: complete handshake, close rst (reset-by-server), 5 B → 0 B ←")
     assert len(tracker.live_rows(8)) == 8
+
+
+def test_live_rows_show_parked_streams_without_thawing_them() -> None:
+    tracker = TcpTracker(park_timeout=5)
+    tracker.on_packet(_pkt(1000, 80, 0x02, 10, 0, 0.0))
+    tracker.on_packet(_pkt(80, 1000, 0x12, 50, 11, 0.1, forward=False))
+    tracker.on_packet(_pkt(1000, 80, 0x18, 11, 51, 0.2, data=b"hello"))
+    before = tracker.live_rows(8)
+    tracker.on_packet(_pkt(4000, 80, 0x02, 1, 0, 20.0))  # its sweep parks the quiet stream 0
+    assert tracker._parked_count == 1
+    rows = tracker.live_rows(8)
+    assert rows[0] == before[0]
+    assert tracker._parked_count == 1 and 0 not in tracker._active  # still parked

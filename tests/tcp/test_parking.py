@@ -1,0 +1,149 @@
+"""Parked streams (TcpTracker._park): a quiet open stream frozen into a compact value and
+thawed by its next packet must be tracked exactly as if it had never been parked."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from analyzer.decode.packet import PROTO_TCP, Packet
+from analyzer.pipeline import iter_packets
+from analyzer.tcp import TcpTracker
+from analyzer.tcp import tracker as tracker_module
+from tests.conftest import CAPTURES_DIR, CORPUS_DIR, REPO_DIR, synthetic_capture
+
+
+def _slots(path: Path, class_name: str) -> set[str]:
+    """A class's __slots__ as written in its source (compiled classes do not show them)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
+            for item in node.body:
+                if isinstance(item, ast.Assign) and \
+                        getattr(item.targets[0], "id", None) == "__slots__":
+                    return set(ast.literal_eval(item.value))
+    raise AssertionError(f"no __slots__ in {class_name}")
+
+
+def test_every_attribute_is_either_saved_or_remade() -> None:
+    """An attribute added to a stream, a direction or the Zeek history without a word in
+    the parking lists would be silently lost by a park and thaw."""
+    tracker_py = REPO_DIR / "analyzer" / "tcp" / "tracker.py"
+    zeek_py = REPO_DIR / "analyzer" / "tcp" / "zeek.py"
+    stream_lists = (tracker_module._STREAM_STATE, tracker_module._STREAM_REMADE)
+    flow_lists = (tracker_module._FLOW_STATE, tracker_module._FLOW_REMADE)
+    for slots, (saved, remade) in ((_slots(tracker_py, "_Stream"), stream_lists),
+                                   (_slots(tracker_py, "_Flow"), flow_lists)):
+        assert not set(saved) & set(remade)
+        assert set(saved) | set(remade) == slots
+    assert set(tracker_module._HISTORY_STATE) == _slots(zeek_py, "ZeekHistory")
+    assert _slots(zeek_py, "ZeekEndpoints") == {"states"}  # saved as the state's tuple
+
+
+def _json_lines(packets: list[Packet], park: bool) -> list[str]:
+    """Every stream's JSON line, with a sweep a microsecond after every packet: with
+    `park`, every open stream is parked each time, and thawed by its next packet;
+    without, none ever is."""
+    lines: list[str] = []
+    tracker = TcpTracker(park_timeout=0.0 if park else 1e12,
+                         on_result=lambda r: lines.append(r.json_line()))
+    parked_at_most = 0
+    for pkt in packets:
+        tracker.on_packet(pkt)
+        tracker._sweep(pkt.ts + 1e-6)
+        parked_at_most = max(parked_at_most, tracker._parked_count)
+    tracker.finish()
+    assert (parked_at_most > 0) == park
+    return sorted(lines)
+
+
+def _tcp_packets(path: Path) -> list[Packet]:
+    return [pkt for pkt in iter_packets(path) if pkt.proto == PROTO_TCP]
+
+
+def _tcp_captures() -> list[Path]:
+    """Our recorded captures and the corpus (when present) that carry TCP."""
+    found = sorted(CAPTURES_DIR.glob("*.pcap*"))
+    if CORPUS_DIR.is_dir():
+        found += sorted(p for p in CORPUS_DIR.iterdir() if p.suffix in (".pcap", ".pcapng"))
+    return [path for path in found if _tcp_packets(path)]
+
+
+@pytest.mark.parametrize("capture", _tcp_captures(), ids=lambda p: p.name)
+def test_parking_after_every_packet_changes_nothing_on_real_captures(capture: Path) -> None:
+    packets = _tcp_packets(capture)
+    assert _json_lines(packets, park=True) == _json_lines(packets, park=False)
+
+
+def test_parking_after_every_packet_changes_nothing_on_a_busy_capture(
+        tmp_path: Path) -> None:
+    """Thousands of interleaved connections with retransmissions, out-of-order segments
+    waiting in a direction's buffer, gaps, FIN and RST closes (benchmarks/generate.py)."""
+    packets = _tcp_packets(synthetic_capture(tmp_path, 12_000, 11, 200))
+    parked = _json_lines(packets, park=True)
+    assert len(parked) > 300
+    assert parked == _json_lines(packets, park=False)
+
+
+def _pkt(flags: int, seq: int, ack: int, ts: float, data: bytes = b"",
+         forward: bool = True, port: int = 40000) -> Packet:
+    a, b = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
+    src, dst, sport, dport = (a, b, port, 80) if forward else (b, a, 80, port)
+    return Packet(1, ts, 0, 4, src, dst, 6, sport, dport, data, len(data), seq=seq,
+                  ack=ack, flags=flags, window=1024)
+
+
+def _other_streams(tracker: TcpTracker, ts: float, count: int = 1024) -> None:
+    """New connections: they trigger the tracker's sweep (every 1024 streams)."""
+    for i in range(count):
+        tracker.on_packet(_pkt(0x02, i, 0, ts + i * 1e-6, port=1024 + i))
+
+
+def _quiet_then_resumed(park_timeout: float) -> list:
+    results: list = []
+    tracker = TcpTracker(park_timeout=park_timeout, on_result=results.append)
+    tracker.on_packet(_pkt(0x02, 100, 0, 0.0))
+    tracker.on_packet(_pkt(0x12, 500, 101, 0.01, forward=False))
+    tracker.on_packet(_pkt(0x10, 101, 501, 0.02))
+    tracker.on_packet(_pkt(0x18, 101, 501, 0.03, FIRST))
+    _other_streams(tracker, 30.0)
+    assert (tracker._parked_count == 1) == (0 not in tracker._active)
+    seq = 101 + len(FIRST)
+    tracker.on_packet(_pkt(0x18, seq, 501, 600.0, LATER))  # ten minutes on
+    assert 0 in tracker._active
+    tracker.on_packet(_pkt(0x11, seq + len(LATER), 501, 600.1))
+    tracker.on_packet(_pkt(0x11, 501, seq + len(LATER) + 1, 600.2, forward=False))
+    tracker.finish()
+    return [r for r in results if r.stream == 0]
+
+
+FIRST, LATER = b"request " * 100, b"and the rest, ten minutes on " * 50
+
+
+def test_a_stream_quiet_for_minutes_resumes_with_its_data_and_hash_intact() -> None:
+    (result,) = _quiet_then_resumed(park_timeout=10.0)
+    assert result.client.sha256 == hashlib.sha256(FIRST + LATER).hexdigest()
+    assert result.client.bytes == len(FIRST + LATER)
+    assert result.server.sha256 == hashlib.sha256(b"").hexdigest()
+    assert (result.packets, result.handshake, result.close) == (7, "complete", "fin")
+    assert not result.evicted
+    (never_parked,) = _quiet_then_resumed(park_timeout=1e12)
+    assert result.json_line() == never_parked.json_line()
+
+
+def test_parked_streams_are_finished_after_the_idle_timeout_or_over_the_cap() -> None:
+    results = []
+    tracker = TcpTracker(idle_timeout=100, max_active=5000, on_result=results.append)
+    tracker.on_packet(_pkt(0x02, 100, 0, 0.0))
+    tracker.on_packet(_pkt(0x12, 500, 101, 0.01, forward=False))
+    _other_streams(tracker, 20.0)  # parks stream 0 (and, later, these)
+    assert tracker._parked_count == 1
+    _other_streams(tracker, 200.0, 6000)  # stream 0 is past its idle timeout
+    (result,) = [r for r in results if r.stream == 0]
+    assert result.evicted and result.packets == 2
+    _other_streams(tracker, 400.0, 6000)  # over 5,000 parked: the oldest tenth goes
+    assert tracker._parked_count <= 5000 + 1024
+    tracker.finish()
+    assert sorted(r.stream for r in results) == list(range(tracker.stream_count))
