@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,7 @@ class Tool:
 
     name: str
     label: str  # the command as shown in the table
-    argv: object  # Callable[[Path, Path], list[str]]
+    argv: Callable[[Path, Path], list[str]]
     needs: str  # executable that must exist
     max_packets: int | None = None  # skip bigger captures (too slow to be useful)
 
@@ -488,6 +489,7 @@ def target_lines(results: list[Measurement], startup: list[Measurement]) -> list
     by_key = {(m.tool, m.size): m for m in results}
     lines = []
     sizes = list(dict.fromkeys(m.size for m in results))
+    previous: tuple[str, float] | None = None  # the last size from 1M on, and its memory
     for size in sizes:
         ours = by_key.get(("analyzer", size))
         if not ours or not ours.wall_median:
@@ -516,6 +518,13 @@ def target_lines(results: list[Measurement], startup: list[Measurement]) -> list
                 verdict = "met" if memory <= base * 1.1 else "NOT met"
                 lines.append(f"- {size}: {memory:.0f} MiB against {base:.0f} MiB at 1M "
                              f"(target: no higher: {verdict})")
+            if previous is not None:
+                # the slope shows whether memory levels off (see performance.md)
+                earlier_size, earlier = previous
+                millions = (parse_count(size) - parse_count(earlier_size)) / 1e6
+                lines.append(f"- {size}: {memory - earlier:+.0f} MiB over {earlier_size} "
+                             f"({(memory - earlier) / millions:+.1f} MiB per million packets)")
+            previous = size, memory
     for m in startup:
         if m.wall_median is not None:
             verdict = "met" if m.wall_median < 0.3 else "NOT met"

@@ -40,3 +40,16 @@ def test_memory_judged_against_1m_with_slack() -> None:
     ], [])
     assert "- 5M: 81 MiB against 64 MiB at 1M (target: no higher: NOT met)" in lines
     assert "- 1M: analyzer peak memory 64 MiB, all processes (target ≤ 150 MiB: met)" in lines
+
+
+def test_memory_slope_between_sizes_shows_whether_it_levels_off() -> None:
+    lines = target_lines([
+        _measured("analyzer", "100k", [0.3], memory=30.0),  # below 1M: not judged
+        _measured("analyzer", "1M", [2.0], memory=62.0),
+        _measured("analyzer", "5M", [10.0], memory=71.0),  # +9 over 4M packets
+        _measured("analyzer", "10M", [20.0], memory=73.0),  # +2 over 5M packets
+    ], [])
+    assert "- 5M: +9 MiB over 1M (+2.2 MiB per million packets)" in lines
+    assert "- 10M: +2 MiB over 5M (+0.4 MiB per million packets)" in lines
+    assert not any("over 100k" in line for line in lines)
+    assert not any(line.startswith("- 1M: +") for line in lines)
