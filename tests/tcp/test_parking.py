@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,36 @@ def test_parked_streams_are_finished_after_the_idle_timeout_or_over_the_cap() ->
     assert tracker._parked_count <= 5000 + 1024
     tracker.finish()
     assert sorted(r.stream for r in results) == list(range(tracker.stream_count))
+
+
+def test_port_reuse_and_a_self_connection_while_parked_change_nothing() -> None:
+    """A new SYN on a parked stream's 4-tuple (port reuse: the parked stream is finished
+    and a new one opens), a late packet of the old one after that, and a connection from
+    an address and port to themselves (both its keys equal): parking after every packet
+    must give the same lines as never parking, and the streams Wireshark would see."""
+    me = b"\x7f\x00\x00\x01"
+    packets = [
+        _pkt(0x02, 100, 0, 0.0),
+        _pkt(0x12, 500, 101, 0.01, forward=False),
+        _pkt(0x18, 101, 501, 0.02, b"first"),
+        _pkt(0x02, 9000, 0, 30.0),  # same 4-tuple, new ISN: stream 1
+        _pkt(0x12, 7000, 9001, 30.01, forward=False),
+        _pkt(0x10, 9001, 7001, 30.02),
+        _pkt(0x18, 101, 501, 30.03, b"first"),  # a resend of stream 0's data, late
+        _pkt(0x11, 9001, 7001, 30.04),
+        _pkt(0x11, 7001, 9002, 30.05, forward=False),
+        _pkt(0x10, 9002, 7002, 30.06),
+        # simultaneous open to itself (127.0.0.1:5000 -> 127.0.0.1:5000)
+        Packet(1, 40.0, 0, 4, me, me, 6, 5000, 5000, b"", 0, seq=1, ack=0, flags=0x02,
+               window=1024),
+        Packet(1, 40.1, 0, 4, me, me, 6, 5000, 5000, b"self", 4, seq=2, ack=2,
+               flags=0x18, window=1024),
+    ]
+    parked = _json_lines(packets, park=True)
+    assert parked == _json_lines(packets, park=False)
+    old, reused, itself = sorted((json.loads(line) for line in parked),
+                                 key=lambda s: s["start"])
+    assert (old["packets"], reused["packets"], itself["packets"]) == (3, 7, 2)
+    assert old["client_sha256"] == hashlib.sha256(b"first").hexdigest()
+    assert reused["labels"] == ["port-reuse"] and reused["close"] == "fin"
+    assert itself["client_bytes"] + itself["server_bytes"] == len(b"self")
