@@ -27,6 +27,10 @@ _ENCODER = json.JSONEncoder(allow_nan=False)
 # line starts in the spill file, and its length (0: no result has that rank).
 _RECORD = struct.Struct("<QQI")
 _READ_RECORDS = 4096  # records read at a time when printing
+_RUN_LIMIT = 4096  # consecutive records written at once, at most
+# Output is written in blocks of about this size: with PYTHONUNBUFFERED set (common in
+# containers) a write per line is two system calls per result.
+_WRITE_BLOCK = 1 << 18
 
 
 class ResultLines:
@@ -54,17 +58,33 @@ class ResultLines:
         self.path = path
         self.index_path = index_path
         self._size = self._file.seek(0, os.SEEK_END)
+        # Records of consecutive ranks not yet written, from rank `_run_start`: results
+        # often finish in rank order (all those open at the end do), and one write of a
+        # run costs what one of a record does.
+        self._run = bytearray()
+        self._run_start = 0
 
     def spill(self, line: str, rank: int, first_frame: int) -> None:
         data = line.encode()
         self._file.write(data)
-        os.pwrite(self._index, _RECORD.pack(first_frame, self._size, len(data)),
-                  rank * _RECORD.size)
+        run = self._run
+        count = len(run) // _RECORD.size
+        if run and (rank != self._run_start + count or count >= _RUN_LIMIT):
+            self._write_run()
+        if not run:
+            self._run_start = rank
+        run += _RECORD.pack(first_frame, self._size, len(data))
         self._size += len(data)
+
+    def _write_run(self) -> None:
+        if self._run:
+            os.pwrite(self._index, self._run, self._run_start * _RECORD.size)
+            self._run.clear()
 
     def detach(self) -> tuple[str, str]:
         """Close the files, keep them on disk, and say where they are (for the other
         process)."""
+        self._write_run()
         self._file.close()
         self._close_index()
         return self.path, self.index_path
@@ -94,17 +114,26 @@ class ResultLines:
         number_field = self.NUMBER_FIELD
         try:
             for part in parts:
+                part._write_run()
                 part._file.flush()
             # each part's results are already in first-frame order: merge, sort nothing
             merged = heapq.merge(*(part._in_order(i) for i, part in enumerate(parts)))
+            block: list[bytes] = []
+            size = 0
             for number, (_, i, offset, length) in enumerate(merged):
                 file = parts[i]._file
                 file.seek(offset)
                 line = file.read(length)
                 if number_field is not None:
                     line = line.replace(number_field + b"-1", number_field + b"%d" % number, 1)
-                out.write(line.decode())
-                out.write("\n")
+                block.append(line)
+                size += length
+                if size >= _WRITE_BLOCK:
+                    out.write(b"\n".join(block).decode() + "\n")  # (whole lines: whole
+                    block.clear()                                # characters)
+                    size = 0
+            if block:
+                out.write(b"\n".join(block).decode() + "\n")
         finally:
             for part in parts:
                 part.close()

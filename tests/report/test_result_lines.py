@@ -50,3 +50,31 @@ def test_a_rank_without_a_result_is_skipped_not_printed_empty() -> None:
     out = io.StringIO()
     lines.write_ordered(out)
     assert [json.loads(line)["first"] for line in out.getvalue().splitlines()] == [2, 9]
+
+
+def test_runs_of_consecutive_ranks_and_large_output_in_blocks() -> None:
+    """Results finishing in rank order (written as runs, some longer than a run may be),
+    backwards, and shuffled, with lines of non-ASCII text, more than one output block in
+    all: every line printed once, whole, in first-frame order."""
+    rng = random.Random(7)
+    count = 12_000
+    frames = sorted(rng.sample(range(1, 10 * count), count))
+    order = list(range(5_000))  # in order: runs (over the run limit of 4,096)
+    order += list(range(6_999, 4_999, -1))  # backwards: no run longer than one
+    rest = list(range(7_000, count))
+    rng.shuffle(rest)
+    order += rest
+    assert sorted(order) == list(range(count))
+    ours, other = NumberedLines(), NumberedLines()
+    text = "é" * 40  # 80 bytes a line in UTF-8: the blocks split between lines only
+    for rank in order:
+        part = ours if frames[rank] % 3 else other
+        part.spill(json.dumps({"stream": -1, "first": frames[rank], "text": text},
+                              ensure_ascii=False), rank, frames[rank])
+    out = io.StringIO()
+    ours.write_ordered(out, NumberedLines(*other.detach()))
+    objects = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [o["first"] for o in objects] == frames
+    assert [o["stream"] for o in objects] == list(range(count))
+    assert all(o["text"] == text for o in objects)
+    assert len(out.getvalue().encode()) > 2 * (1 << 18)
