@@ -63,12 +63,13 @@ class _Frozen:
         self.isns = array("Q", [_bare_isns(row[3]) for row in rows])
         self.newest = max(self.ends) if rows else _DEAD
 
-    def index(self, key: bytes) -> int:
-        """Position of the key's entry, or -1."""
+    def index(self, key: bytes, wanted: int) -> int:
+        """Position of the entry of `key` (whose hash is `wanted`), or -1."""
         hashes = self.hashes
-        wanted = hash(key)
-        crc = zlib.crc32(key)
         i = bisect_left(hashes, wanted)
+        if i == len(hashes) or hashes[i] != wanted:
+            return -1  # most lookups (a new connection's first packet) end here
+        crc = zlib.crc32(key)
         while i < len(hashes) and hashes[i] == wanted:
             if self.checks[i] >> 2 == crc:
                 return i
@@ -127,8 +128,9 @@ class Tombstones:
         entry = self._newest.get(key)
         if entry is not None:
             return entry[1] if entry[0] >= oldest else NONE
+        wanted = hash(key)
         for frozen in reversed(self._frozen):
-            i = frozen.index(key)
+            i = frozen.index(key, wanted)
             if i >= 0:
                 return frozen.isns_at(i) if frozen.ends[i] >= oldest else NONE
         return NONE
@@ -137,8 +139,9 @@ class Tombstones:
         """Forget the key's tombstones (a new stream took its 4-tuple): older entries of
         the key must not come back in its place."""
         self._newest.pop(key, None)
+        wanted = hash(key)
         for frozen in self._frozen:
-            i = frozen.index(key)
+            i = frozen.index(key, wanted)
             if i >= 0:
                 frozen.ends[i] = _DEAD
 

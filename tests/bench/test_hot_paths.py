@@ -1,5 +1,5 @@
 """Hot paths under pytest-benchmark: decoding frames, the TCP tracker (and finishing its
-streams), the TFTP tracker.
+streams, parking them, looking up their tombstones), the TFTP tracker.
 
 The input is a small synthetic capture from benchmarks/generate.py, so every expected
 count is known by construction (the generator's summary), not taken from our output.
@@ -22,6 +22,7 @@ from analyzer.capture import Frame, open_capture
 from analyzer.decode import Decoder, Packet
 from analyzer.decode.packet import PROTO_TCP, PROTO_UDP
 from analyzer.pipeline import analyze_file
+from analyzer.tcp.tombstones import NONE, Tombstones, isn_of, pack_isns
 from analyzer.tcp.tracker import TcpTracker
 from analyzer.tftp.tracker import TftpTracker
 from benchmarks.generate import generate, truth_path
@@ -102,6 +103,43 @@ def test_finish_streams(benchmark: Callable, packets: list[Packet],
     streams = [json.loads(line) for line in lines]
     assert len(streams) == capture[1]["tcp_connections"]
     assert sum(stream["packets"] for stream in streams) == capture[1]["tcp_packets"]
+
+
+def test_tcp_tracker_parking_every_stream_after_every_packet(
+        benchmark: Callable, packets: list[Packet]) -> None:
+    """The worst case of parking: every open stream frozen after each packet and thawed by
+    its next one; the lines must be those of a tracker that never parks."""
+    tcp_packets = [pkt for pkt in packets if pkt.proto == PROTO_TCP]
+
+    def track(park_timeout: float) -> list[str]:
+        lines: list[str] = []
+        tracker = TcpTracker(park_timeout=park_timeout,
+                             on_result=lambda result: lines.append(result.json_line()))
+        for pkt in tcp_packets:
+            tracker.on_packet(pkt)
+            tracker._sweep(pkt.ts + 1e-6)
+        tracker.finish()
+        return sorted(lines)
+
+    assert benchmark(track, 0.0) == track(1e12)
+
+
+def test_tombstone_lookups(benchmark: Callable) -> None:
+    """A new connection's first packet looks its key up in both directions: ~20k
+    tombstones live at once in the 5M benchmark capture, most lookups miss."""
+    keys = [b"%032d" % i for i in range(20_000)]
+    table = Tombstones(120.0)
+    for i, key in enumerate(keys):
+        table.add(key, i * 0.001, pack_isns(i, -1))
+    strangers = [b"x%031d" % i for i in range(20_000)]
+
+    def look_up() -> tuple[int, int]:
+        found = sum(table.find(key, 20.0) != NONE for key in keys)
+        return found, sum(table.find(key, 20.0) != NONE for key in strangers)
+
+    assert benchmark(look_up) == (20_000, 0)
+    assert [isn_of(table.find(keys[i], 20.0), 0) for i in (0, 4095, 4096, 19_999)] == \
+        [0, 4095, 4096, 19_999]
 
 
 def test_tftp_tracker(benchmark: Callable, packets: list[Packet],
