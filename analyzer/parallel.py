@@ -26,7 +26,6 @@ import pickle
 import signal
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from analyzer.decode import DecodeStats
 from analyzer.pipeline import CaptureSummary, analyze_file, track_second_half
@@ -39,22 +38,34 @@ from analyzer.tcp.tracker import TcpTracker
 MIN_FILE_SIZE = 1 << 20
 
 
-@dataclass
 class WorkerReport:
-    lines_path: str  # worker 1's spill file of finished streams (see TcpLines)
-    lines_index_path: str  # and where each line is in it
-    stats: DecodeStats
-    warnings: list[str]
-    evictions: int
+    def __init__(
+        self,
+        lines_path: str,
+        lines_index_path: str,
+        stats: DecodeStats,
+        warnings: list[str],
+        evictions: int,
+    ) -> None:
+        self.lines_path = lines_path  # worker 1's spill file of finished streams (see TcpLines)
+        self.lines_index_path = lines_index_path  # and where each line is in it
+        self.stats = stats
+        self.warnings = warnings
+        self.evictions = evictions
 
 
-@dataclass
 class SplitAnalysis:
     """What `read --json` prints: TCP lines in stream order, TFTP results, the summary."""
 
-    capture: CaptureSummary
-    tcp_lines: list[TcpLines]  # one spill file per process
-    tftp_lines: TftpLines  # worker 0 tracks TFTP
+    def __init__(
+        self,
+        capture: CaptureSummary,
+        tcp_lines: list[TcpLines],
+        tftp_lines: TftpLines,
+    ) -> None:
+        self.capture = capture
+        self.tcp_lines = tcp_lines  # one spill file per process
+        self.tftp_lines = tftp_lines  # worker 0 tracks TFTP
 
 
 def can_split(path: str | os.PathLike[str]) -> bool:

@@ -10,7 +10,6 @@ import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 from analyzer.capture import CaptureInfo, Frame, open_capture
@@ -63,17 +62,26 @@ def tuned_gc() -> Iterator[None]:
         gc.set_threshold(*saved)
 
 
-@dataclass
 class CaptureSummary:
     """The SPEC `capture` object: what was read, from where, and what went wrong."""
 
-    info: CaptureInfo
-    stats: DecodeStats
-    first: float | None
-    last: float | None
-    filtered_out: int = 0
-    tcp_warnings: list[str] = field(default_factory=list)
-    tcp_evictions: int = 0
+    def __init__(
+        self,
+        info: CaptureInfo,
+        stats: DecodeStats,
+        first: float | None,
+        last: float | None,
+        filtered_out: int = 0,
+        tcp_warnings: list[str] | None = None,
+        tcp_evictions: int = 0,
+    ) -> None:
+        self.info = info
+        self.stats = stats
+        self.first = first
+        self.last = last
+        self.filtered_out = filtered_out
+        self.tcp_warnings = [] if tcp_warnings is None else tcp_warnings
+        self.tcp_evictions = tcp_evictions
 
     def to_json(self) -> dict[str, Any]:
         info, stats = self.info, self.stats
@@ -117,11 +125,11 @@ class CaptureSummary:
         return self.info.warnings + self.stats.warnings + tracker
 
 
-@dataclass
 class Analysis:
-    capture: CaptureSummary
-    tcp: TcpTracker
-    tftp: TftpTracker
+    def __init__(self, capture: CaptureSummary, tcp: TcpTracker, tftp: TftpTracker) -> None:
+        self.capture = capture
+        self.tcp = tcp
+        self.tftp = tftp
 
 
 class Analyzer:

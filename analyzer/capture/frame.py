@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 
 class Frame:
     """One captured frame. A compiled class (analyzer/native.py): the readers make one per
@@ -25,24 +23,43 @@ class Frame:
                 f"wirelen={self.wirelen})")
 
 
-@dataclass
 class InterfaceInfo:
-    id: int
-    linktype: int
-    name: str | None = None
-    description: str | None = None
-    snaplen: int = 0
-    tsresol: str = "1e-6"  # as the capture declared it: "1e-N" or "2^-N"
-    packets: int = 0
-    dropped: int | None = None  # from a pcapng Interface Statistics Block or the kernel
+    def __init__(
+        self,
+        id: int,
+        linktype: int,
+        name: str | None = None,
+        description: str | None = None,
+        snaplen: int = 0,
+        tsresol: str = "1e-6",
+        packets: int = 0,
+        dropped: int | None = None,
+    ) -> None:
+        self.id = id
+        self.linktype = linktype
+        self.name = name
+        self.description = description
+        self.snaplen = snaplen
+        self.tsresol = tsresol  # as the capture declared it: "1e-N" or "2^-N"
+        self.packets = packets
+        self.dropped = dropped  # from a pcapng Interface Statistics Block or the kernel
 
 
-@dataclass
 class CaptureInfo:
-    path: str
-    format: str = ""  # "pcap", "pcap-nsec", "pcapng", "live"
-    compressed: bool = False
-    byte_order: str = "little"
-    sections: int = 0
-    interfaces: list[InterfaceInfo] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        path: str,
+        format: str = "",
+        compressed: bool = False,
+        byte_order: str = "little",
+        sections: int = 0,
+        interfaces: list[InterfaceInfo] | None = None,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.path = path
+        self.format = format  # "pcap", "pcap-nsec", "pcapng", "live"
+        self.compressed = compressed
+        self.byte_order = byte_order
+        self.sections = sections
+        self.interfaces = [] if interfaces is None else interfaces
+        self.warnings = [] if warnings is None else warnings

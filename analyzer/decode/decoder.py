@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import struct
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from analyzer.capture import linktypes as lt
@@ -59,17 +58,28 @@ _U16: Final = struct.Struct("!H")
 MAX_WARNINGS: Final = 20
 
 
-@dataclass
 class DecodeStats:
-    packets: int = 0
-    bytes: int = 0  # captured bytes
-    wire_bytes: int = 0
-    linktypes: Counter[int] = field(default_factory=Counter)
-    protocols: Counter[str] = field(default_factory=Counter)
-    skipped_linktypes: Counter[int] = field(default_factory=Counter)
-    malformed: int = 0
-    truncated: int = 0  # packets cut by the snaplen
-    warnings: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        packets: int = 0,
+        bytes: int = 0,
+        wire_bytes: int = 0,
+        linktypes: Counter[int] | None = None,
+        protocols: Counter[str] | None = None,
+        skipped_linktypes: Counter[int] | None = None,
+        malformed: int = 0,
+        truncated: int = 0,
+        warnings: list[str] | None = None,
+    ) -> None:
+        self.packets = packets
+        self.bytes = bytes  # captured bytes
+        self.wire_bytes = wire_bytes
+        self.linktypes = Counter() if linktypes is None else linktypes
+        self.protocols = Counter() if protocols is None else protocols
+        self.skipped_linktypes = Counter() if skipped_linktypes is None else skipped_linktypes
+        self.malformed = malformed
+        self.truncated = truncated  # packets cut by the snaplen
+        self.warnings = [] if warnings is None else warnings
 
     def warn(self, text: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:

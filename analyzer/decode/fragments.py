@@ -6,7 +6,6 @@ bytes held across all datagrams are capped; what falls out is counted, never kep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Final
 
 MAX_DATAGRAM: Final = 65535 + 40  # IPv6 jumbograms are not fragmented; 64 KiB is the ceiling
@@ -15,12 +14,18 @@ MAX_DATAGRAMS: Final = 4096
 TIMEOUT: Final = 60.0  # seconds of capture time (Linux drops after 30, Windows 60)
 
 
-@dataclass
 class _Datagram:
-    first_ts: float
-    pieces: dict[int, bytes] = field(default_factory=dict)  # offset -> bytes
-    total: int | None = None  # known once the last fragment (MF=0) arrives
-    held: int = 0
+    def __init__(
+        self,
+        first_ts: float,
+        pieces: dict[int, bytes] | None = None,
+        total: int | None = None,
+        held: int = 0,
+    ) -> None:
+        self.first_ts = first_ts
+        self.pieces = {} if pieces is None else pieces  # offset -> bytes
+        self.total = total  # known once the last fragment (MF=0) arrives
+        self.held = held
 
 
 class FragmentReassembler:

@@ -8,7 +8,6 @@ who sent first, and translates when it builds the result.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Final, NamedTuple
 
@@ -47,7 +46,6 @@ class Conflict(NamedTuple):
     retransmitted: bytes
 
 
-@dataclass(slots=True)
 class PacketRecord:
     """One packet of a kept stream, for the ladder view.
 
@@ -55,36 +53,75 @@ class PacketRecord:
     `client_state` / `server_state` are RFC 9293 state names after the packet.
     """
 
-    frame: int
-    ts: float
-    from_client: bool
-    flags: int
-    seq: int
-    ack: int
-    length: int
-    window: int
-    rel_seq: int = 0
-    rel_ack: int = 0
-    client_state: str = ""
-    server_state: str = ""
-    events: list[str] = field(default_factory=list)
-    options: dict[str, Any] | None = None
-    payload: bytes = b""
+    __slots__ = (
+        "frame", "ts", "from_client", "flags", "seq", "ack", "length", "window", "rel_seq",
+        "rel_ack", "client_state", "server_state", "events", "options", "payload",
+    )
+
+    def __init__(
+        self,
+        frame: int,
+        ts: float,
+        from_client: bool,
+        flags: int,
+        seq: int,
+        ack: int,
+        length: int,
+        window: int,
+        rel_seq: int = 0,
+        rel_ack: int = 0,
+        client_state: str = "",
+        server_state: str = "",
+        events: list[str] | None = None,
+        options: dict[str, Any] | None = None,
+        payload: bytes = b"",
+    ) -> None:
+        self.frame = frame
+        self.ts = ts
+        self.from_client = from_client
+        self.flags = flags
+        self.seq = seq
+        self.ack = ack
+        self.length = length
+        self.window = window
+        self.rel_seq = rel_seq
+        self.rel_ack = rel_ack
+        self.client_state = client_state
+        self.server_state = server_state
+        self.events = [] if events is None else events
+        self.options = options
+        self.payload = payload
 
 
-@dataclass(slots=True)
 class SideInfo:
     """What one endpoint announced and did."""
 
-    endpoint: str
-    isn: int | None = None  # None without a SYN from this side
-    syn_options: bytes = b""  # its SYN's TCP options, raw (parsed only when asked for)
-    packets: int = 0
-    bytes: int = 0
-    sha256: str = ""
-    fin_frame: int | None = None
-    rst_frame: int | None = None
-    rst_cause: str | None = None
+    __slots__ = (
+        "endpoint", "isn", "syn_options", "packets", "bytes", "sha256", "fin_frame",
+        "rst_frame", "rst_cause",
+    )
+
+    def __init__(
+        self,
+        endpoint: str,
+        isn: int | None = None,
+        syn_options: bytes = b"",
+        packets: int = 0,
+        bytes: int = 0,
+        sha256: str = "",
+        fin_frame: int | None = None,
+        rst_frame: int | None = None,
+        rst_cause: str | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.isn = isn  # None without a SYN from this side
+        self.syn_options = syn_options  # its SYN's TCP options, raw (parsed only when asked for)
+        self.packets = packets
+        self.bytes = bytes
+        self.sha256 = sha256
+        self.fin_frame = fin_frame
+        self.rst_frame = rst_frame
+        self.rst_cause = rst_cause
 
     @property
     def options(self) -> dict[str, Any]:
@@ -92,32 +129,63 @@ class SideInfo:
         return parse_tcp_options(self.syn_options)
 
 
-@dataclass(slots=True)
 class TcpStreamResult:
     """Everything known about one TCP connection at the end of the capture."""
 
-    stream: int
-    client: SideInfo
-    server: SideInfo
-    direction_guessed: bool
-    packets: int
-    start: float
-    end: float
-    handshake: str
-    close: str
-    labels: list[str]
-    completeness: int
-    history: str
-    conn_state: str
-    gaps: list[Gap]
-    analysis: dict[str, int]
-    initial_rtt: float | None = None
-    active_closer: str | None = None  # "client" / "server" (first FIN)
-    evicted: bool = False
-    records: list[PacketRecord] | None = None  # kept streams only
-    chunks: list[Chunk] | None = None  # kept streams only
-    conflicts: list[Conflict] = field(default_factory=list)
-    first_frame: int = 0  # frame number of the stream's first packet
+    __slots__ = (
+        "stream", "client", "server", "direction_guessed", "packets", "start", "end",
+        "handshake", "close", "labels", "completeness", "history", "conn_state", "gaps",
+        "analysis", "initial_rtt", "active_closer", "evicted", "records", "chunks", "conflicts",
+        "first_frame",
+    )
+
+    def __init__(
+        self,
+        stream: int,
+        client: SideInfo,
+        server: SideInfo,
+        direction_guessed: bool,
+        packets: int,
+        start: float,
+        end: float,
+        handshake: str,
+        close: str,
+        labels: list[str],
+        completeness: int,
+        history: str,
+        conn_state: str,
+        gaps: list[Gap],
+        analysis: dict[str, int],
+        initial_rtt: float | None = None,
+        active_closer: str | None = None,
+        evicted: bool = False,
+        records: list[PacketRecord] | None = None,
+        chunks: list[Chunk] | None = None,
+        conflicts: list[Conflict] | None = None,
+        first_frame: int = 0,
+    ) -> None:
+        self.stream = stream
+        self.client = client
+        self.server = server
+        self.direction_guessed = direction_guessed
+        self.packets = packets
+        self.start = start
+        self.end = end
+        self.handshake = handshake
+        self.close = close
+        self.labels = labels
+        self.completeness = completeness
+        self.history = history
+        self.conn_state = conn_state
+        self.gaps = gaps
+        self.analysis = analysis
+        self.initial_rtt = initial_rtt
+        self.active_closer = active_closer  # "client" / "server" (first FIN)
+        self.evicted = evicted
+        self.records = records  # kept streams only
+        self.chunks = chunks  # kept streams only
+        self.conflicts = [] if conflicts is None else conflicts
+        self.first_frame = first_frame  # frame number of the stream's first packet
 
     @property
     def completeness_label(self) -> str:

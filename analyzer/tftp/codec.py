@@ -14,8 +14,7 @@ serves the passive tracker and the active TFTP client.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 RRQ: Final = 1
 WRQ: Final = 2
@@ -76,8 +75,7 @@ def error_name(code: int) -> str:
     return ERROR_NAMES.get(code, f"unknown error code {code}")
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """RRQ or WRQ: `opcode` is RRQ or WRQ; `options` as (name, value) pairs in wire order."""
 
     opcode: int
@@ -96,35 +94,38 @@ class Request:
         return _OPCODE.pack(self.opcode) + b"".join(_text(f) + b"\0" for f in fields)
 
 
-@dataclass(frozen=True, slots=True)
-class Data:
+class Data(NamedTuple):
     """DATA: `data` may be a view of the decoded buffer; copy it (`bytes()`) to keep it."""
 
     block: int
     data: bytes | memoryview
 
-    name = "DATA"
+    @property
+    def name(self) -> str:
+        return "DATA"
 
     def encode(self) -> bytes:
         return _HEADER.pack(DATA, self.block & 0xFFFF) + bytes(self.data)
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(NamedTuple):
     block: int
 
-    name = "ACK"
+    @property
+    def name(self) -> str:
+        return "ACK"
 
     def encode(self) -> bytes:
         return _HEADER.pack(ACK, self.block & 0xFFFF)
 
 
-@dataclass(frozen=True, slots=True)
-class Error:
+class Error(NamedTuple):
     code: int
     message: str
 
-    name = "ERROR"
+    @property
+    def name(self) -> str:
+        return "ERROR"
 
     @property
     def code_name(self) -> str:
@@ -134,11 +135,12 @@ class Error:
         return _HEADER.pack(ERROR, self.code) + _text(self.message) + b"\0"
 
 
-@dataclass(frozen=True, slots=True)
-class OAck:
+class OAck(NamedTuple):
     options: Options
 
-    name = "OACK"
+    @property
+    def name(self) -> str:
+        return "OACK"
 
     def encode(self) -> bytes:
         out = [_OPCODE.pack(OACK)]
