@@ -118,6 +118,12 @@ def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
     return src + dst + ((sport << 16) | dport).to_bytes(4, "big")
 
 
+def split_flow_key(key: bytes) -> tuple[bytes, int, bytes, int]:
+    """(src, sport, dst, dport) of a `flow_key`."""
+    size = (len(key) - 4) // 2
+    return key[:size], key[-4] << 8 | key[-3], key[size:2 * size], key[-2] << 8 | key[-1]
+
+
 def parse_tcp_options(raw: bytes | memoryview) -> dict[str, Any]:
     """The handshake options a SYN announces: mss, wscale, sack_perm, timestamps."""
     out: dict[str, Any] = {}

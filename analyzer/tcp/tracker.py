@@ -52,6 +52,7 @@ from analyzer.decode.packet import (
     flow_key,
     format_endpoint,
     parse_tcp_options,
+    split_flow_key,
 )
 from analyzer.decode.packet import RST as _RST
 from analyzer.decode.packet import SYN as _SYN
@@ -708,12 +709,11 @@ class _Stream:
         """The stream `freeze` made `parked` from, as it was."""
         state = marshal.loads(zlib.decompress(parked.state))
         key = parked.keys[0]
-        size = (len(key) - 4) // 2
+        src, sport, dst, dport = split_flow_key(key)
         # The constructor takes the stream's first packet: one with the same addresses and
         # ports; every attribute is then set from the state.
-        template = Packet(0, 0.0, 0, 4 if size == 4 else 6, key[:size], key[size:2 * size],
-                          PROTO_TCP, key[-4] << 8 | key[-3], key[-2] << 8 | key[-1], b"", 0,
-                          key=key)
+        template = Packet(0, 0.0, 0, 4 if len(src) == 4 else 6, src, dst, PROTO_TCP, sport,
+                          dport, b"", 0, key=key)
         stream = _Stream(tracker, parked.number, template, False, False)
         stream.keys = parked.keys
         for name, value in zip(_STREAM_STATE, state[0], strict=True):
@@ -1001,10 +1001,7 @@ class TcpTracker:
         stream = _Stream(self, number, pkt, keep, port_reuse)
         if reused is not None:
             self._retire(reused, evicted=False)
-        forward, backward = stream.keys
-        self._flows[forward] = stream.flows[0]
-        self._flows[backward] = stream.flows[1]
-        self._active[number] = stream
+        self._track(stream)
         stream.on_packet(pkt, 0)
         if port_reuse and stream.records:
             stream.records[0].events.insert(0, EVENT_PORT_REUSE)
@@ -1015,17 +1012,30 @@ class TcpTracker:
             # Every 1024 streams, or once closed ones may have waited their time.
             self._sweep(pkt.ts)
 
-    def _retire(self, stream: _Stream, evicted: bool, tombstone: bool = False) -> None:
-        """Finish a stream; `evicted`: while still open; `tombstone`: packets may follow."""
+    def _track(self, stream: _Stream) -> None:
+        """Packets of the stream's two keys go to its directions from now on."""
+        forward, backward = stream.keys
+        self._flows[forward] = stream.flows[0]
+        self._flows[backward] = stream.flows[1]
+        self._active[stream.number] = stream
+
+    def _untrack(self, stream: _Stream) -> bool:
+        """The reverse of `_track`, and the stream <-> flow cycles broken so that what is
+        left of it is freed at once. False if its keys were already another stream's."""
         del self._active[stream.number]
-        result = stream.finish(evicted)
         owned = False
         for key, flow in zip(stream.keys, stream.flows, strict=True):
             if self._flows.get(key) is flow:
                 del self._flows[key]
                 owned = True
-        for flow in stream.flows:  # break the stream <-> flow cycles: freed at once
+        for flow in stream.flows:
             flow.stream = flow.peer = None  # type: ignore[assignment]
+        return owned
+
+    def _retire(self, stream: _Stream, evicted: bool, tombstone: bool = False) -> None:
+        """Finish a stream; `evicted`: while still open; `tombstone`: packets may follow."""
+        result = stream.finish(evicted)
+        owned = self._untrack(stream)
         if self.on_result is not None:
             kept = bool(self.on_result(result))
         else:
@@ -1081,14 +1091,10 @@ class TcpTracker:
 
     def _park(self, stream: _Stream) -> None:
         """Freeze a quiet open stream until its next packet (see the class docstring)."""
-        del self._active[stream.number]
         parked = stream.freeze()
-        for key, flow in zip(stream.keys, stream.flows, strict=True):
-            if self._flows.get(key) is flow:
-                del self._flows[key]
+        self._untrack(stream)
+        for key in stream.keys:
             self._parked[key] = parked
-        for flow in stream.flows:  # break the stream <-> flow cycles: freed at once
-            flow.stream = flow.peer = None  # type: ignore[assignment]
         self._parked_count += 1
 
     def _thaw(self, parked: _Parked) -> _Stream:
@@ -1098,10 +1104,7 @@ class TcpTracker:
                 del self._parked[key]
         self._parked_count -= 1
         stream = _Stream.thaw(self, parked)
-        forward, backward = stream.keys
-        self._flows[forward] = stream.flows[0]
-        self._flows[backward] = stream.flows[1]
-        self._active[stream.number] = stream
+        self._track(stream)
         return stream
 
     def _each_parked(self) -> list[_Parked]:
