@@ -16,8 +16,13 @@ in about that order, so they are kept in generations: the newest in a dict, each
 one frozen into four parallel arrays sorted by hash (32 bytes an entry: the key's hash,
 a CRC-32 of the key with the two "sent a packet" bits, the end time, both ISNs). A
 frozen generation is dropped whole once its newest entry has expired. An entry matches a
-key when both the 64-bit hash (Python's, keyed per process and cached by the key's bytes
-object) and the CRC-32 agree: a false match needs a 96-bit collision.
+key when both the hash (Python's, keyed per process and cached by the key's bytes object;
+62 of its bits) and the CRC-32 agree: a false match needs a 94-bit collision. Each frozen
+generation has a Bloom filter of its hashes (1 byte an entry), so a lookup of a key it
+does not hold (nearly all of them) costs two bit tests there, not a binary search; and
+a generation is frozen at `GENERATION_SIZE` entries or a sixteenth of the table,
+whichever is more, so that a scan's 100k+ tombstones make tens of generations, not
+hundreds.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ GENERATION_SIZE: Final = 4096
 
 NONE: Final = -1  # find(): no tombstone for that key (or it expired)
 _DEAD: Final = -(1 << 62)  # the end time of a removed entry: expired at any time
+_HASH_BITS: Final = (1 << 62) - 1
 _SEEN_0: Final = 2
 _SEEN_1: Final = 1
 
@@ -51,10 +57,10 @@ def isn_of(isns: int, direction: int) -> int:
 class _Frozen:
     """One older generation: parallel arrays sorted by `hashes`."""
 
-    __slots__ = ("hashes", "checks", "ends", "isns", "newest")
+    __slots__ = ("hashes", "checks", "ends", "isns", "newest", "bloom", "mask")
 
     def __init__(self, entries: dict[bytes, tuple[int, int]]) -> None:
-        rows = sorted((hash(key), _check(key, isns), end, isns)
+        rows = sorted((_hash(key), _check(key, isns), end, isns)
                       for key, (end, isns) in entries.items())
         self.hashes = array("q", [row[0] for row in rows])
         self.checks = array("Q", [row[1] for row in rows])
@@ -62,9 +68,30 @@ class _Frozen:
         # the ISNs without their "seen" bits, which went into `checks`
         self.isns = array("Q", [_bare_isns(row[3]) for row in rows])
         self.newest = max(self.ends) if rows else _DEAD
+        # A Bloom filter of the hashes (8 to 16 bits an entry, two probes: under 5% false
+        # positives), so that most lookups skip this generation's binary search. The
+        # probes are two bit ranges of the hash, as `index` tests them.
+        bits = 64
+        while bits < 8 * len(rows):
+            bits <<= 1
+        mask = self.mask = bits - 1
+        bloom = bytearray(bits >> 3)
+        for wanted in self.hashes:
+            bit = wanted & mask
+            bloom[bit >> 3] |= 1 << (bit & 7)
+            bit = (wanted >> 32) & mask
+            bloom[bit >> 3] |= 1 << (bit & 7)
+        self.bloom = bytes(bloom)
 
     def index(self, key: bytes, wanted: int) -> int:
         """Position of the entry of `key` (whose hash is `wanted`), or -1."""
+        bloom, mask = self.bloom, self.mask
+        bit = wanted & mask
+        if not bloom[bit >> 3] & (1 << (bit & 7)):
+            return -1
+        bit = (wanted >> 32) & mask
+        if not bloom[bit >> 3] & (1 << (bit & 7)):
+            return -1
         hashes = self.hashes
         i = bisect_left(hashes, wanted)
         if i == len(hashes) or hashes[i] != wanted:
@@ -82,6 +109,12 @@ class _Frozen:
         isn0 = (isns >> 32) if check & _SEEN_0 else -1
         isn1 = (isns & 0xFFFFFFFF) if check & _SEEN_1 else -1
         return pack_isns(isn0, isn1)
+
+
+def _hash(key: bytes) -> int:
+    """The key's hash in 62 bits: compiled code does arithmetic on those without making
+    an object (the Bloom filter tests take a few nanoseconds then)."""
+    return hash(key) & _HASH_BITS
 
 
 def _check(key: bytes, isns: int) -> int:
@@ -115,7 +148,7 @@ class Tombstones:
         `pack_isns`."""
         newest = self._newest
         newest[key] = (int(end * 1e6), isns)
-        if len(newest) >= GENERATION_SIZE:
+        if len(newest) >= GENERATION_SIZE and len(newest) >= self._held >> 4:
             frozen = _Frozen(newest)
             self._frozen.append(frozen)
             self._held += len(frozen.hashes)
@@ -128,7 +161,7 @@ class Tombstones:
         entry = self._newest.get(key)
         if entry is not None:
             return entry[1] if entry[0] >= oldest else NONE
-        wanted = hash(key)
+        wanted = _hash(key)
         for frozen in reversed(self._frozen):
             i = frozen.index(key, wanted)
             if i >= 0:
@@ -139,7 +172,7 @@ class Tombstones:
         """Forget the key's tombstones (a new stream took its 4-tuple): older entries of
         the key must not come back in its place."""
         self._newest.pop(key, None)
-        wanted = hash(key)
+        wanted = _hash(key)
         for frozen in self._frozen:
             i = frozen.index(key, wanted)
             if i >= 0:

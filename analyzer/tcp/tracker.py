@@ -40,6 +40,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import marshal
+import struct
 import zlib
 from collections.abc import Callable, Collection
 from typing import Final
@@ -93,6 +94,11 @@ EVENT_PORT_REUSE: Final = "port-reuse"
 
 # Wireshark's default out-of-order threshold when the RTT is unknown (seconds).
 OUT_OF_ORDER_THRESHOLD: Final = 0.003
+# New streams between sweeps, at least (see TcpTracker._sweep_at_number).
+SWEEP_STREAMS: Final = 1024
+# A parked stream's only packet, without what its keys say (see _Stream.freeze): frame,
+# ts, interface, seq, ack, flags, window, and whether it reused a finished stream's ports.
+_LONE: Final = struct.Struct("<QdIIIHH?")
 
 # Completeness bits by (flags & (FIN|SYN|RST|ACK)) + 32 * has_payload.
 _COMPLETENESS: Final = [comp.on_packet(i & 0x17, i >> 5) for i in range(64)]
@@ -108,7 +114,7 @@ _STREAM_STATE: Final = (
 )
 _STREAM_REMADE: Final = (  # (the number and keys are the _Parked record's own)
     "number", "keys", "tracker", "flows", "history", "zeek_states", "records", "chunks",
-    "conflicts",
+    "conflicts", "lone",
 )
 _FLOW_STATE: Final = (
     "steady", "next_raw", "high", "next_off", "last_ack", "last_win", "completeness",
@@ -240,7 +246,7 @@ class _Stream:
         "tracker", "number", "keys", "flows", "start", "completeness",
         "states", "watch", "history", "zeek_states", "first_flags", "labels", "analysis",
         "records", "chunks", "conflicts", "established", "rtt", "first_fin_side",
-        "closed", "syn_side", "first_frame",
+        "closed", "syn_side", "first_frame", "lone",
     )
 
     def __init__(self, tracker: TcpTracker, number: int, pkt: Packet, keep: bool,
@@ -276,6 +282,9 @@ class _Stream:
         self.first_fin_side: int | None = None
         self.closed = False  # FIN both ways or a RST: evictable sooner
         self.syn_side: int | None = None
+        # The first packet while it is the only one, if it carries no data (a scan's
+        # SYN): such a stream is parked as that packet and thawed by replaying it.
+        self.lone: Packet | None = None if pkt.payload_len or keep else pkt
 
     # -- one packet, fully analyzed (the tracker's fast path handles the plain ones) ------
 
@@ -290,6 +299,8 @@ class _Stream:
         flow.packets += 1
         flow.last_seen = ts
         flow.completeness |= _COMPLETENESS[(flags & 0x17) + (32 if length else 0)]
+        if self.lone is not None and pkt is not self.lone:
+            self.lone = None  # not alone any more: `freeze` needs the whole state
         events: list[str] | None = [] if self.records is not None else None
         syn = flags & _SYN
         if not flow.seen:
@@ -689,9 +700,17 @@ class _Stream:
 
     def freeze(self) -> _Parked:
         """This stream's state as one compressed value (the hashers stay objects: OpenSSL
-        cannot export a digest's state). The conflict tails are dropped first."""
-        self.forget_tails()
+        cannot export a digest's state). The conflict tails are dropped first. A stream
+        that has seen nothing but its `lone` first packet is parked as that packet: a
+        third of the memory and of the time (a SYN scan parks every stream)."""
         first, second = self.flows
+        lone = self.lone
+        if lone is not None and first.packets == 1 and not second.packets:
+            record = _LONE.pack(lone.frame, lone.ts, lone.interface, lone.seq, lone.ack,
+                                lone.flags, lone.window, "port-reuse" in self.labels)
+            return _Parked(self.number, self.keys, self.end, record + lone.tcp_options,
+                           None, None, True)
+        self.forget_tails()
         history = self.history
         state = (
             tuple([getattr(self, name) for name in _STREAM_STATE]),
@@ -707,15 +726,26 @@ class _Stream:
     @staticmethod
     def thaw(tracker: TcpTracker, parked: _Parked) -> _Stream:
         """The stream `freeze` made `parked` from, as it was."""
-        state = marshal.loads(zlib.decompress(parked.state))
         key = parked.keys[0]
         src, sport, dst, dport = split_flow_key(key)
+        if parked.lone:  # the packet again, and what TcpTracker._open did with it
+            frame, ts, interface, seq, ack, flags, window, reused = _LONE.unpack_from(
+                parked.state)
+            lone = Packet(frame, ts, interface, 4 if len(src) == 4 else 6, src, dst,
+                          PROTO_TCP, sport, dport, b"", 0, seq, ack, flags, window,
+                          parked.state[_LONE.size:], key)
+            stream = _Stream(tracker, parked.number, lone, False, reused)
+            stream.keys = parked.keys
+            stream.on_packet(lone, 0)
+            return stream
+        state = marshal.loads(zlib.decompress(parked.state))
         # The constructor takes the stream's first packet: one with the same addresses and
         # ports; every attribute is then set from the state.
         template = Packet(0, 0.0, 0, 4 if len(src) == 4 else 6, src, dst, PROTO_TCP, sport,
                           dport, b"", 0, key=key)
         stream = _Stream(tracker, parked.number, template, False, False)
         stream.keys = parked.keys
+        stream.lone = None
         for name, value in zip(_STREAM_STATE, state[0], strict=True):
             setattr(stream, name, value)
         for flow, values, hasher in zip(stream.flows, state[1:3],
@@ -833,16 +863,20 @@ class _Stream:
 class _Parked:
     """A quiet open stream, frozen by `_Stream.freeze` until its next packet."""
 
-    __slots__ = ("number", "keys", "end", "state", "hasher0", "hasher1")
+    __slots__ = ("number", "keys", "end", "state", "hasher0", "hasher1", "lone")
 
     def __init__(self, number: int, keys: tuple[bytes, bytes], end: float, state: bytes,
-                 hasher0: hashlib._Hash | None, hasher1: hashlib._Hash | None) -> None:
+                 hasher0: hashlib._Hash | None, hasher1: hashlib._Hash | None,
+                 lone: bool = False) -> None:
         self.number = number
         self.keys = keys
         self.end = end
-        self.state = state  # marshal, then zlib: ~350 bytes
+        # marshal, then zlib: ~200-350 bytes; or, when `lone`, the stream's only packet
+        # (_LONE, then its TCP options: ~60 bytes; see _Stream.freeze)
+        self.state = state
         self.hasher0 = hasher0
         self.hasher1 = hasher1
+        self.lone = lone
 
 
 class TcpTracker:
@@ -858,7 +892,9 @@ class TcpTracker:
     another on streams parked. An open stream quiet for `park_timeout` capture seconds is
     parked (`_park`): frozen into ~1.2 KB instead of ~2.5 KB, and thawed by its next
     packet, so connections that go quiet and never close (4% of them on a busy link) cost
-    little while they wait for their idle timeout. A finished stream leaves a tombstone
+    little while they wait for their idle timeout. A stream of one packet without data (a
+    scan's SYN, unanswered) is parked after `lone_park_timeout` as that packet (~0.4 KB
+    in all), and thawed by replaying it. A finished stream leaves a tombstone
     (32 bytes, tombstones.py), so a late packet still counts in its stream (packets, end,
     completeness) and stream numbers stay Wireshark's; a tombstone lasts
     `tombstone_timeout` capture seconds after its stream's last packet (Linux's TIME-WAIT
@@ -873,7 +909,7 @@ class TcpTracker:
                  out_of_order_limit: int = 4 << 20, conflict_window: int = 4096,
                  idle_timeout: float = 3600.0, closed_timeout: float = 10.0,
                  max_active: int = 200_000, tombstone_timeout: float = 120.0,
-                 park_timeout: float = 10.0,
+                 park_timeout: float = 10.0, lone_park_timeout: float = 1.0,
                  on_result: Callable[[TcpStreamResult], bool | None] | None = None
                  ) -> None:
         self.keep = frozenset(keep)
@@ -885,6 +921,7 @@ class TcpTracker:
         self.max_active = max_active
         self.tombstone_timeout = tombstone_timeout
         self.park_timeout = park_timeout
+        self.lone_park_timeout = lone_park_timeout
         self.on_result = on_result
         self.evictions = 0
         self.late_packets = 0  # packets of streams already finished (see tombstones)
@@ -901,6 +938,12 @@ class TcpTracker:
         self._tombstone_results: dict[bytes, TcpStreamResult] = {}
         self._next_number = 0
         self._swept_at = 0.0  # capture time of the last sweep
+        # A sweep visits every tracked stream, so the next one waits for a quarter more
+        # new streams than are tracked (at least 1024): its cost per new stream stays
+        # constant however many are open (a SYN scan holds 100k+). And at least every
+        # few capture seconds, for closed streams to finish and quiet ones to park.
+        self._sweep_at_number = SWEEP_STREAMS
+        self._sweep_every = min(closed_timeout, park_timeout, lone_park_timeout)
         self._finished = False
         self._ended: list[_Stream] = []  # see finish
 
@@ -1008,8 +1051,7 @@ class TcpTracker:
         # Memory grows only with new streams, so this is where stale ones are swept.
         if len(self._active) > self.max_active:
             self._sweep(pkt.ts, force=True)
-        elif not number & 0x3FF or pkt.ts - self._swept_at > self.closed_timeout:
-            # Every 1024 streams, or once closed ones may have waited their time.
+        elif number >= self._sweep_at_number or pkt.ts - self._swept_at > self._sweep_every:
             self._sweep(pkt.ts)
 
     def _track(self, stream: _Stream) -> None:
@@ -1056,16 +1098,21 @@ class TcpTracker:
         self._swept_at = now
         stale = []
         quiet = []
+        fresh = []  # the others, when over the cap
         for stream in self._active.values():
             idle = now - stream.end
             if idle > (self.closed_timeout if stream.closed else self.idle_timeout):
                 stale.append(stream)
-            elif idle > self.park_timeout and not stream.closed:
+            elif not stream.closed and idle > (self.park_timeout if stream.lone is None
+                                               else self.lone_park_timeout):
                 quiet.append(stream)
+            elif force:
+                fresh.append(stream)
         if force and len(self._active) - len(stale) > self.max_active:
-            rest = sorted((s for s in self._active.values() if s not in stale),
-                          key=lambda s: s.end)
-            stale.extend(rest[:max(1, len(rest) // 10)])
+            fresh.extend(quiet)  # the oldest tenth of all those left
+            fresh.sort(key=lambda s: s.end)
+            stale.extend(fresh[:max(1, len(fresh) // 10)])
+        self._sweep_at_number = self._next_number + max(SWEEP_STREAMS, len(self._active) // 4)
         for stream in stale:
             self._retire(stream, evicted=not stream.closed, tombstone=True)
         for stream in quiet:

@@ -49,6 +49,7 @@ def _json_lines(packets: list[Packet], park: bool) -> list[str]:
     without, none ever is."""
     lines: list[str] = []
     tracker = TcpTracker(park_timeout=0.0 if park else 1e12,
+                         lone_park_timeout=0.0 if park else 1e12,
                          on_result=lambda r: lines.append(r.json_line()))
     parked_at_most = 0
     for pkt in packets:
@@ -181,3 +182,37 @@ def test_port_reuse_and_a_self_connection_while_parked_change_nothing() -> None:
     assert old["client_sha256"] == hashlib.sha256(b"first").hexdigest()
     assert reused["labels"] == ["port-reuse"] and reused["close"] == "fin"
     assert itself["client_bytes"] + itself["server_bytes"] == len(b"self")
+
+
+def test_a_lone_packet_is_parked_as_itself_and_replayed_exactly() -> None:
+    """A scan's probes: streams of one packet without data (a SYN with options, over
+    IPv4 and IPv6, a bare FIN, a RST, a SYN reusing a finished stream's ports) are parked
+    as that packet, ~60 bytes, and thawed by replaying it: a SYN resent after a second
+    and then answered, and a probe never answered, give the lines of never parking."""
+    v6a, v6b = bytes.fromhex("fe80" + "00" * 13 + "01"), bytes.fromhex("fe80" + "00" * 13 + "02")
+    options = bytes.fromhex("020405b4 0402 080a 0000abcd 00000000 01 030307".replace(" ", ""))
+    packets = [
+        _pkt(0x02, 100, 0, 0.0, port=41000),
+        Packet(2, 0.1, 0, 6, v6a, v6b, 6, 41001, 443, b"", 0, seq=7, ack=0, flags=0x02,
+               window=64800, tcp_options=options),
+        _pkt(0x01, 55, 0, 0.2, port=41002),  # a FIN scan's probe
+        _pkt(0x04, 66, 0, 0.3, port=41003),
+        _pkt(0x02, 100, 0, 1.0, port=41000),  # the first SYN again, a second on
+        _pkt(0x12, 500, 101, 1.01, forward=False, port=41000),
+        _pkt(0x10, 101, 501, 1.02, port=41000),
+        _pkt(0x18, 101, 501, 1.03, b"hello", port=41000),
+    ]
+    tracker = TcpTracker(park_timeout=0.0, lone_park_timeout=0.0)
+    tracker.on_packet(packets[1])
+    tracker._sweep(0.2)
+    (parked,) = tracker._each_parked()
+    assert parked.lone and len(parked.state) < 80 and parked.hasher0 is None
+    parked_lines = _json_lines(packets, park=True)
+    assert parked_lines == _json_lines(packets, park=False)
+    by_port = {json.loads(line)["client"].rsplit(":", 1)[1]: json.loads(line)
+               for line in parked_lines}
+    answered = by_port["41000"]
+    assert (answered["packets"], answered["handshake"]) == (5, "complete")
+    assert answered["client_sha256"] == hashlib.sha256(b"hello").hexdigest()
+    assert answered["analysis"]["retransmission"] == 1
+    assert by_port["41001"]["history"] == "S" and by_port["41001"]["packets"] == 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import tracemalloc
 
+import pytest
+
 from analyzer.tcp.tombstones import (
     GENERATION_SIZE,
     NONE,
@@ -44,17 +46,21 @@ def test_a_tombstone_lasts_exactly_the_window_after_the_last_packet() -> None:
         assert table.find(_key(999_999), 60.0) == NONE
 
 
-def test_matches_a_dict_model_through_generations_removals_and_reuse() -> None:
+@pytest.mark.parametrize(("window", "steps"), [(30.0, 60_000), (600.0, 300_000)],
+                         ids=["expiring", "many-generations"])
+def test_matches_a_dict_model_through_generations_removals_and_reuse(
+        window: float, steps: int) -> None:
     """Random adds (a key may come back: a newer stream on the same 4-tuple), removals
     and lookups over many generations, each answer checked against a plain dict that
-    keeps every key's newest entry."""
+    keeps every key's newest entry. With the longer window tens of generations are live,
+    larger as the table grows (keys repeat across them)."""
     rng = random.Random(5)
-    window = 30.0
     table = Tombstones(window)
     model: dict[bytes, tuple[float, int] | None] = {}  # None: removed
     now = 0.0
     keys = [_key(i) for i in range(20_000)]
-    for step in range(60_000):
+    most_frozen = 0
+    for step in range(steps):
         now += 0.002
         key = rng.choice(keys)
         action = rng.random()
@@ -73,7 +79,22 @@ def test_matches_a_dict_model_through_generations_removals_and_reuse() -> None:
             assert table.find(key, now) == expected, step
         if step % 1000 == 0:
             table.expire(now)
-    assert len(table) < 20_000  # whole generations were dropped as they expired
+            most_frozen = max(most_frozen, len(table._frozen))
+    assert len(table) < 20_000 * window / 30  # whole generations were dropped as they expired
+    assert most_frozen < 40
+
+
+def test_generations_grow_with_the_table() -> None:
+    """A scan finishes 100k+ streams within the window: generations of a sixteenth of
+    the table keep lookups to tens of Bloom filters, each entry frozen once."""
+    table = Tombstones(window=120.0)
+    count = 100 * GENERATION_SIZE
+    for i in range(count):
+        table.add(_key(i % 60_000) + i.to_bytes(4, "big"), 1.0, pack_isns(i, i))
+    assert len(table) == count
+    assert len(table._frozen) < 60
+    assert table.find(_key(5) + (5).to_bytes(4, "big"), 2.0) == pack_isns(5, 5)
+    assert table.find(_key(5) + (6).to_bytes(4, "big"), 2.0) == NONE
 
 
 def test_expire_drops_whole_generations_once_all_of_them_is_past_the_window() -> None:
