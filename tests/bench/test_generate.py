@@ -80,3 +80,26 @@ def test_deterministic(tmp_path: Path) -> None:
                                              ("5m", 5_000_000), ("1234", 1234)])
 def test_parse_count(text: str, count: int) -> None:
     assert parse_count(text) == count
+
+
+def test_a_scan_capture_is_probes_through_the_traffic(tmp_path: Path) -> None:
+    """With scan_share, tshark sees one SYN per probe from the scanner (valid checksums),
+    a conversation per probe, and the answers the generator says it sent."""
+    require_tool("tshark")
+    path = tmp_path / "scan.pcap"
+    summary = generate(path, 3000, seed=12, concurrency=40, scan_share=0.9)
+    assert summary["scan_probes"] > 500
+    fields = tshark("-r", str(path), *CHECKSUMS_ON, "-Y", "ip.src == 10.9.0.1",
+                    "-T", "fields", "-e", "tcp.flags.str", "-e", "tcp.checksum.status")
+    sent = Counter(line.split("\t")[0].strip("·").replace("·", "") for line in
+                   fields.splitlines())
+    assert sent["S"] == summary["scan_probes"]  # one SYN each, never resent
+    assert {line.split("\t")[1] for line in fields.splitlines()} == {"1"}
+    answers = tshark("-r", str(path), "-Y", "ip.dst == 10.9.0.1", "-T", "fields",
+                     "-e", "tcp.flags.str")
+    answered = Counter(line.replace("·", "") for line in answers.splitlines())
+    # a third of the probes get a RST-ACK, a sixth a SYN-ACK (which the scanner resets)
+    assert answered["AR"] + answered["AS"] < summary["scan_probes"] * 0.7
+    assert answered["AS"] == sent["R"] > 0
+    conversations = tshark("-r", str(path), "-q", "-z", "conv,tcp")
+    assert conversations.count("<->") == summary["tcp_connections"]

@@ -53,3 +53,17 @@ def test_memory_slope_between_sizes_shows_whether_it_levels_off() -> None:
     assert "- 10M: +2 MiB over 5M (+0.4 MiB per million packets)" in lines
     assert not any("over 100k" in line for line in lines)
     assert not any(line.startswith("- 1M: +") for line in lines)
+
+
+def test_a_scan_capture_gets_speed_lines_and_no_memory_verdict() -> None:
+    """The memory targets are the plain captures'; a scan's memory is in the table."""
+    lines = target_lines([
+        _measured("analyzer", "1M", [2.0], memory=60.0),
+        _measured("analyzer", "1M scan", [5.0], memory=200.0),
+        _measured("tshark-conv", "1M scan", [21.0]),
+        _measured("analyzer", "5M", [10.0], memory=62.0),
+    ], [])
+    assert "- 1M scan: analyzer is 4.2x as fast as `tshark -z conv,tcp` (target 4x: met)" \
+        in lines
+    assert not any(line.startswith("- 1M scan:") and "MiB" in line for line in lines)
+    assert "- 5M: +2 MiB over 1M (+0.5 MiB per million packets)" in lines
