@@ -18,7 +18,7 @@ a CRC-32 of the key with the two "sent a packet" bits, the end time, both ISNs).
 frozen generation is dropped whole once its newest entry has expired. An entry matches a
 key when both the hash (Python's, keyed per process and cached by the key's bytes object;
 62 of its bits) and the CRC-32 agree: a false match needs a 94-bit collision. Each frozen
-generation has a Bloom filter of its hashes (1 byte an entry), so a lookup of a key it
+generation has a Bloom filter of its hashes (1-2 bytes an entry), so a lookup of a key it
 does not hold (nearly all of them) costs two bit tests there, not a binary search; and
 a generation is frozen at `GENERATION_SIZE` entries or a sixteenth of the table,
 whichever is more, so that a scan's 100k+ tombstones make tens of generations, not

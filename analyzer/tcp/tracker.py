@@ -30,8 +30,12 @@ byte), a small tail per direction for conflict checks (freed at close or when th
 goes quiet), and the bounded out-of-order buffer. Closed streams are finished after
 `closed_timeout` capture seconds, idle open ones after `idle_timeout` (or when over
 `max_active`); an open stream quiet for `park_timeout` is parked meanwhile (frozen into a
-compressed record, thawed by its next packet); a finished stream leaves a 32-byte
-tombstone (tombstones.py) for `tombstone_timeout`, so late packets stay in their stream.
+compressed record, thawed by its next packet; a stream of one packet without data, a
+scan's probe, after `lone_park_timeout`, as that packet); a finished stream leaves a
+33-byte tombstone (tombstones.py) for `tombstone_timeout`, so late packets stay in their
+stream. Sweeps for all this visit every tracked stream, so they come once a quarter more
+streams have opened than are tracked, or every few capture seconds: a SYN scan with 100k
+streams open costs the same per stream as a quiet link.
 Per-packet records and Follow chunks are kept only for the streams asked for (`keep`).
 """
 
@@ -895,7 +899,7 @@ class TcpTracker:
     little while they wait for their idle timeout. A stream of one packet without data (a
     scan's SYN, unanswered) is parked after `lone_park_timeout` as that packet (~0.4 KB
     in all), and thawed by replaying it. A finished stream leaves a tombstone
-    (32 bytes, tombstones.py), so a late packet still counts in its stream (packets, end,
+    (33 bytes, tombstones.py), so a late packet still counts in its stream (packets, end,
     completeness) and stream numbers stay Wireshark's; a tombstone lasts
     `tombstone_timeout` capture seconds after its stream's last packet (Linux's TIME-WAIT
     is 60 s).
