@@ -23,8 +23,10 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import shutil
 import signal
 import sys
+import tempfile
 from collections.abc import Callable, Iterable
 
 from analyzer.decode import DecodeStats
@@ -93,8 +95,9 @@ def _worker_one(path: str, bpf: str | None, report_fd: int) -> None:
         lines.close()
 
 
-def _fork_worker_one(path: str, bpf: str | None) -> tuple[int, int]:
-    """Start worker 1; returns its pid and the pipe its report comes through.
+def _fork_worker_one(path: str, bpf: str | None, workdir: str) -> tuple[int, int]:
+    """Start worker 1, its temporary files in `workdir`; returns its pid and the pipe its
+    report comes through.
 
     A bare fork, not multiprocessing: its imports cost ~10 ms at every start, a tenth of
     the time `read` takes on a 100k-packet file, for nothing this needs."""
@@ -107,6 +110,7 @@ def _fork_worker_one(path: str, bpf: str | None) -> tuple[int, int]:
             os.close(read_fd)
             # stopped by the parent (see _stop): exit through _worker_one's cleanup
             signal.signal(signal.SIGTERM, _exit_on_signal)
+            tempfile.tempdir = workdir
             _worker_one(path, bpf, write_fd)
         finally:
             os._exit(0)  # never back into the parent's code (or its atexit handlers)
@@ -130,8 +134,24 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
                        bpf: str | None = None,
                        progress: Callable[[int, int], None] | None = None
                        ) -> SplitAnalysis | None:
-    """Two-process analysis; None when the second process failed (use one process)."""
-    pid, read_fd = _fork_worker_one(os.fspath(path), bpf)
+    """Two-process analysis; None when the second process failed (use one process).
+
+    Worker 1's temporary files (its spill files, a filter's) go in a directory of their
+    own, removed here whatever happened: stopped at any point, even halfway through
+    making or deleting one, it leaves nothing behind. Its spill files are open by then
+    when it succeeded, and stay readable until closed."""
+    workdir = tempfile.mkdtemp(prefix="analyzer-worker-")
+    try:
+        return _analyze_split(path, tftp_ports, extract_dir, bpf, progress, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _analyze_split(path: str | os.PathLike[str], tftp_ports: Iterable[int],
+                   extract_dir: str | os.PathLike[str] | None, bpf: str | None,
+                   progress: Callable[[int, int], None] | None,
+                   workdir: str) -> SplitAnalysis | None:
+    pid, read_fd = _fork_worker_one(os.fspath(path), bpf, workdir)
     lines, tftp_lines = TcpLines(), TftpLines()
     try:
         with open(read_fd, "rb") as pipe:

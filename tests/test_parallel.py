@@ -8,10 +8,12 @@ import io
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
+from analyzer import parallel
 from analyzer.decode.partition import fast_owner, owner_of_packet
 from analyzer.errors import InputError
 from analyzer.parallel import analyze_file_split
@@ -119,7 +121,38 @@ def test_truncated_capture_same_output_up_to_the_damage(busy_capture: Path,
 def test_an_error_stops_the_second_process_and_leaves_no_spill_file(
         busy_capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where spill files go
-    with pytest.raises(InputError):
-        analyze_file_split(busy_capture, bpf="tcp port")  # not a filter
+    # The parent fails at once, so its SIGTERM lands anywhere in worker 1's start and
+    # failure (on the same bad filter), including while it makes or deletes a temporary
+    # file: a spill file or the filter compiler's (a CI run once left two behind).
+    for _ in range(20):
+        with pytest.raises(InputError):
+            analyze_file_split(busy_capture, bpf="tcp port")  # not a filter
+        assert _no_child_left()
+        assert not list(tmp_path.iterdir())
+
+
+def test_an_error_after_the_second_process_finished_leaves_no_spill_file(
+        busy_capture: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    started: list[int] = []
+    real_fork = parallel._fork_worker_one
+
+    def fork_and_remember(path: str, bpf: str | None, workdir: str) -> tuple[int, int]:
+        pid, read_fd = real_fork(path, bpf, workdir)
+        started.append(pid)
+        return pid, read_fd
+
+    def fail_once_worker_one_is_done(*args: object, **kwargs: object) -> None:
+        stat = Path(f"/proc/{started[0]}/stat")
+        deadline = time.monotonic() + 60
+        while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # exited, not reaped
+            assert time.monotonic() < deadline, "worker 1 did not finish"
+            time.sleep(0.01)
+        raise InputError("late failure")
+
+    monkeypatch.setattr(parallel, "_fork_worker_one", fork_and_remember)
+    monkeypatch.setattr(parallel, "analyze_file", fail_once_worker_one_is_done)
+    with pytest.raises(InputError, match="late failure"):
+        analyze_file_split(busy_capture)
     assert _no_child_left()
-    assert not list(tmp_path.glob("analyzer-results-*"))
+    assert not list(tmp_path.iterdir())
