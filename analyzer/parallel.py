@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
-import shutil
 import signal
 import sys
 import tempfile
@@ -140,46 +139,37 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
     own, removed here whatever happened: stopped at any point, even halfway through
     making or deleting one, it leaves nothing behind. Its spill files are open by then
     when it succeeded, and stay readable until closed."""
-    workdir = tempfile.mkdtemp(prefix="analyzer-worker-")
-    try:
-        return _analyze_split(path, tftp_ports, extract_dir, bpf, progress, workdir)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _analyze_split(path: str | os.PathLike[str], tftp_ports: Iterable[int],
-                   extract_dir: str | os.PathLike[str] | None, bpf: str | None,
-                   progress: Callable[[int, int], None] | None,
-                   workdir: str) -> SplitAnalysis | None:
-    pid, read_fd = _fork_worker_one(os.fspath(path), bpf, workdir)
-    lines, tftp_lines = TcpLines(), TftpLines()
-    try:
-        with open(read_fd, "rb") as pipe:
-            analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
-                                    bpf=bpf, progress=progress,
-                                    tcp_tracker=TcpTracker(on_result=lines),
-                                    first_half=True, tftp_results=tftp_lines)
-            data = pipe.read()  # until worker 1 exits
-    except BaseException:
-        lines.close()
-        tftp_lines.close()
-        _stop(pid, kill=True)
-        raise
-    _stop(pid, kill=False)
-    try:
-        report: WorkerReport | None = pickle.loads(data) if data else None
-    except Exception:  # noqa: BLE001 - cut short (worker 1 killed): as if it had failed
-        report = None
-    if report is None:
-        lines.close()
-        tftp_lines.close()
-        return None
+    with tempfile.TemporaryDirectory(prefix="analyzer-worker-",
+                                     ignore_cleanup_errors=True) as workdir:
+        pid, read_fd = _fork_worker_one(os.fspath(path), bpf, workdir)
+        lines, tftp_lines = TcpLines(), TftpLines()
+        try:
+            with open(read_fd, "rb") as pipe:
+                analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
+                                        bpf=bpf, progress=progress,
+                                        tcp_tracker=TcpTracker(on_result=lines),
+                                        first_half=True, tftp_results=tftp_lines)
+                data = pipe.read()  # until worker 1 exits
+        except BaseException:
+            lines.close()
+            tftp_lines.close()
+            _stop(pid, kill=True)
+            raise
+        _stop(pid, kill=False)
+        try:
+            report: WorkerReport | None = pickle.loads(data) if data else None
+        except Exception:  # noqa: BLE001 - cut short (worker 1 killed): as if it had failed
+            report = None
+        if report is None:
+            lines.close()
+            tftp_lines.close()
+            return None
+        theirs = TcpLines(report.lines_path, report.lines_index_path)
 
     summary = analysis.capture
     _add_stats(summary.stats, report.stats)
     summary.tcp_warnings += report.warnings
     summary.tcp_evictions += report.evictions
-    theirs = TcpLines(report.lines_path, report.lines_index_path)
     return SplitAnalysis(summary, [lines, theirs], tftp_lines)
 
 
