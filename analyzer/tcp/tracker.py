@@ -64,6 +64,7 @@ from analyzer.decode.packet import SYN as _SYN
 from analyzer.tcp import completeness as comp
 from analyzer.tcp import lifecycle as lc
 from analyzer.tcp import zeek
+from analyzer.tcp.digest import SAVABLE, Sha256, new_sha256, resume, save
 from analyzer.tcp.result import (
     ANALYSIS_KEYS,
     Chunk,
@@ -168,9 +169,9 @@ class _Flow:
         self.high = 0  # highest sequence offset sent + 1 (Wireshark's nextseq)
         self.high_ts = 0.0  # when `high` last advanced (Wireshark's nextseqtime)
         self.acked_off = 0  # highest offset the peer acknowledged beyond next_off
-        # SHA-256 of the delivered bytes, made with the first of them: an OpenSSL context is
-        # ~250 bytes, and many directions (refused, reset, SYN floods) never send any.
-        self.hasher: hashlib._Hash | None = None
+        # SHA-256 of the delivered bytes, made with the first of them (digest.py): a hasher
+        # is 128-290 bytes, and many directions (refused, reset, SYN floods) never send any.
+        self.hasher: Sha256 | None = None
         # Containers most directions never need are made on first use (None until then):
         # thousands of connections are open at once, and each empty one is ~60 bytes.
         # Segments held ahead of a hole, by offset, and those offsets as a heap:
@@ -586,7 +587,7 @@ class _Stream:
         size = len(data)
         hasher = flow.hasher
         if hasher is None:
-            hasher = flow.hasher = hashlib.sha256()
+            hasher = flow.hasher = new_sha256()
         hasher.update(data)
         flow.next_off += size
         flow.next_raw = (flow.next_raw + size) & MASK32
@@ -703,8 +704,9 @@ class _Stream:
     # -- parked while quiet (see TcpTracker._park) --------------------------------------
 
     def freeze(self) -> _Parked:
-        """This stream's state as one compressed value (the hashers stay objects: OpenSSL
-        cannot export a digest's state). The conflict tails are dropped first. A stream
+        """This stream's state as one compressed value, the hashers' states with it where
+        they can be saved (digest.py; else they stay objects). The conflict tails are
+        dropped first. A stream
         that has seen nothing but its `lone` first packet is parked as that packet: a
         third of the memory and of the time (a SYN scan parks every stream)."""
         first, second = self.flows
@@ -716,6 +718,12 @@ class _Stream:
                            None, None, True)
         self.forget_tails()
         history = self.history
+        hashers = (first.hasher, second.hasher)
+        saved: tuple[bytes | None, bytes | None] = (None, None)
+        if SAVABLE:
+            saved = tuple([save(h) if h is not None else None  # type: ignore[assignment]
+                           for h in hashers])
+            hashers = (None, None)
         state = (
             tuple([getattr(self, name) for name in _STREAM_STATE]),
             tuple([getattr(first, name) for name in _FLOW_STATE]),
@@ -723,9 +731,10 @@ class _Stream:
             tuple([getattr(history, name) for name in _HISTORY_STATE]),
             tuple(self.zeek_states.states),
             [tuple(c) for c in self.conflicts] if self.conflicts is not None else None,
+            saved,
         )
         return _Parked(self.number, self.keys, self.end,
-                       zlib.compress(marshal.dumps(state), 1), first.hasher, second.hasher)
+                       zlib.compress(marshal.dumps(state), 1), *hashers)
 
     @staticmethod
     def thaw(tracker: TcpTracker, parked: _Parked) -> _Stream:
@@ -752,11 +761,12 @@ class _Stream:
         stream.lone = None
         for name, value in zip(_STREAM_STATE, state[0], strict=True):
             setattr(stream, name, value)
-        for flow, values, hasher in zip(stream.flows, state[1:3],
-                                        (parked.hasher0, parked.hasher1), strict=True):
+        for flow, values, hasher, saved in zip(stream.flows, state[1:3],
+                                               (parked.hasher0, parked.hasher1), state[6],
+                                               strict=True):
             for name, value in zip(_FLOW_STATE, values, strict=True):
                 setattr(flow, name, value)
-            flow.hasher = hasher
+            flow.hasher = resume(saved) if saved is not None else hasher
         for name, value in zip(_HISTORY_STATE, state[3], strict=True):
             setattr(stream.history, name, value)
         stream.zeek_states.states = list(state[4])
@@ -870,7 +880,7 @@ class _Parked:
     __slots__ = ("number", "keys", "end", "state", "hasher0", "hasher1", "lone")
 
     def __init__(self, number: int, keys: tuple[bytes, bytes], end: float, state: bytes,
-                 hasher0: hashlib._Hash | None, hasher1: hashlib._Hash | None,
+                 hasher0: Sha256 | None, hasher1: Sha256 | None,
                  lone: bool = False) -> None:
         self.number = number
         self.keys = keys
@@ -982,7 +992,7 @@ class TcpTracker:
                         flow.completeness |= 8
                         hasher = flow.hasher
                         if hasher is None:
-                            hasher = flow.hasher = hashlib.sha256()
+                            hasher = flow.hasher = new_sha256()
                         hasher.update(payload)
                         offset = flow.next_off + length
                         flow.next_off = offset
