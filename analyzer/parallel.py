@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from analyzer.decode import DecodeStats
 from analyzer.pipeline import CaptureSummary, analyze_file, track_second_half
 from analyzer.report.jsonl import TcpLines, TftpLines
+from analyzer.spill import SpillFile
 from analyzer.tcp.tracker import TcpTracker
 
 # Below this size a second process gains a few milliseconds at most (a fork costs ~2 ms;
@@ -85,7 +86,7 @@ def _worker_one(path: str, bpf: str | None, report_fd: int) -> None:
     (a pickled WorkerReport written to `report_fd`; nothing when it failed)."""
     lines = TcpLines()
     try:
-        tracker = TcpTracker(on_result=lines)
+        tracker = TcpTracker(on_result=lines, parking=SpillFile(prefix="analyzer-parked-"))
         stats = track_second_half(path, bpf, tracker)
         report = WorkerReport(*lines.detach(), stats, tracker.warnings, tracker.evictions)
         with open(report_fd, "wb") as out:
@@ -150,11 +151,12 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
                                      ignore_cleanup_errors=True) as workdir:
         pid, read_fd = _fork_worker_one(os.fspath(path), bpf, workdir)
         lines, tftp_lines = TcpLines(), TftpLines()
+        parking = SpillFile(prefix="analyzer-parked-")
         try:
             with open(read_fd, "rb") as pipe:
+                tracker = TcpTracker(on_result=lines, parking=parking)
                 analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
-                                        bpf=bpf, progress=progress,
-                                        tcp_tracker=TcpTracker(on_result=lines),
+                                        bpf=bpf, progress=progress, tcp_tracker=tracker,
                                         first_half=True, tftp_results=tftp_lines)
                 data = pipe.read()  # until worker 1 exits
         except BaseException:
@@ -162,6 +164,8 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
             tftp_lines.close()
             _stop(pid, kill=True)
             raise
+        finally:
+            parking.close()
         _stop(pid, kill=False)
         try:
             report: WorkerReport | None = pickle.loads(data) if data else None

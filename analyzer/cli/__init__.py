@@ -68,6 +68,7 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 def run_read(args: argparse.Namespace) -> int:
     from analyzer.pipeline import analyze_file
     from analyzer.report.jsonl import TcpLines, TftpLines, write_analysis, write_split_analysis
+    from analyzer.spill import SpillFile
     from analyzer.tcp.tracker import TcpTracker
 
     # rich (analyzer.report.console) takes ~60 ms to import: only for a progress bar or
@@ -91,16 +92,18 @@ def run_read(args: argparse.Namespace) -> int:
             progress = console.file_progress() if progress else None
     # Finished streams and transfers are kept as JSON text in spill files, or for the
     # table only the few hundred streams it shows: never one result object per connection.
+    # Quiet streams are parked on disk too (analyzer/spill.py).
     tcp_lines = TcpLines() if args.json else None
     tftp_lines = TftpLines() if args.json else None
+    parking = SpillFile(prefix="analyzer-parked-")
     table = None
     if tcp_lines is not None:
-        tcp_tracker = TcpTracker(on_result=tcp_lines)
+        tcp_tracker = TcpTracker(on_result=tcp_lines, parking=parking)
     else:
         from analyzer.report.console import TableStreams
 
         table = TableStreams()
-        tcp_tracker = TcpTracker(on_result=table)
+        tcp_tracker = TcpTracker(on_result=table, parking=parking)
     try:
         with progress or nullcontext():
             analysis = analyze_file(args.capture, tftp_ports=args.tftp_port,
@@ -112,6 +115,8 @@ def run_read(args: argparse.Namespace) -> int:
             if lines is not None:
                 lines.close()
         raise
+    finally:
+        parking.close()
     if tcp_lines is not None:
         write_analysis(analysis, sys.stdout, tcp_lines, tftp_lines)
     else:

@@ -30,8 +30,9 @@ byte), a small tail per direction for conflict checks (freed at close or when th
 goes quiet), and the bounded out-of-order buffer. Closed streams are finished after
 `closed_timeout` capture seconds, idle open ones after `idle_timeout` (or when over
 `max_active`); an open stream quiet for `park_timeout` is parked meanwhile (frozen into a
-compressed record, thawed by its next packet; a stream of one packet without data, a
-scan's probe, after `lone_park_timeout`, as that packet); a finished stream leaves a
+compressed record in a store that `read` keeps on disk, thawed by its next packet; a
+stream of one packet without data, a scan's probe, after `lone_park_timeout`, as that
+packet); a finished stream leaves a
 33-byte tombstone (tombstones.py) for `tombstone_timeout`, so late packets stay in their
 stream. Sweeps for all this visit every tracked stream, so they come once a quarter more
 streams have opened than are tracked, or every few capture seconds: a SYN scan with 100k
@@ -47,7 +48,7 @@ import marshal
 import struct
 import zlib
 from collections.abc import Callable, Collection
-from typing import Final
+from typing import Final, Protocol
 
 from analyzer.decode.packet import ACK as _ACK
 from analyzer.decode.packet import FIN as _FIN
@@ -101,9 +102,17 @@ EVENT_PORT_REUSE: Final = "port-reuse"
 OUT_OF_ORDER_THRESHOLD: Final = 0.003
 # New streams between sweeps, at least (see TcpTracker._sweep_at_number).
 SWEEP_STREAMS: Final = 1024
-# A parked stream's only packet, without what its keys say (see _Stream.freeze): frame,
-# ts, interface, seq, ack, flags, window, and whether it reused a finished stream's ports.
+# A parked stream's record (see _Stream.freeze) starts with its number and whether it is
+# a lone packet; then, if so, that packet without what its key says (frame, ts,
+# interface, seq, ack, flags, window, whether it reused a finished stream's ports) and its
+# TCP options; else the compressed state.
+_PARKED: Final = struct.Struct("<q?")
 _LONE: Final = struct.Struct("<QdIIIHH?")
+# The tracker's index of parked streams holds, per stream, the store's handle and the
+# stream's last packet time (the float's bits, exact) as one int (see _parked_entry).
+_END: Final = struct.Struct("<d")
+_END_BITS: Final = 64
+_END_MASK: Final = (1 << 64) - 1
 
 # Completeness bits by (flags & (FIN|SYN|RST|ACK)) + 32 * has_payload.
 _COMPLETENESS: Final = [comp.on_packet(i & 0x17, i >> 5) for i in range(64)]
@@ -117,7 +126,7 @@ _STREAM_STATE: Final = (
     "start", "completeness", "states", "watch", "first_flags", "labels",
     "analysis", "established", "rtt", "first_fin_side", "closed", "syn_side", "first_frame",
 )
-_STREAM_REMADE: Final = (  # (the number and keys are the _Parked record's own)
+_STREAM_REMADE: Final = (  # (the number is the record's own, the keys its index's)
     "number", "keys", "tracker", "flows", "history", "zeek_states", "records", "chunks",
     "conflicts", "lone",
 )
@@ -135,6 +144,16 @@ _HISTORY_STATE: Final = ("letters", "marks", "last", "counts")
 def _signed32(value: int) -> int:
     value &= MASK32
     return value - WRAP32 if value & HALF32 else value
+
+
+def _parked_entry(handle: int, end: float) -> int:
+    """A parked stream's index value: its store handle and its end time, exactly."""
+    return handle << _END_BITS | int.from_bytes(_END.pack(end), "little")
+
+
+def _parked_end(entry: int) -> float:
+    end: float = _END.unpack((entry & _END_MASK).to_bytes(8, "little"))[0]
+    return end
 
 
 class _Flow:
@@ -703,27 +722,28 @@ class _Stream:
 
     # -- parked while quiet (see TcpTracker._park) --------------------------------------
 
-    def freeze(self) -> _Parked:
-        """This stream's state as one compressed value, the hashers' states with it where
-        they can be saved (digest.py; else they stay objects). The conflict tails are
-        dropped first. A stream
-        that has seen nothing but its `lone` first packet is parked as that packet: a
-        third of the memory and of the time (a SYN scan parks every stream)."""
+    def freeze(self) -> tuple[bytes, tuple[Sha256 | None, Sha256 | None] | None]:
+        """This stream's state as one record of bytes (see `TcpTracker._park`), the
+        hashers' states in it where they can be saved (digest.py); else they come back
+        beside it, as objects. The conflict tails are dropped first. A stream that has
+        seen nothing but its `lone` first packet is parked as that packet: a third of the
+        memory and of the time (a SYN scan parks every stream)."""
         first, second = self.flows
         lone = self.lone
         if lone is not None and first.packets == 1 and not second.packets:
-            record = _LONE.pack(lone.frame, lone.ts, lone.interface, lone.seq, lone.ack,
-                                lone.flags, lone.window, "port-reuse" in self.labels)
-            return _Parked(self.number, self.keys, self.end, record + lone.tcp_options,
-                           None, None, True)
+            return (_PARKED.pack(self.number, True) +
+                    _LONE.pack(lone.frame, lone.ts, lone.interface, lone.seq, lone.ack,
+                               lone.flags, lone.window, "port-reuse" in self.labels) +
+                    lone.tcp_options), None
         self.forget_tails()
         history = self.history
-        hashers = (first.hasher, second.hasher)
+        hashers: tuple[Sha256 | None, Sha256 | None] | None = None
         saved: tuple[bytes | None, bytes | None] = (None, None)
         if SAVABLE:
-            saved = tuple([save(h) if h is not None else None  # type: ignore[assignment]
-                           for h in hashers])
-            hashers = (None, None)
+            saved = (save(first.hasher) if first.hasher is not None else None,
+                     save(second.hasher) if second.hasher is not None else None)
+        elif first.hasher is not None or second.hasher is not None:
+            hashers = (first.hasher, second.hasher)
         state = (
             tuple([getattr(self, name) for name in _STREAM_STATE]),
             tuple([getattr(first, name) for name in _FLOW_STATE]),
@@ -733,36 +753,37 @@ class _Stream:
             [tuple(c) for c in self.conflicts] if self.conflicts is not None else None,
             saved,
         )
-        return _Parked(self.number, self.keys, self.end,
-                       zlib.compress(marshal.dumps(state), 1), *hashers)
+        return (_PARKED.pack(self.number, False) +
+                zlib.compress(marshal.dumps(state), 1)), hashers
 
     @staticmethod
-    def thaw(tracker: TcpTracker, parked: _Parked) -> _Stream:
-        """The stream `freeze` made `parked` from, as it was."""
-        key = parked.keys[0]
+    def thaw(tracker: TcpTracker, key: bytes, record: bytes,
+             hashers: tuple[Sha256 | None, Sha256 | None] | None) -> _Stream:
+        """The stream `freeze` made `record` (and `hashers`) from, as it was; `key`: its
+        first direction's."""
+        number, lone_packet = _PARKED.unpack_from(record)
+        body = _PARKED.size
         src, sport, dst, dport = split_flow_key(key)
-        if parked.lone:  # the packet again, and what TcpTracker._open did with it
+        version = 4 if len(src) == 4 else 6
+        if lone_packet:  # the packet again, and what TcpTracker._open did with it
             frame, ts, interface, seq, ack, flags, window, reused = _LONE.unpack_from(
-                parked.state)
-            lone = Packet(frame, ts, interface, 4 if len(src) == 4 else 6, src, dst,
-                          PROTO_TCP, sport, dport, b"", 0, seq, ack, flags, window,
-                          parked.state[_LONE.size:], key)
-            stream = _Stream(tracker, parked.number, lone, False, reused)
-            stream.keys = parked.keys
+                record, body)
+            lone = Packet(frame, ts, interface, version, src, dst, PROTO_TCP, sport, dport,
+                          b"", 0, seq, ack, flags, window, record[body + _LONE.size:], key)
+            stream = _Stream(tracker, number, lone, False, reused)
             stream.on_packet(lone, 0)
             return stream
-        state = marshal.loads(zlib.decompress(parked.state))
+        state = marshal.loads(zlib.decompress(record[body:]))
         # The constructor takes the stream's first packet: one with the same addresses and
         # ports; every attribute is then set from the state.
-        template = Packet(0, 0.0, 0, 4 if len(src) == 4 else 6, src, dst, PROTO_TCP, sport,
-                          dport, b"", 0, key=key)
-        stream = _Stream(tracker, parked.number, template, False, False)
-        stream.keys = parked.keys
+        template = Packet(0, 0.0, 0, version, src, dst, PROTO_TCP, sport, dport, b"", 0,
+                          key=key)
+        stream = _Stream(tracker, number, template, False, False)
         stream.lone = None
         for name, value in zip(_STREAM_STATE, state[0], strict=True):
             setattr(stream, name, value)
-        for flow, values, hasher, saved in zip(stream.flows, state[1:3],
-                                               (parked.hasher0, parked.hasher1), state[6],
+        objects = hashers if hashers is not None else (None, None)
+        for flow, values, hasher, saved in zip(stream.flows, state[1:3], objects, state[6],
                                                strict=True):
             for name, value in zip(_FLOW_STATE, values, strict=True):
                 setattr(flow, name, value)
@@ -874,23 +895,36 @@ class _Stream:
             first_frame=self.first_frame)
 
 
-class _Parked:
-    """A quiet open stream, frozen by `_Stream.freeze` until its next packet."""
+class ParkingStore(Protocol):
+    """Where `TcpTracker` keeps parked streams' records: `put` one, get a handle; `get`
+    it back; `free` it once the stream is thawed. `analyzer.spill.SpillFile` keeps them
+    in a temporary file (`read`), `MemoryStore` in memory."""
 
-    __slots__ = ("number", "keys", "end", "state", "hasher0", "hasher1", "lone")
+    def put(self, record: bytes) -> int: ...
 
-    def __init__(self, number: int, keys: tuple[bytes, bytes], end: float, state: bytes,
-                 hasher0: Sha256 | None, hasher1: Sha256 | None,
-                 lone: bool = False) -> None:
-        self.number = number
-        self.keys = keys
-        self.end = end
-        # marshal, then zlib: ~200-350 bytes; or, when `lone`, the stream's only packet
-        # (_LONE, then its TCP options: ~60 bytes; see _Stream.freeze)
-        self.state = state
-        self.hasher0 = hasher0
-        self.hasher1 = hasher1
-        self.lone = lone
+    def get(self, handle: int) -> bytes: ...
+
+    def free(self, handle: int) -> None: ...
+
+
+class MemoryStore:
+    """The default `ParkingStore`: records in a dict (live capture, tests)."""
+
+    def __init__(self) -> None:
+        self._records: dict[int, bytes] = {}
+        self._next = 0
+
+    def put(self, record: bytes) -> int:
+        handle = self._next
+        self._next += 1
+        self._records[handle] = record
+        return handle
+
+    def get(self, handle: int) -> bytes:
+        return self._records[handle]
+
+    def free(self, handle: int) -> None:
+        del self._records[handle]
 
 
 class TcpTracker:
@@ -904,11 +938,14 @@ class TcpTracker:
     (FIN both ways, or RST) stream is finished and its state freed (bounds memory on SYN
     floods and long captures); max_active: a hard cap on streams tracked at once, and
     another on streams parked. An open stream quiet for `park_timeout` capture seconds is
-    parked (`_park`): frozen into ~1.2 KB instead of ~2.5 KB, and thawed by its next
-    packet, so connections that go quiet and never close (4% of them on a busy link) cost
-    little while they wait for their idle timeout. A stream of one packet without data (a
-    scan's SYN, unanswered) is parked after `lone_park_timeout` as that packet (~0.4 KB
-    in all), and thawed by replaying it. A finished stream leaves a tombstone
+    parked (`_park`): frozen into one record of ~0.3-0.6 KB (its digests' running states
+    included, digest.py) put in `parking` (a `ParkingStore`: `read` gives an
+    `analyzer.spill.SpillFile`, a temporary file; by default a `MemoryStore`), and thawed
+    by its next packet; the tracker itself keeps ~150 bytes a parked stream (an index by
+    its first direction's key), so connections that go quiet and never close (4% of them
+    on a busy link) cost little while they wait for their idle timeout. A stream of one
+    packet without data (a scan's SYN, unanswered) is parked after `lone_park_timeout` as
+    that packet (~60 bytes), and thawed by replaying it. A finished stream leaves a tombstone
     (33 bytes, tombstones.py), so a late packet still counts in its stream (packets, end,
     completeness) and stream numbers stay Wireshark's; a tombstone lasts
     `tombstone_timeout` capture seconds after its stream's last packet (Linux's TIME-WAIT
@@ -924,8 +961,8 @@ class TcpTracker:
                  idle_timeout: float = 3600.0, closed_timeout: float = 10.0,
                  max_active: int = 200_000, tombstone_timeout: float = 120.0,
                  park_timeout: float = 10.0, lone_park_timeout: float = 1.0,
-                 on_result: Callable[[TcpStreamResult], bool | None] | None = None
-                 ) -> None:
+                 on_result: Callable[[TcpStreamResult], bool | None] | None = None,
+                 parking: ParkingStore | None = None) -> None:
         self.keep = frozenset(keep)
         self.keep_all = keep_all
         self.out_of_order_limit = out_of_order_limit
@@ -942,8 +979,12 @@ class TcpTracker:
         self.warnings: list[str] = []
         self._flows: dict[bytes, _Flow] = {}  # by Packet.key
         self._active: dict[int, _Stream] = {}
-        self._parked: dict[bytes, _Parked] = {}  # by both keys of each parked stream
-        self._parked_count = 0
+        # Parked streams: their records in `parking`; here, by the key of each one's first
+        # direction, its handle there and its end (_parked_entry): ~150 bytes a stream.
+        self.parking: ParkingStore = parking if parking is not None else MemoryStore()
+        self._parked: dict[bytes, int] = {}
+        # hashers that could not be saved in the records (digest.py), by the same keys
+        self._parked_hashers: dict[bytes, tuple[Sha256 | None, Sha256 | None]] = {}
         self._parked_checked = 0.0  # capture time parked streams' idle time was last checked
         self._results: list[TcpStreamResult] = []
         # finished streams, for their late packets (see tombstones.py)
@@ -964,12 +1005,10 @@ class TcpTracker:
     def on_packet(self, pkt: Packet) -> None:
         flow = self._flows.get(pkt.key)
         if flow is None:
-            parked = self._parked.get(pkt.key) if self._parked else None
-            if parked is None:
+            if not self._parked or not self._thaw_for(pkt):
                 if not len(self._tombstones) or not self._late(pkt):
                     self._open(pkt, None, False)
                 return
-            self._thaw(parked)
             flow = self._flows[pkt.key]
         flags = pkt.flags
         if flow.steady and flags & 0x17 == 0x10:
@@ -1136,8 +1175,8 @@ class TcpTracker:
                 self._park(stream)
             else:  # kept for a view: stays whole, but a resend is unlikely by now, so the
                 stream.forget_tails()  # frames its tails hold are freed
-        if self._parked_count and (now - self._parked_checked > self.idle_timeout / 8 or
-                                   self._parked_count > self.max_active):
+        if self._parked and (now - self._parked_checked > self.idle_timeout / 8 or
+                             len(self._parked) > self.max_active):
             self._sweep_parked(now)
         # Drop tombstones past the window for late packets, so memory follows the rate of
         # new connections, not the length of the capture; results go in retirement order.
@@ -1152,38 +1191,44 @@ class TcpTracker:
 
     def _park(self, stream: _Stream) -> None:
         """Freeze a quiet open stream until its next packet (see the class docstring)."""
-        parked = stream.freeze()
+        record, hashers = stream.freeze()
         self._untrack(stream)
-        for key in stream.keys:
-            self._parked[key] = parked
-        self._parked_count += 1
+        key = stream.keys[0]
+        self._parked[key] = _parked_entry(self.parking.put(record), stream.end)
+        if hashers is not None:
+            self._parked_hashers[key] = hashers
 
-    def _thaw(self, parked: _Parked) -> _Stream:
-        """A parked stream tracked again, as it was."""
-        for key in parked.keys:
-            if self._parked.get(key) is parked:
-                del self._parked[key]
-        self._parked_count -= 1
-        stream = _Stream.thaw(self, parked)
+    def _thaw_for(self, pkt: Packet) -> bool:
+        """Thaw the parked stream `pkt` belongs to, if one is parked."""
+        key = pkt.key
+        if key not in self._parked:
+            key = flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport)
+            if key not in self._parked:
+                return False
+        self._thaw(key)
+        return True
+
+    def _thaw(self, key: bytes) -> _Stream:
+        """The stream parked under `key` tracked again, as it was."""
+        handle = self._parked.pop(key) >> _END_BITS
+        record = self.parking.get(handle)
+        self.parking.free(handle)
+        stream = _Stream.thaw(self, key, record, self._parked_hashers.pop(key, None))
         self._track(stream)
         return stream
-
-    def _each_parked(self) -> list[_Parked]:
-        """Every parked stream once (the dict has each under both its keys)."""
-        return [parked for key, parked in self._parked.items() if key is parked.keys[0]]
 
     def _sweep_parked(self, now: float) -> None:
         """Finish parked streams idle past the idle timeout, and the oldest tenth of them
         when there are more than max_active."""
         self._parked_checked = now
-        everyone = self._each_parked()
-        stale = [p for p in everyone if now - p.end > self.idle_timeout]
-        if len(everyone) - len(stale) > self.max_active:
-            rest = sorted((p for p in everyone if now - p.end <= self.idle_timeout),
-                          key=lambda p: p.end)
-            stale.extend(rest[:max(1, len(rest) // 10)])
-        for parked in stale:
-            self._retire(self._thaw(parked), evicted=True, tombstone=True)
+        ends = [(_parked_end(entry), key) for key, entry in self._parked.items()]
+        stale = [key for end, key in ends if now - end > self.idle_timeout]
+        if len(ends) - len(stale) > self.max_active:
+            rest = sorted([(end, key) for end, key in ends if now - end <= self.idle_timeout],
+                          key=lambda item: item[0])
+            stale.extend([key for _, key in rest[:max(1, len(rest) // 10)]])
+        for key in stale:
+            self._retire(self._thaw(key), evicted=True, tombstone=True)
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < 100:
@@ -1201,8 +1246,8 @@ class TcpTracker:
         self._ended = list(self._active.values())
         for stream in self._ended:
             self._retire(stream, evicted=False)
-        for parked in self._each_parked():  # thawed one at a time, and freed
-            self._retire(self._thaw(parked), evicted=False)
+        for key in list(self._parked):  # thawed one at a time, and freed
+            self._retire(self._thaw(key), evicted=False)
         self._tombstone_results.clear()  # (the tombstones stay, for the same reason)
 
     def results(self) -> list[TcpStreamResult]:
@@ -1218,9 +1263,15 @@ class TcpTracker:
         rows: list[tuple[int, tuple[str, str, str]]] = []
         # open streams, parked ones too (a quiet session is still open): a parked one is
         # read from a thawed copy, left unregistered, so viewing changes nothing
-        parked = {p.number: p for p in self._each_parked()} if self._parked_count else {}
+        parked: dict[int, tuple[bytes, bytes]] = {}
+        for key, entry in self._parked.items():
+            record = self.parking.get(entry >> _END_BITS)
+            parked[_PARKED.unpack_from(record)[0]] = key, record
         for number in sorted([*self._active, *parked])[-limit:]:
-            stream = self._active.get(number) or _Stream.thaw(self, parked[number])
+            stream = self._active.get(number)
+            if stream is None:
+                key, record = parked[number]
+                stream = _Stream.thaw(self, key, record, self._parked_hashers.get(key))
             client = stream.syn_side if stream.syn_side is not None else 0
             cflow, sflow = stream.flows[client], stream.flows[client ^ 1]
             connection = (f"#{number} {format_endpoint(cflow.addr, cflow.port)} → "

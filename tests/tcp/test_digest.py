@@ -62,8 +62,9 @@ def test_a_parked_stream_keeps_its_hashers_as_state_and_resumes_them() -> None:
     tracker.on_packet(_pkt(0x18, 101, 501, 0.03, FIRST))
     tracker.on_packet(_pkt(0x18, 501, 101 + len(FIRST), 0.04, b"ok", forward=False))
     _other_streams(tracker, 30.0)
-    (parked,) = [p for p in tracker._each_parked() if p.number == 0]
-    assert parked.hasher0 is None and parked.hasher1 is None and not parked.lone
+    record = tracker.parking.get(tracker._parked[_pkt(0, 0, 0, 0).key] >> 64)
+    assert tracker_module._PARKED.unpack_from(record) == (0, False)  # not a lone packet
+    assert not tracker._parked_hashers
     tracker.on_packet(_pkt(0x18, 101 + len(FIRST), 503, 40.0, b"more"))
     tracker.finish()
     (result,) = [r for r in results if r.stream == 0]

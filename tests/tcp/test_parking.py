@@ -12,6 +12,7 @@ import pytest
 
 from analyzer.decode.packet import PROTO_TCP, Packet
 from analyzer.pipeline import iter_packets
+from analyzer.spill import SpillFile
 from analyzer.tcp import TcpTracker
 from analyzer.tcp import tracker as tracker_module
 from tests.conftest import CAPTURES_DIR, CORPUS_DIR, REPO_DIR, synthetic_capture
@@ -43,19 +44,21 @@ def test_every_attribute_is_either_saved_or_remade() -> None:
     assert _slots(zeek_py, "ZeekEndpoints") == {"states"}  # saved as the state's tuple
 
 
-def _json_lines(packets: list[Packet], park: bool) -> list[str]:
+def _json_lines(packets: list[Packet], park: bool, on_disk: bool = False) -> list[str]:
     """Every stream's JSON line, with a sweep a microsecond after every packet: with
     `park`, every open stream is parked each time, and thawed by its next packet;
-    without, none ever is."""
+    without, none ever is. `on_disk`: parked in a SpillFile (as `read` does) whose
+    write buffer is so small that nearly every record is read back from the file."""
     lines: list[str] = []
     tracker = TcpTracker(park_timeout=0.0 if park else 1e12,
                          lone_park_timeout=0.0 if park else 1e12,
-                         on_result=lambda r: lines.append(r.json_line()))
+                         on_result=lambda r: lines.append(r.json_line()),
+                         parking=SpillFile(block=64) if on_disk else None)
     parked_at_most = 0
     for pkt in packets:
         tracker.on_packet(pkt)
         tracker._sweep(pkt.ts + 1e-6)
-        parked_at_most = max(parked_at_most, tracker._parked_count)
+        parked_at_most = max(parked_at_most, len(tracker._parked))
     tracker.finish()
     assert (parked_at_most > 0) == park
     return sorted(lines)
@@ -76,7 +79,7 @@ def _tcp_captures() -> list[Path]:
 @pytest.mark.parametrize("capture", _tcp_captures(), ids=lambda p: p.name)
 def test_parking_after_every_packet_changes_nothing_on_real_captures(capture: Path) -> None:
     packets = _tcp_packets(capture)
-    assert _json_lines(packets, park=True) == _json_lines(packets, park=False)
+    assert _json_lines(packets, park=True, on_disk=True) == _json_lines(packets, park=False)
 
 
 def test_parking_after_every_packet_changes_nothing_on_a_busy_capture(
@@ -87,6 +90,7 @@ def test_parking_after_every_packet_changes_nothing_on_a_busy_capture(
     parked = _json_lines(packets, park=True)
     assert len(parked) > 300
     assert parked == _json_lines(packets, park=False)
+    assert parked == _json_lines(packets, park=True, on_disk=True)
 
 
 def _pkt(flags: int, seq: int, ack: int, ts: float, data: bytes = b"",
@@ -111,7 +115,7 @@ def _quiet_then_resumed(park_timeout: float) -> list:
     tracker.on_packet(_pkt(0x10, 101, 501, 0.02))
     tracker.on_packet(_pkt(0x18, 101, 501, 0.03, FIRST))
     _other_streams(tracker, 30.0)
-    assert (tracker._parked_count == 1) == (0 not in tracker._active)
+    assert (len(tracker._parked) == 1) == (0 not in tracker._active)
     seq = 101 + len(FIRST)
     tracker.on_packet(_pkt(0x18, seq, 501, 600.0, LATER))  # ten minutes on
     assert 0 in tracker._active
@@ -141,12 +145,12 @@ def test_parked_streams_are_finished_after_the_idle_timeout_or_over_the_cap() ->
     tracker.on_packet(_pkt(0x02, 100, 0, 0.0))
     tracker.on_packet(_pkt(0x12, 500, 101, 0.01, forward=False))
     _other_streams(tracker, 20.0)  # parks stream 0 (and, later, these)
-    assert tracker._parked_count == 1
+    assert len(tracker._parked) == 1
     _other_streams(tracker, 200.0, 6000)  # stream 0 is past its idle timeout
     (result,) = [r for r in results if r.stream == 0]
     assert result.evicted and result.packets == 2
     _other_streams(tracker, 400.0, 6000)  # over 5,000 parked: the oldest tenth goes
-    assert tracker._parked_count <= 5000 + 1024
+    assert len(tracker._parked) <= 5000 + 1024
     tracker.finish()
     assert sorted(r.stream for r in results) == list(range(tracker.stream_count))
 
@@ -205,8 +209,10 @@ def test_a_lone_packet_is_parked_as_itself_and_replayed_exactly() -> None:
     tracker = TcpTracker(park_timeout=0.0, lone_park_timeout=0.0)
     tracker.on_packet(packets[1])
     tracker._sweep(0.2)
-    (parked,) = tracker._each_parked()
-    assert parked.lone and len(parked.state) < 80 and parked.hasher0 is None
+    (entry,) = tracker._parked.values()
+    record = tracker.parking.get(entry >> 64)
+    assert tracker_module._PARKED.unpack_from(record) == (0, True)  # stream 0, lone
+    assert len(record) < 90 and not tracker._parked_hashers
     parked_lines = _json_lines(packets, park=True)
     assert parked_lines == _json_lines(packets, park=False)
     by_port = {json.loads(line)["client"].rsplit(":", 1)[1]: json.loads(line)

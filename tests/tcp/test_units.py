@@ -256,7 +256,7 @@ def test_live_rows_show_parked_streams_without_thawing_them() -> None:
     tracker.on_packet(_pkt(1000, 80, 0x18, 11, 51, 0.2, data=b"hello"))
     before = tracker.live_rows(8)
     tracker.on_packet(_pkt(4000, 80, 0x02, 1, 0, 20.0))  # its sweep parks the quiet stream 0
-    assert tracker._parked_count == 1
+    assert len(tracker._parked) == 1
     rows = tracker.live_rows(8)
     assert rows[0] == before[0]
-    assert tracker._parked_count == 1 and 0 not in tracker._active  # still parked
+    assert len(tracker._parked) == 1 and 0 not in tracker._active  # still parked
