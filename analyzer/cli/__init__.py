@@ -4,6 +4,7 @@ subcommands; the work itself lives in capture/, decode/, the trackers and report
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from analyzer import __version__
 from analyzer.errors import InputError
 
 EXIT_OK = 0
+EXIT_FAILURE = 1  # the machine's trouble, not the input's: a full disk, say
 EXIT_INPUT = 2
 
 
@@ -187,6 +189,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except OSError as exc:
+        # Writing our temporary files or extracted ones failed (a full disk, a quota):
+        # one line, as for bad input. The temporary files have no name or are removed.
+        print(f"analyzer: {_system_error(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _system_error(exc: OSError) -> str:
+    text = exc.strerror or str(exc)
+    if exc.filename:
+        text = f"{exc.filename}: {text}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        import tempfile
+
+        text += (f" (temporary files go to {tempfile.gettempdir()}; TMPDIR names another "
+                 "directory)")
+    return text
 
 
 # Set by a command whose work is done and written: the process may end without the

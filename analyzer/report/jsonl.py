@@ -139,7 +139,10 @@ class ResultLines:
                 part.close()
 
     def close(self) -> None:
-        self._file.close()
+        """Close and delete both files, whatever happened (on a full disk the last flush
+        fails; the file is closed all the same)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._close_index()
         for path in (self.path, self.index_path):
             with contextlib.suppress(OSError):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_root, require_tool
+from tests.conftest import require_root, require_tool, synthetic_capture
 from tests.craft import BAD_INPUT_NAMES, DAMAGED_NAMES, READABLE_NAMES, CraftedCapture
 from tests.oracle import real_capture_params, tshark_five_tuples, tshark_frames
 from tests.support.analyzer_cli import run_analyzer
@@ -284,3 +284,30 @@ def test_unreadable_file_exits_2_with_one_line(crafted: dict, open_tmp_path: Pat
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0], done.stderr
     assert "permission" in lines[0].lower()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_full_disk_exits_1_with_one_line_and_leaves_nothing(tmp_path: Path,
+                                                              workers: str) -> None:
+    """`read --json` keeps finished streams' lines and parked streams in temporary files;
+    on a full disk (TMPDIR on a 64 KiB tmpfs) it says so in one line, exits 1 and leaves
+    no file there, with one process and with two."""
+    require_root()
+    capture = synthetic_capture(tmp_path, 12_000, 11, 200)  # ~400 streams: ~0.4 MB of lines
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", os.fspath(small)],
+                   check=True, capture_output=True)
+    try:
+        done = subprocess.run([sys.executable, "-m", "analyzer", "read", os.fspath(capture),
+                               "--json"], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "TMPDIR": os.fspath(small),
+                                   "ANALYZER_WORKERS": workers})
+        left = list(small.iterdir())
+    finally:
+        subprocess.run(["umount", os.fspath(small)], check=True, capture_output=True)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0], done.stderr
+    assert os.fspath(small) in lines[0]  # where the temporary files went
+    assert left == []
