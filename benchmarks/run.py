@@ -41,7 +41,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -516,21 +516,26 @@ def target_lines(results: list[Measurement], startup: list[Measurement]) -> list
         ours = by_key.get(("analyzer", size))
         if not ours or not ours.wall_median:
             continue
+        # The issue's targets are for the plain captures; a scan is a stress case we
+        # added, reported with the same ratios but no verdict (docs/performance.md).
+        scan = size.endswith(SCAN_SUFFIX)
         conv = by_key.get(("tshark-conv", size))
         if conv and conv.wall_median:
             ratio = conv.wall_median / ours.wall_median
-            verdict = "met" if ratio >= 4 else "NOT met"
+            verdict = "stress case, no target" if scan else \
+                "target 4x: " + ("met" if ratio >= 4 else "NOT met")
             lines.append(f"- {size}: analyzer is {ratio:.1f}x as fast as `tshark -z conv,tcp` "
-                         f"(target 4x: {verdict}){run_by_run(conv, ours, '.1f')}")
+                         f"({verdict}){run_by_run(conv, ours, '.1f')}")
         flow = by_key.get(("tcpflow", size))
         if flow and flow.wall_median:
             ratio = flow.wall_median / ours.wall_median
-            verdict = "met" if ratio > 1 else "NOT met"
+            verdict = "stress case, no target" if scan else \
+                "target > 1x: " + ("met" if ratio > 1 else "NOT met")
             lines.append(f"- {size}: analyzer is {ratio:.2f}x as fast as tcpflow "
-                         f"(target > 1x: {verdict}){run_by_run(flow, ours, '.2f')}")
+                         f"({verdict}){run_by_run(flow, ours, '.2f')}")
         memory = memory_of(ours)
-        if size.endswith(SCAN_SUFFIX):
-            continue  # the memory targets are the plain captures' (scans: docs/performance.md)
+        if scan:
+            continue
         if memory is not None and parse_count(size) >= 1_000_000:
             verdict = "met" if memory <= 150 else "NOT met"
             lines.append(f"- {size}: analyzer peak memory {memory:.0f} MiB, all processes "
@@ -600,7 +605,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="markdown document to update (default docs/performance.md)")
     parser.add_argument("--no-write", action="store_true",
                         help="print the table instead of updating the document")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="measure nothing: write the document's section again from a "
+                             "results file (benchmarks/data/results-latest.json), after a "
+                             "change to how it is written")
     args = parser.parse_args(argv)
+    if args.render:
+        return render_saved(args.render, args.output, args.no_write)
 
     python = venv_executable("python") or sys.executable
     sizes = [(parse_count(text), 0.0) for text in args.sizes.split(",") if text.strip()]
@@ -647,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     shown_command = "python benchmarks/run.py " + " ".join(
         argv if argv is not None else sys.argv[1:])
     section = render(results, startup, machine, checks, shown_command.strip(), metas)
-    raw = {"machine": machine, "captures": metas, "checks": checks,
+    raw = {"command": shown_command.strip(), "machine": machine, "captures": metas,
+           "checks": checks,
            "results": [asdict(m) | {"packets_per_second": m.packets_per_second}
                        for m in results + startup]}
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -657,6 +669,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         write_document(args.output, section)
         print(f"wrote {args.output}")
+    return 0
+
+
+def render_saved(path: Path, output: Path, no_write: bool) -> int:
+    """`--render`: the document's section from a results file `main` wrote."""
+    raw = json.loads(path.read_text())
+    names = {f.name for f in fields(Measurement)}
+    measured = [Measurement(**{k: v for k, v in item.items() if k in names})
+                for item in raw["results"]]
+    startup = [m for m in measured if m.size == "tiny"]  # (measure_startup's)
+    results = [m for m in measured if m.size != "tiny"]
+    command = raw.get("command", "python benchmarks/run.py (command not recorded)")
+    section = render(results, startup, raw["machine"], raw["checks"], command,
+                     raw["captures"])
+    if no_write:
+        print(section)
+    else:
+        write_document(output, section)
+        print(f"wrote {output}")
     return 0
 
 
