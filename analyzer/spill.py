@@ -45,7 +45,8 @@ class SpillFile:
         self._live = 0  # records put and not freed
 
     def put(self, record: bytes) -> int:
-        """Store a record; the handle `get` and `free` take."""
+        """Store a record; the handle `get` and `free` take. (Handles are the records'
+        places, so two empty records would share one; a parked stream's is never empty.)"""
         buffer = self._buffer
         handle = (self._flushed + len(buffer)) << _LENGTH_BITS | len(record)
         buffer += record
