@@ -1005,8 +1005,11 @@ class TcpTracker:
     def on_packet(self, pkt: Packet) -> None:
         flow = self._flows.get(pkt.key)
         if flow is None:
-            if not self._parked or not self._thaw_for(pkt):
-                if not len(self._tombstones) or not self._late(pkt):
+            # A parked or finished stream may have been opened from the other side: both
+            # look the packet up under its key the other way round too.
+            reverse = flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport)
+            if not self._parked or not self._thaw_for(pkt.key, reverse):
+                if not len(self._tombstones) or not self._late(pkt, reverse):
                     self._open(pkt, None, False)
                 return
             flow = self._flows[pkt.key]
@@ -1062,14 +1065,15 @@ class TcpTracker:
             return
         flow.stream.on_packet(pkt, flow.side)
 
-    def _late(self, pkt: Packet) -> bool:
-        """A packet of a finished stream: count it there. False if it opens a new one."""
+    def _late(self, pkt: Packet, reverse: bytes) -> bool:
+        """A packet of a finished stream: count it there. False if it opens a new one.
+        `reverse`: the packet's key the other way round."""
         key = pkt.key
         tombstones = self._tombstones
         direction = 0  # of the finished stream the packet was sent in
         isns = tombstones.find(key, pkt.ts)
         if isns == NONE:
-            key = flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport)
+            key = reverse
             isns = tombstones.find(key, pkt.ts)
             if isns == NONE:
                 return False
@@ -1198,11 +1202,10 @@ class TcpTracker:
         if hashers is not None:
             self._parked_hashers[key] = hashers
 
-    def _thaw_for(self, pkt: Packet) -> bool:
-        """Thaw the parked stream `pkt` belongs to, if one is parked."""
-        key = pkt.key
+    def _thaw_for(self, key: bytes, reverse: bytes) -> bool:
+        """Thaw the stream parked under a packet's key or its `reverse`, if there is one."""
         if key not in self._parked:
-            key = flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport)
+            key = reverse
             if key not in self._parked:
                 return False
         self._thaw(key)
