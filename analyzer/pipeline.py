@@ -10,11 +10,10 @@ import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Final
 
 from analyzer.capture import CaptureInfo, Frame, open_capture
 from analyzer.capture.bpf import FrameFilter
-from analyzer.capture.linktypes import linktype_name
 from analyzer.decode import Decoder, DecodeStats, Packet
 from analyzer.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from analyzer.decode.partition import fast_owner, owner_of_packet
@@ -83,38 +82,6 @@ class CaptureSummary:
         self.tcp_warnings = [] if tcp_warnings is None else tcp_warnings
         self.tcp_evictions = tcp_evictions
 
-    def to_json(self) -> dict[str, Any]:
-        info, stats = self.info, self.stats
-        return {
-            "type": "capture",
-            "file": info.path,
-            "format": info.format,
-            "compressed": info.compressed,
-            "sections": info.sections,
-            "packets": stats.packets,
-            "bytes": stats.bytes,
-            "wire_bytes": stats.wire_bytes,
-            "first": self.first,
-            "last": self.last,
-            "duration": (self.last - self.first) if self.first is not None
-            and self.last is not None else 0.0,
-            "link_types": {linktype_name(k): v for k, v in sorted(stats.linktypes.items())},
-            "skipped_link_types": {linktype_name(k): v
-                                   for k, v in sorted(stats.skipped_linktypes.items())},
-            "interfaces": [
-                {"id": i.id, "name": i.name, "description": i.description,
-                 "link_type": linktype_name(i.linktype), "linktype": i.linktype,
-                 "tsresol": i.tsresol, "snaplen": i.snaplen, "packets": i.packets,
-                 "dropped": i.dropped}
-                for i in info.interfaces
-            ],
-            "protocols": dict(stats.protocols.most_common()),
-            "malformed": stats.malformed,
-            "truncated": stats.truncated,
-            "filtered_out": self.filtered_out,
-            "warnings": self.warnings,
-        }
-
     @property
     def warnings(self) -> list[str]:
         tracker = list(self.tcp_warnings)
@@ -135,24 +102,34 @@ class Analysis:
 class Analyzer:
     """Decoder plus trackers: feed it frames, then `finish()`.
 
-    first_half: this is worker 0 of analyzer/parallel.py: the TCP connections that
+    tcp_tracker / tftp_tracker: the trackers to use (default: new ones with default
+    settings); track_tcp / track_tftp False: that protocol's packets are decoded and
+    counted but not tracked (`tftp show` needs no TCP streams, `tcp follow` no transfers).
+    first_half: this is worker 0 of analyzer/run/parallel.py: the TCP connections that
     worker 1 owns are neither tracked nor (on the common path) decoded here.
-    tftp_results: the TFTP tracker's on_result (settled transfers go there).
+    tftp_results: the default TFTP tracker's on_result (settled transfers go there).
     """
 
     def __init__(self, *, tftp_ports: Iterable[int] = (),
                  extract_dir: str | os.PathLike[str] | None = None,
                  frame_filter: FrameFilter | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
-                 tftp_results: Callable[[TftpTransfer], None] | None = None) -> None:
+                 tftp_results: Callable[[TftpTransfer], None] | None = None,
+                 tftp_tracker: TftpTracker | None = None, track_tcp: bool = True,
+                 track_tftp: bool = True) -> None:
         self.decoder = Decoder()
         self.tcp = tcp_tracker if tcp_tracker is not None else TcpTracker()
-        sink = None
-        if extract_dir is not None:
-            from analyzer.tftp.extract import Extractor
+        if tftp_tracker is None:
+            sink = None
+            if extract_dir is not None:
+                from analyzer.tftp.extract import Extractor
 
-            sink = Extractor(extract_dir)
-        self.tftp = TftpTracker(extra_ports=tftp_ports, sink=sink, on_result=tftp_results)
+                sink = Extractor(extract_dir)
+            tftp_tracker = TftpTracker(extra_ports=tftp_ports, sink=sink,
+                                       on_result=tftp_results)
+        self.tftp = tftp_tracker
+        self.track_tcp = track_tcp
+        self.track_tftp = track_tftp
         self.frame_filter = frame_filter
         self.first_half = first_half
         self.frames = 0
@@ -181,9 +158,11 @@ class Analyzer:
         if pkt is not None:
             proto = pkt.proto
             if proto == PROTO_TCP:
-                if owner == 0 or not self.first_half or not owner_of_packet(pkt):
+                if self.track_tcp and (owner == 0 or not self.first_half
+                                       or not owner_of_packet(pkt)):
                     self.tcp.on_packet(pkt)
-            elif proto == PROTO_UDP or proto == PROTO_ICMP or proto == PROTO_ICMPV6:
+            elif self.track_tftp and (proto == PROTO_UDP or proto == PROTO_ICMP
+                                      or proto == PROTO_ICMPV6):
                 self.tftp.on_packet(pkt)
         return pkt
 
@@ -204,14 +183,18 @@ def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = ()
                  extract_dir: str | os.PathLike[str] | None = None, bpf: str | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
-                 tftp_results: Callable[[TftpTransfer], None] | None = None) -> Analysis:
+                 tftp_results: Callable[[TftpTransfer], None] | None = None,
+                 tftp_tracker: TftpTracker | None = None, track_tcp: bool = True,
+                 track_tftp: bool = True) -> Analysis:
     """Read a whole capture through the trackers. `progress(done, total)` in file bytes;
-    `first_half`, `tftp_results`: see `Analyzer`, `TftpTracker`'s on_result."""
+    the other keywords: see `Analyzer`."""
     with tuned_gc(), open_capture(path) as cap:
         frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
         analyzer = Analyzer(tftp_ports=tftp_ports, extract_dir=extract_dir,
                             frame_filter=frame_filter, tcp_tracker=tcp_tracker,
-                            first_half=first_half, tftp_results=tftp_results)
+                            first_half=first_half, tftp_results=tftp_results,
+                            tftp_tracker=tftp_tracker, track_tcp=track_tcp,
+                            track_tftp=track_tftp)
         if progress is None:
             for frame in cap:
                 analyzer.feed(frame)  # compiled: a direct call, unlike a bound method's
@@ -229,7 +212,7 @@ def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = ()
 
 def track_second_half(path: str | os.PathLike[str], bpf: str | None,
                       tracker: TcpTracker) -> DecodeStats:
-    """Worker 1 of analyzer/parallel.py: decode and track only the TCP connections whose
+    """Worker 1 of analyzer/run/parallel.py: decode and track only the TCP connections whose
     owner is 1 (decode/partition.py); returns the counts of the frames it decoded."""
     with tuned_gc(), open_capture(path) as cap:
         frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None

@@ -5,6 +5,7 @@ SIGTERM stops us. Frames go to the same `Analyzer` as a file's, and optionally t
 
 from __future__ import annotations
 
+import ctypes
 import select
 import socket
 import struct
@@ -30,6 +31,9 @@ RECEIVE_BUFFER = 32 << 20
 SNAPLEN = 262144
 ANY = "any"  # Linux's pseudo-interface: every interface at once
 TICK = 0.25  # seconds between live-view refreshes
+ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+LINKTYPE_RAW = 101  # frames that start at the IP header
 
 
 @dataclass
@@ -112,6 +116,8 @@ class LiveCapture:
         self._writer = PcapngWriter(write) if write else None
 
     def _open(self):  # type: ignore[no-untyped-def]
+        if self.interface == ANY:
+            return _AnyInterfaceSocket(self.bpf)
         import logging
 
         # scapy warns on stderr about link types it cannot dissect; we do not dissect.
@@ -148,7 +154,8 @@ class LiveCapture:
         found = self._interface_ids.get(key)
         if found is None:
             found = self._interface_ids[key] = len(self.info.interfaces)
-            linktype = ARPHRD_LINKTYPES.get(hatype, 1)
+            # "any" reads every interface without its link header (see _AnyInterfaceSocket)
+            linktype = LINKTYPE_RAW if self.interface == ANY else ARPHRD_LINKTYPES.get(hatype, 1)
             self.info.interfaces.append(InterfaceInfo(id=found, linktype=linktype, name=name,
                                                       snaplen=SNAPLEN, tsresol="1e-9"))
             if self._writer is not None:
@@ -219,3 +226,43 @@ class LiveCapture:
         self._socket.close()
         if self._writer is not None:
             self._writer.close(time.time(), self.dropped)
+
+
+class _BpfInstruction(ctypes.Structure):
+    # struct sock_filter (linux/filter.h), laid out as libpcap's struct bpf_insn
+    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                ("k", ctypes.c_uint32)]
+
+
+class _AnyInterfaceSocket:
+    """Every interface at once, as libpcap's "any" does: a packet socket bound to no
+    interface. scapy's listener always binds to one (its default route's, when given
+    none), so this one is ours. It is a cooked (SOCK_DGRAM) socket: frames start at the IP
+    header whatever the interface's link layer, and the BPF filter is compiled for that
+    (LINKTYPE_RAW) and attached in the kernel. Duck-types the part of scapy's listener
+    that LiveCapture uses (`ins`, `close`)."""
+
+    def __init__(self, bpf: str | None) -> None:
+        try:
+            self.ins = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM,
+                                     socket.htons(ETH_P_ALL))
+        except PermissionError:
+            raise InputError("sniffing on any needs root or CAP_NET_RAW (try sudo)") from None
+        if bpf:
+            try:
+                self._attach(bpf)
+            except BaseException:
+                self.ins.close()
+                raise
+
+    def _attach(self, bpf: str) -> None:
+        from analyzer.capture.bpf import FrameFilter
+
+        program = FrameFilter(bpf).compile(LINKTYPE_RAW)
+        instructions = (_BpfInstruction * program.bf_len).from_address(program.bf_insns)
+        # struct sock_fprog: unsigned short len; (padding) struct sock_filter *filter
+        fprog = struct.pack("HL", program.bf_len, ctypes.addressof(instructions))
+        self.ins.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+    def close(self) -> None:
+        self.ins.close()

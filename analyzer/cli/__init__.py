@@ -1,5 +1,6 @@
-"""Command line: argument parsing and wiring only. `tcp.py` and `tftp.py` add their
-subcommands; the work itself lives in capture/, decode/, the trackers and report/."""
+"""Command line: argument parsing only. `tcp.py` and `tftp.py` add their subcommands;
+each handler calls one function of the application layer (`analyzer.run`) and the views
+(`analyzer.report`). Exit codes and the one-line errors are decided here."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from contextlib import nullcontext
 
 from analyzer import __version__
 from analyzer.errors import InputError
@@ -68,63 +68,11 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_read(args: argparse.Namespace) -> int:
-    from analyzer.pipeline import analyze_file
-    from analyzer.report.jsonl import TcpLines, TftpLines, write_analysis, write_split_analysis
-    from analyzer.spill import SpillFile
-    from analyzer.tcp.tracker import TcpTracker
+    from analyzer.run.read import read_report
 
-    # rich (analyzer.report.console) takes ~60 ms to import: only for a progress bar or
-    # the table view, never for JSON into a pipe.
-    progress = None
-    if not args.no_progress and sys.stderr.isatty():
-        from analyzer.report import console
-
-        progress = console.file_progress()
-    if args.json:
-        from analyzer.parallel import analyze_file_split, can_split
-
-        if can_split(args.capture):
-            with progress or nullcontext():
-                split = analyze_file_split(args.capture, tftp_ports=args.tftp_port,
-                                           extract_dir=args.extract, bpf=args.filter,
-                                           progress=progress.update if progress else None)
-            if split is not None:
-                write_split_analysis(split, sys.stdout)
-                return _done()
-            progress = console.file_progress() if progress else None
-    # Finished streams and transfers are kept as JSON text in spill files, or for the
-    # table only the few hundred streams it shows: never one result object per connection.
-    # Quiet streams are parked on disk too (analyzer/spill.py).
-    tcp_lines = TcpLines() if args.json else None
-    tftp_lines = TftpLines() if args.json else None
-    parking = SpillFile(prefix="analyzer-parked-")
-    table = None
-    if tcp_lines is not None:
-        tcp_tracker = TcpTracker(on_result=tcp_lines, parking=parking)
-    else:
-        from analyzer.report.console import TableStreams
-
-        table = TableStreams()
-        tcp_tracker = TcpTracker(on_result=table, parking=parking)
-    try:
-        with progress or nullcontext():
-            analysis = analyze_file(args.capture, tftp_ports=args.tftp_port,
-                                    extract_dir=args.extract, bpf=args.filter,
-                                    progress=progress.update if progress else None,
-                                    tcp_tracker=tcp_tracker, tftp_results=tftp_lines)
-    except BaseException:
-        for lines in (tcp_lines, tftp_lines):
-            if lines is not None:
-                lines.close()
-        raise
-    finally:
-        parking.close()
-    if tcp_lines is not None:
-        write_analysis(analysis, sys.stdout, tcp_lines, tftp_lines)
-    else:
-        from analyzer.report import console
-
-        console.print_analysis(analysis, as_json=False, table=table)
+    read_report(args.capture, as_json=args.json, bpf=args.filter, extract_dir=args.extract,
+                tftp_ports=tuple(args.tftp_port),
+                progress=not args.no_progress and sys.stderr.isatty())
     return _done()
 
 
@@ -136,30 +84,26 @@ def _done() -> int:
 
 
 def run_sniff(args: argparse.Namespace) -> int:
-    # Ctrl-C and SIGTERM only ask the capture loop to stop, wherever they land, so every
-    # frame written to -w has also been analyzed and the report is always printed.
-    import threading
-
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-
-    from analyzer.capture.live import LiveCapture
     from analyzer.pipeline import Analyzer
     from analyzer.report import console
+    from analyzer.run.session import sniff
     from analyzer.tcp.tracker import TcpTracker
 
-    capture = LiveCapture(args.interface, bpf=args.filter, count=args.count,
-                          duration=args.duration, write=args.write)
     # Live, each stream's JSON line goes out as soon as the stream is finished.
     tcp_tracker = TcpTracker(on_result=console.json_writer()) if args.json else None
     analyzer = Analyzer(tftp_ports=args.tftp_port, extract_dir=args.extract,
                         tcp_tracker=tcp_tracker)
-    live_view = not args.no_live and not args.json and sys.stderr.isatty()
-    with console.live_view(analyzer, capture, enabled=live_view) as view:
-        capture.run(analyzer.feed, stop, on_tick=view.refresh)
-    analysis = analyzer.finish(capture.info)
-    console.print_analysis(analysis, as_json=args.json)
+    live = not args.no_live and not args.json and sys.stderr.isatty()
+    with console.LiveView(analyzer, enabled=live) as view:
+        analysis = sniff(args.interface, bpf=args.filter, count=args.count,
+                         duration=args.duration, write=args.write, analyzer=analyzer,
+                         on_start=view.start)
+    if args.json:
+        from analyzer.report.jsonl import write_analysis
+
+        write_analysis(analysis, sys.stdout)
+    else:
+        console.print_analysis(analysis)
     return EXIT_OK
 
 

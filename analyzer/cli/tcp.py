@@ -1,11 +1,9 @@
-"""`analyzer tcp follow CAPTURE STREAM` and `analyzer tcp ladder CAPTURE STREAM`: wiring only."""
+"""`analyzer tcp follow CAPTURE STREAM` and `analyzer tcp ladder CAPTURE STREAM`: arguments."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-from analyzer.errors import InputError
 
 FOLLOW_FORMATS = ("ascii", "hex", "raw", "yaml")
 
@@ -40,33 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     ladder.set_defaults(handler=run_ladder)
 
 
-def _one_stream(args: argparse.Namespace):  # -> TcpStreamResult
-    from analyzer.decode.packet import PROTO_TCP
-    from analyzer.pipeline import iter_packets
-    from analyzer.report.tcp_view import find
-    from analyzer.tcp import TcpTracker
-
-    if args.stream < 0:
-        raise InputError(f"{args.capture}: stream numbers start at 0, not {args.stream}")
-    tracker = TcpTracker(keep={args.stream})
-    on_packet = tracker.on_packet
-    for pkt in iter_packets(args.capture, bpf=args.filter):
-        if pkt.proto == PROTO_TCP:
-            on_packet(pkt)
-    tracker.finish()
-    result = find(tracker.results(), args.stream)
-    if result is None:
-        count = tracker.stream_count
-        raise InputError(f"{args.capture}: no TCP stream {args.stream} "
-                         f"(the capture has {count} TCP stream{'s' if count != 1 else ''}"
-                         f"{f', 0..{count - 1}' if count else ''})")
-    return result
-
-
 def run_follow(args: argparse.Namespace) -> int:
     from analyzer.report.tcp_view import follow_text, gap_lines
+    from analyzer.run.read import one_tcp_stream
 
-    result = _one_stream(args)
+    result = one_tcp_stream(args.capture, args.stream, args.filter)
     sys.stdout.write(follow_text(result, args.format))
     sys.stdout.flush()
     for line in gap_lines(result):
@@ -77,8 +53,9 @@ def run_follow(args: argparse.Namespace) -> int:
 def run_ladder(args: argparse.Namespace) -> int:
     from analyzer.report.console import stdout_console
     from analyzer.report.tcp_view import LADDER_WIDTH, ladder
+    from analyzer.run.read import one_tcp_stream
 
-    result = _one_stream(args)
+    result = one_tcp_stream(args.capture, args.stream, args.filter)
     console = stdout_console()
     if not console.is_terminal:
         console.width = LADDER_WIDTH  # piped to a file or pager: do not wrap at 80

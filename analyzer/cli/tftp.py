@@ -1,11 +1,9 @@
-"""`analyzer tftp extract CAPTURE -o DIR` and `analyzer tftp show CAPTURE N`: wiring only."""
+"""`analyzer tftp extract CAPTURE -o DIR` and `analyzer tftp show CAPTURE N`: arguments."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-
-from analyzer.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -43,14 +41,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from analyzer.pipeline import analyze_file
-    from analyzer.report.jsonl import write_objects
+    from analyzer.run.read import extract_files
 
-    analysis = analyze_file(args.capture, tftp_ports=args.tftp_port, extract_dir=args.output,
-                            bpf=args.filter)
+    analysis = extract_files(args.capture, args.output, args.filter, tuple(args.tftp_port))
     results = analysis.tftp.results()
     if args.json:
-        write_objects((t.to_json() for t in results), sys.stdout)
+        from analyzer.report.jsonl import tftp_transfer_object, write_objects
+
+        write_objects((tftp_transfer_object(t) for t in results), sys.stdout)
         return 0
     from rich.console import Console
 
@@ -67,27 +65,14 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from analyzer.decode.packet import PROTO_TCP
-    from analyzer.pipeline import iter_packets
-    from analyzer.tftp.tracker import TftpTracker
+    from analyzer.run.read import one_tftp_transfer
 
-    if args.transfer < 1:
-        raise InputError(f"transfer numbers start at 1, not {args.transfer}")
-    tracker = TftpTracker(extra_ports=args.tftp_port, timeline=[args.transfer])
-    on_packet = tracker.on_packet
-    for pkt in iter_packets(args.capture, bpf=args.filter):
-        if pkt.proto != PROTO_TCP:
-            on_packet(pkt)
-    tracker.finish()
-    results = tracker.results()
-    if args.transfer > len(results):
-        raise InputError(f"no TFTP transfer {args.transfer} in {args.capture} "
-                         f"({len(results)} transfer{'s' if len(results) != 1 else ''})")
-    transfer = results[args.transfer - 1]
+    transfer = one_tftp_transfer(args.capture, args.transfer, args.filter,
+                                 tuple(args.tftp_port))
     if args.json:
-        from analyzer.report.jsonl import write_objects
+        from analyzer.report.jsonl import tftp_transfer_object, write_objects
 
-        obj = transfer.to_json()
+        obj = tftp_transfer_object(transfer)
         obj["timeline"] = [e._asdict() for e in transfer.events or []]
         write_objects([obj], sys.stdout)
         return 0

@@ -1,4 +1,4 @@
-"""Which of two worker processes owns a TCP connection (see analyzer/parallel.py).
+"""Which of two worker processes owns a TCP connection (see analyzer/run/parallel.py).
 
 A hash of addresses and ports that is the same in both directions, so a connection
 never splits; `fast_owner` reads the same hash straight from the bytes of the common

@@ -8,8 +8,7 @@ import heapq
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
@@ -25,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from analyzer.report.jsonl import tcp_stream_line
 from analyzer.report.summary import capture_summary
 from analyzer.report.tcp_view import BROKEN, GOOD, SUSPICIOUS, health, streams_table
 
@@ -50,21 +50,15 @@ def json_writer() -> Callable[[TcpStreamResult], None]:
     """A TcpTracker result sink that prints each stream's JSON line at once (`--json`)."""
 
     def write(result: TcpStreamResult) -> None:
-        sys.stdout.write(result.json_line())
+        sys.stdout.write(tcp_stream_line(result))
         sys.stdout.write("\n")
 
     return write
 
 
-def print_analysis(analysis: Analysis, *, as_json: bool,
-                   table: TableStreams | None = None) -> None:
+def print_analysis(analysis: Analysis, *, table: TableStreams | None = None) -> None:
     """The report; `table`: the streams to show, when the tracker handed its results
     there as they finished (else they are chosen from `analysis.tcp.results()`)."""
-    if as_json:
-        from analyzer.report.jsonl import write_analysis
-
-        write_analysis(analysis, sys.stdout)
-        return
     from analyzer.report.tftp_view import transfers_table
 
     console = stdout_console()
@@ -145,18 +139,20 @@ def file_progress() -> FileProgress:
 
 
 class LiveView:
-    """Counters and the newest streams/transfers, redrawn on stderr while sniffing."""
+    """Counters and the newest streams/transfers, redrawn on stderr while sniffing:
+    `start(capture)` when the capture is open (returns the refresh to call between
+    packets), stopped when the `with` block ends."""
 
-    def __init__(self, analyzer: Analyzer, capture: LiveCapture, enabled: bool) -> None:
+    def __init__(self, analyzer: Analyzer, enabled: bool) -> None:
         self.analyzer = analyzer
-        self.capture = capture
-        self._live = Live(self._render(), console=Console(stderr=True), transient=True,
-                          auto_refresh=False) if enabled else None
+        self.enabled = enabled
+        self.capture: LiveCapture | None = None
+        self._live: Live | None = None
 
     def _render(self) -> Group:
         stats = self.analyzer.decoder.stats
         header = Text.assemble(
-            ("sniffing ", "bold"), (self.capture.interface, "bold cyan"),
+            ("sniffing ", "bold"), (self.capture.interface if self.capture else "", "bold cyan"),
             f"  {stats.packets:,} packets  {stats.bytes:,} bytes  ",
             ", ".join(f"{k} {v:,}" for k, v in stats.protocols.most_common(6)))
         table = Table(box=None, show_header=True, header_style="bold")
@@ -168,24 +164,25 @@ class LiveView:
             table.add_row("tftp", *row)
         return Group(header, table) if table.row_count else Group(header)
 
+    def start(self, capture: LiveCapture) -> Callable[[], None] | None:
+        self.capture = capture
+        if not self.enabled:
+            return None
+        self._live = Live(self._render(), console=Console(stderr=True), transient=True,
+                          auto_refresh=False)
+        self._live.start()
+        return self.refresh
+
     def refresh(self) -> None:
         if self._live is not None:
             self._live.update(self._render(), refresh=True)
 
     def __enter__(self) -> LiveView:
-        if self._live is not None:
-            self._live.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self._live.stop()
-
-
-@contextmanager
-def live_view(analyzer: Analyzer, capture: LiveCapture, *, enabled: bool) -> Iterator[LiveView]:
-    with LiveView(analyzer, capture, enabled) as view:
-        yield view
 
 
 def print_interfaces(entries: list[InterfaceEntry], *, as_json: bool) -> None:

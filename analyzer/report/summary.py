@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.pipeline import CaptureSummary
+from analyzer.report.jsonl import capture_object
 
 
 def format_time(ts: float | None) -> str:
@@ -26,7 +27,7 @@ def format_bytes(n: float) -> str:
 
 
 def capture_summary(summary: CaptureSummary) -> RenderableType:
-    data = summary.to_json()
+    data = capture_object(summary)
     table = Table(title="Capture", title_justify="left", show_header=False, box=None,
                   padding=(0, 2))
     table.add_column(style="bold cyan", no_wrap=True)

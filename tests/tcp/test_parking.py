@@ -12,7 +12,7 @@ import pytest
 
 from analyzer.decode.packet import PROTO_TCP, Packet
 from analyzer.pipeline import iter_packets
-from analyzer.spill import SpillFile
+from analyzer.run.spill import SpillFile
 from analyzer.tcp import TcpTracker
 from analyzer.tcp import tracker as tracker_module
 from tests.conftest import CAPTURES_DIR, CORPUS_DIR, REPO_DIR, synthetic_capture

@@ -1,4 +1,4 @@
-"""Spilled JSON lines (analyzer/report/jsonl.py): printed by first frame, whatever the
+"""Spilled JSON lines (analyzer/run/results.py): printed by first frame, whatever the
 order results finished in, across the two processes' spill files."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 import pickle
 import random
 
-from analyzer.report.jsonl import ResultLines
+from analyzer.run.results import ResultLines
 
 
 class NumberedLines(ResultLines):

@@ -1,4 +1,4 @@
-"""The two-process `read --json` (analyzer/parallel.py) must print exactly what the
+"""The two-process `read --json` (analyzer/run/parallel.py) must print exactly what the
 one-process pipeline prints: same streams, same numbers (Wireshark's tcp.stream, which
 the one-process path is checked against tshark for), same hashes, same summary."""
 
@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from analyzer import parallel
+from analyzer.run import parallel
 from analyzer.decode.partition import fast_owner, owner_of_packet
 from analyzer.errors import InputError
-from analyzer.parallel import analyze_file_split
+from analyzer.run.parallel import analyze_file_split
 from analyzer.pipeline import analyze_file, iter_packets
-from analyzer.report.jsonl import write_analysis, write_split_analysis
+from analyzer.report.jsonl import write_analysis
+from analyzer.run.results import write_split_analysis
 from analyzer.tcp.tracker import TcpTracker
 from tests.conftest import CAPTURES_DIR, CORPUS_DIR, synthetic_capture
 
@@ -160,7 +161,7 @@ def test_an_error_after_the_second_process_finished_leaves_no_spill_file(
 _STOPPED_INSIDE_A_DEL = """
 import os, signal, sys, time
 from pathlib import Path
-from analyzer import parallel
+from analyzer.run import parallel
 from analyzer.errors import InputError
 
 capture, inside, first = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])

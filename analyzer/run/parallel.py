@@ -30,8 +30,8 @@ from collections.abc import Callable, Iterable
 
 from analyzer.decode import DecodeStats
 from analyzer.pipeline import CaptureSummary, analyze_file, track_second_half
-from analyzer.report.jsonl import TcpLines, TftpLines
-from analyzer.spill import SpillFile
+from analyzer.run.results import TcpLines, TftpLines
+from analyzer.run.spill import SpillFile
 from analyzer.tcp.tracker import TcpTracker
 
 # Below this size a second process gains a few milliseconds at most (a fork costs ~2 ms;

@@ -1,4 +1,4 @@
-"""analyzer/spill.py: the temporary file that parked TCP streams' records go to."""
+"""analyzer/run/spill.py: the temporary file that parked TCP streams' records go to."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.spill import SpillFile
+from analyzer.run.spill import SpillFile
 
 
 def test_records_come_back_as_put_from_the_buffer_and_from_the_file() -> None:

@@ -1,0 +1,128 @@
+"""Reading capture files: the full `read` report, and the one-stream / one-transfer looks
+(`tcp follow`, `tcp ladder`, `tftp show`, `tftp extract`), all through the pipeline."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, TextIO
+
+from analyzer.errors import InputError
+from analyzer.pipeline import Analysis, analyze_file
+from analyzer.tcp.tracker import TcpTracker
+
+if TYPE_CHECKING:
+    from analyzer.report.console import FileProgress
+    from analyzer.tcp.result import TcpStreamResult
+    from analyzer.tftp.tracker import TftpTransfer
+
+Path = str | os.PathLike[str]
+
+
+def read_report(path: Path, *, as_json: bool, bpf: str | None = None,
+                extract_dir: Path | None = None, tftp_ports: tuple[int, ...] = (),
+                progress: bool = False, out: TextIO | None = None) -> None:
+    """`analyzer read`: the report of a whole capture on `out` (stdout): JSON Lines, or
+    the summary and tables. `progress`: a progress bar on stderr over the file's bytes.
+
+    Finished streams and transfers are kept as JSON text in spill files (`results.py`),
+    or for the table only the few hundred streams it shows: never one result object per
+    connection. Quiet streams are parked on disk too (`spill.py`)."""
+    from analyzer.run.results import (
+        TcpLines,
+        TftpLines,
+        write_spilled_analysis,
+        write_split_analysis,
+    )
+    from analyzer.run.spill import SpillFile
+
+    out = sys.stdout if out is None else out
+    # rich (analyzer.report.console) takes ~60 ms to import: only for a progress bar or
+    # the table view, never for JSON into a pipe.
+    bar: FileProgress | None = None
+    if progress:
+        from analyzer.report.console import file_progress
+
+        bar = file_progress()
+    if as_json:
+        from analyzer.run.parallel import analyze_file_split, can_split
+
+        if can_split(path):
+            with bar or nullcontext():
+                split = analyze_file_split(path, tftp_ports=tftp_ports,
+                                           extract_dir=extract_dir, bpf=bpf,
+                                           progress=bar.update if bar else None)
+            if split is not None:
+                write_split_analysis(split, out)
+                return
+            if bar is not None:  # worker 1 failed: once more in one process
+                bar = file_progress()
+    tcp_lines = TcpLines() if as_json else None
+    tftp_lines = TftpLines() if as_json else None
+    parking = SpillFile(prefix="analyzer-parked-")
+    table = None
+    if tcp_lines is not None:
+        tcp_tracker = TcpTracker(on_result=tcp_lines, parking=parking)
+    else:
+        from analyzer.report.console import TableStreams
+
+        table = TableStreams()
+        tcp_tracker = TcpTracker(on_result=table, parking=parking)
+    try:
+        with bar or nullcontext():
+            analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
+                                    bpf=bpf, progress=bar.update if bar else None,
+                                    tcp_tracker=tcp_tracker, tftp_results=tftp_lines)
+    except BaseException:
+        for lines in (tcp_lines, tftp_lines):
+            if lines is not None:
+                lines.close()
+        raise
+    finally:
+        parking.close()
+    if tcp_lines is not None:
+        write_spilled_analysis(analysis, out, tcp_lines, tftp_lines)
+    else:
+        from analyzer.report import console
+
+        console.print_analysis(analysis, table=table)
+
+
+def one_tcp_stream(path: Path, stream: int, bpf: str | None = None) -> TcpStreamResult:
+    """Stream number `stream` of a capture, with its packets and data kept (for Follow and
+    the ladder); InputError when there is no such stream."""
+    if stream < 0:
+        raise InputError(f"{path}: stream numbers start at 0, not {stream}")
+    tracker = TcpTracker(keep={stream})
+    analyze_file(path, bpf=bpf, tcp_tracker=tracker, track_tftp=False)
+    for result in tracker.results():
+        if result.stream == stream:
+            return result
+    count = tracker.stream_count
+    raise InputError(f"{path}: no TCP stream {stream} "
+                     f"(the capture has {count} TCP stream{'s' if count != 1 else ''}"
+                     f"{f', 0..{count - 1}' if count else ''})")
+
+
+def one_tftp_transfer(path: Path, number: int, bpf: str | None = None,
+                      tftp_ports: tuple[int, ...] = ()) -> TftpTransfer:
+    """TFTP transfer `number` (1-based, as `read` numbers them) with its timeline."""
+    from analyzer.tftp.tracker import TftpTracker
+
+    if number < 1:
+        raise InputError(f"transfer numbers start at 1, not {number}")
+    tracker = TftpTracker(extra_ports=tftp_ports, timeline=[number])
+    analyze_file(path, bpf=bpf, tftp_tracker=tracker, track_tcp=False)
+    results = tracker.results()
+    if number > len(results):
+        raise InputError(f"no TFTP transfer {number} in {path} "
+                         f"({len(results)} transfer{'s' if len(results) != 1 else ''})")
+    return results[number - 1]
+
+
+def extract_files(path: Path, out_dir: Path, bpf: str | None = None,
+                  tftp_ports: tuple[int, ...] = ()) -> Analysis:
+    """Every TFTP file of a capture, written into `out_dir` (`tftp extract`)."""
+    return analyze_file(path, tftp_ports=tftp_ports, extract_dir=out_dir, bpf=bpf,
+                        track_tcp=False)

@@ -1,0 +1,197 @@
+"""Finished results' lines, spilled to temporary files as the trackers hand them on and
+printed in first-frame order at the end: how `read --json` keeps memory flat however many
+connections a capture holds. The lines themselves are written by the views
+(`analyzer.report.jsonl`); this is only where they wait.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+import struct
+import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, BinaryIO, TextIO
+
+from analyzer.report.jsonl import (
+    capture_object,
+    tcp_stream_line,
+    tftp_transfer_line,
+    write_objects,
+    write_results,
+)
+
+if TYPE_CHECKING:
+    from analyzer.pipeline import Analysis
+    from analyzer.run.parallel import SplitAnalysis
+    from analyzer.tcp.result import TcpStreamResult
+    from analyzer.tftp.tracker import TftpTransfer
+
+
+# An index record, at rank * size in the index file: the result's first frame, where its
+# line starts in the spill file, and its length (0: no result has that rank).
+_RECORD = struct.Struct("<QQI")
+_READ_RECORDS = 4096  # records read at a time when printing
+_RUN_LIMIT = 4096  # consecutive records written at once, at most
+# Output is written in blocks of about this size: with PYTHONUNBUFFERED set (common in
+# containers) a write per line is two system calls per result.
+_WRITE_BLOCK = 1 << 18
+
+
+class ResultLines:
+    """Finished results' JSON lines, spilled to a temporary file as they come and printed
+    in order of first frame at the end. Where each line is goes to a second temporary
+    file, the index, as a fixed-size record at the result's rank (its place among this
+    part's results in first-frame order: its stream or transfer number), so that memory
+    holds nothing per result, however long the capture, and printing in order sorts
+    nothing. Results of two processes merge the same way."""
+
+    # a field every line carries as -1, given the line's rank when printed (streams are
+    # numbered by first frame, as Wireshark numbers them); None: lines stay as they are
+    NUMBER_FIELD: bytes | None = None
+
+    def __init__(self, path: str | None = None, index_path: str | None = None) -> None:
+        """New spill files, or (`path`, `index_path`) the ones another process wrote."""
+        if path is None or index_path is None:
+            descriptor, path = tempfile.mkstemp(prefix="analyzer-results-", suffix=".jsonl")
+            self._file: BinaryIO = os.fdopen(descriptor, "w+b")
+            self._index, index_path = tempfile.mkstemp(prefix="analyzer-results-",
+                                                       suffix=".index")
+        else:
+            self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+            self._index = os.open(index_path, os.O_RDONLY)
+        self.path = path
+        self.index_path = index_path
+        self._size = self._file.seek(0, os.SEEK_END)
+        # Records of consecutive ranks not yet written, from rank `_run_start`: results
+        # often finish in rank order (all those open at the end do), and one write of a
+        # run costs what one of a record does.
+        self._run = bytearray()
+        self._run_start = 0
+
+    def spill(self, line: str, rank: int, first_frame: int) -> None:
+        data = line.encode()
+        self._file.write(data)
+        run = self._run
+        count = len(run) // _RECORD.size
+        if run and (rank != self._run_start + count or count >= _RUN_LIMIT):
+            self._write_run()
+        if not run:
+            self._run_start = rank
+        run += _RECORD.pack(first_frame, self._size, len(data))
+        self._size += len(data)
+
+    def _write_run(self) -> None:
+        if self._run:
+            os.pwrite(self._index, self._run, self._run_start * _RECORD.size)
+            self._run.clear()
+
+    def detach(self) -> tuple[str, str]:
+        """Close the files, keep them on disk, and say where they are (for the other
+        process)."""
+        self._write_run()
+        self._file.close()
+        self._close_index()
+        return self.path, self.index_path
+
+    def _close_index(self) -> None:
+        # once: a descriptor closed twice may by then be another file's
+        if self._index >= 0:
+            os.close(self._index)
+            self._index = -1
+
+    def _in_order(self, part: int) -> Iterator[tuple[int, int, int, int]]:
+        """(first frame, part, offset, length) of each line, by rank: first-frame order."""
+        os.lseek(self._index, 0, os.SEEK_SET)
+        size = _RECORD.size
+        while True:
+            chunk = os.read(self._index, size * _READ_RECORDS)
+            whole = len(chunk) - len(chunk) % size
+            for first, offset, length in _RECORD.iter_unpack(chunk[:whole]):
+                if length:
+                    yield first, part, offset, length
+            if whole < size * _READ_RECORDS:
+                return  # (a short read is the end: the file is a local temporary one)
+
+    def write_ordered(self, out: TextIO, *others: ResultLines) -> None:
+        """Print every line of these spill files by first frame, then delete them."""
+        parts = (self, *others)
+        number_field = self.NUMBER_FIELD
+        try:
+            for part in parts:
+                part._write_run()
+                part._file.flush()
+            # each part's results are already in first-frame order: merge, sort nothing
+            merged = heapq.merge(*(part._in_order(i) for i, part in enumerate(parts)))
+            block: list[bytes] = []
+            size = 0
+            for number, (_, i, offset, length) in enumerate(merged):
+                file = parts[i]._file
+                file.seek(offset)
+                line = file.read(length)
+                if number_field is not None:
+                    line = line.replace(number_field + b"-1", number_field + b"%d" % number, 1)
+                block.append(line)
+                size += length
+                if size >= _WRITE_BLOCK:
+                    out.write(b"\n".join(block).decode() + "\n")  # (whole lines: whole
+                    block.clear()                                # characters)
+                    size = 0
+            if block:
+                out.write(b"\n".join(block).decode() + "\n")
+        finally:
+            for part in parts:
+                part.close()
+
+    def close(self) -> None:
+        """Close and delete both files, whatever happened (on a full disk the last flush
+        fails; the file is closed all the same)."""
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._close_index()
+        for path in (self.path, self.index_path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+class TcpLines(ResultLines):
+    """`tcp_stream` lines (TcpTracker's on_result), numbered when printed."""
+
+    NUMBER_FIELD = b'"stream": '
+
+    def __call__(self, result: TcpStreamResult) -> None:
+        rank = result.stream  # this tracker's number: all processes' are given at the end
+        result.stream = -1
+        self.spill(tcp_stream_line(result), rank, result.first_frame)
+
+
+class TftpLines(ResultLines):
+    """`tftp_transfer` lines (TftpTracker's on_result): first frame order is request
+    order, the order of the transfers' numbers."""
+
+    def __call__(self, transfer: TftpTransfer) -> None:
+        self.spill(tftp_transfer_line(transfer), transfer.number - 1, transfer.first_frame)
+
+
+def write_spilled_analysis(analysis: Analysis, out: TextIO, tcp_lines: TcpLines | None = None,
+                           tftp_lines: TftpLines | None = None) -> None:
+    """tcp_stream objects by stream number, tftp_transfer objects in request order, then
+    the capture. Results the trackers handed to `tcp_lines` / `tftp_lines` come from
+    there; the trackers keep (and print here) only those they did not hand on."""
+    if tcp_lines is not None:
+        tcp_lines.write_ordered(out)
+    write_results(out, analysis.tcp.results(), ())
+    if tftp_lines is not None:
+        tftp_lines.write_ordered(out)
+    write_results(out, (), analysis.tftp.results())
+    write_objects([capture_object(analysis.capture)], out)
+    out.flush()
+
+
+def write_split_analysis(analysis: SplitAnalysis, out: TextIO) -> None:
+    """The same objects from a two-process analysis, whose results are spilled text."""
+    analysis.tcp_lines[0].write_ordered(out, *analysis.tcp_lines[1:])
+    analysis.tftp_lines.write_ordered(out)
+    write_objects([capture_object(analysis.capture)], out)
+    out.flush()

@@ -1,0 +1,1 @@
+"""Tests for analyzer/run (the application layer)."""
