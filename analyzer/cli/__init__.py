@@ -64,8 +64,24 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="JSON Lines on stdout (see SPEC)")
     parser.add_argument("-f", "--filter", metavar="BPF", help="BPF capture filter")
     parser.add_argument("--extract", metavar="DIR", help="write every TFTP file into DIR")
-    parser.add_argument("--tftp-port", type=int, action="append", default=[], metavar="N",
+    add_tftp_port_option(parser)
+
+
+def add_tftp_port_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tftp-port", type=port_number, action="append", default=[],
+                        metavar="N",
                         help="also treat requests to UDP port N as TFTP (repeatable)")
+
+
+def port_number(text: str) -> int:
+    """argparse type: a UDP/TCP port, 1-65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (1-65535)")
+    return port
 
 
 def run_read(args: argparse.Namespace) -> int:

@@ -33,8 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tftp-port", type=int, action="append", default=[], metavar="N",
-                        help="also treat requests to UDP port N as TFTP (repeatable)")
+    from analyzer.cli import add_tftp_port_option
+
+    add_tftp_port_option(parser)
     parser.add_argument("-f", "--filter", metavar="BPF", help="BPF filter on the frames")
     parser.add_argument("--json", action="store_true",
                         help="JSON Lines (tftp_transfer objects) instead of tables")
@@ -52,9 +53,10 @@ def run_extract(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
 
+    from analyzer.report.console import stdout_console
     from analyzer.report.tftp_view import extraction_table
 
-    console = Console()
+    console = stdout_console()
     if results:
         console.print(extraction_table(results))
     else:
@@ -76,9 +78,8 @@ def run_show(args: argparse.Namespace) -> int:
         obj["timeline"] = [e._asdict() for e in transfer.events or []]
         write_objects([obj], sys.stdout)
         return 0
-    from rich.console import Console
-
+    from analyzer.report.console import stdout_console
     from analyzer.report.tftp_view import transfer_details
 
-    Console().print(transfer_details(transfer))
+    stdout_console().print(transfer_details(transfer))
     return 0

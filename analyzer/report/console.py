@@ -39,10 +39,28 @@ TABLE_ROWS = 300  # a terminal table of thousands of streams helps nobody
 PIPE_WIDTH = 140
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's default exits with status 1; the reader of our output going away (`|
+        # head`) is not our failure: the command line's handler ends with 0, as for JSON
+        raise BrokenPipeError
+
+
 def stdout_console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(highlight=False, width=PIPE_WIDTH)
+    """The console reports go to: 140 columns into a pipe or file, the terminal's width
+    on one; COLUMNS when it is a positive number (rich would take COLUMNS=0 and print
+    nothing at all)."""
+    columns = os.environ.get("COLUMNS", "")
+    width: int | None = None
+    if columns and not (columns.isdigit() and int(columns) > 0):
+        width = PIPE_WIDTH  # an unusable COLUMNS: as if it were not set
+        try:
+            width = os.get_terminal_size(sys.stdout.fileno()).columns or PIPE_WIDTH
+        except (OSError, ValueError):
+            pass
+    console = _Console(highlight=False, width=width)
+    if width is None and not console.is_terminal and not columns:
+        console = _Console(highlight=False, width=PIPE_WIDTH)
     return console
 
 

@@ -13,9 +13,18 @@ from analyzer.report.jsonl import capture_object
 
 
 def format_time(ts: float | None) -> str:
+    """A UTC date and time, or raw epoch seconds for a time no calendar date can show (a
+    damaged or mutated timestamp: year 13393 and beyond)."""
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    except (ValueError, OverflowError, OSError):
+        return f"{ts:.6f} (epoch seconds)"
+
+
+def _out_of_calendar(ts: float | None) -> bool:
+    return ts is not None and format_time(ts).endswith("(epoch seconds)")
 
 
 def format_bytes(n: float) -> str:
@@ -58,6 +67,10 @@ def capture_summary(summary: CaptureSummary) -> RenderableType:
         table.add_row("damaged", Text(f"{data['malformed']:,} malformed, "
                                       f"{data['truncated']:,} cut by the snaplen", style="yellow"))
     parts: list[RenderableType] = [table]
-    for warning in data["warnings"]:
+    warnings = list(data["warnings"])
+    if _out_of_calendar(data["first"]) or _out_of_calendar(data["last"]):
+        warnings.append("timestamps beyond what a date can show (a damaged capture?): shown "
+                        "as epoch seconds")
+    for warning in warnings:
         parts.append(Text(f"warning: {warning}", style="bold yellow"))
     return Group(*parts)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CAPTURES_DIR as CAPTURES_DIR_FOR_CLI
 from tests.conftest import require_root, require_tool, synthetic_capture
 from tests.craft import BAD_INPUT_NAMES, DAMAGED_NAMES, READABLE_NAMES, CraftedCapture
 from tests.oracle import real_capture_params, tshark_five_tuples, tshark_frames
@@ -311,3 +312,60 @@ def test_a_full_disk_exits_1_with_one_line_and_leaves_nothing(tmp_path: Path,
     assert len(lines) == 1 and "No space left on device" in lines[0], done.stderr
     assert os.fspath(small) in lines[0]  # where the temporary files went
     assert left == []
+
+
+def test_times_beyond_the_calendar_are_shown_as_epoch_seconds(tmp_path) -> None:
+    """A pcapng packet timestamp mutated to year ~586,000 (the 64-bit microsecond counter
+    at its top) crashed the table view with 'year ... is out of range' (issue 23)."""
+    import struct
+
+    from tests.conftest import CAPTURES_DIR
+
+    data = bytearray((CAPTURES_DIR / "tour.pcapng").read_bytes())
+    off = 0
+    while off < len(data):  # the first Enhanced Packet Block
+        block_type, length = struct.unpack_from("<II", data, off)
+        if block_type == 6:
+            struct.pack_into("<I", data, off + 12, 0xFFFFFFF0)  # timestamp, high word
+            break
+        off += length
+    path = tmp_path / "far-future.pcapng"
+    path.write_bytes(bytes(data))
+    done = run_analyzer("read", path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "(epoch seconds)" in done.stdout
+    assert "beyond what a date can show" in done.stdout
+
+
+def test_table_into_a_closed_pipe_ends_quietly_with_0() -> None:
+    """`analyzer read F | true`: the reader went away; rich's default was exit 1."""
+    reader = subprocess.Popen(["true"], stdin=subprocess.PIPE)
+    reader.wait()
+    done = subprocess.run([sys.executable, "-m", "analyzer", "read",
+                           str(CAPTURES_DIR_FOR_CLI / "tour.pcapng")], stdout=reader.stdin,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+    reader.stdin.close()  # type: ignore[union-attr]
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("columns", ["0", "-5", "wide"])
+def test_an_unusable_columns_value_still_prints_the_report(columns: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "analyzer", "read",
+                           str(CAPTURES_DIR_FOR_CLI / "tour.pcapng")],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "COLUMNS": columns})
+    assert done.returncode == 0, done.stderr
+    assert "TCP streams (3)" in done.stdout  # the capture's three connections (tshark)
+
+
+@pytest.mark.parametrize("command", [["read"], ["tftp", "show"], ["tftp", "extract"]])
+@pytest.mark.parametrize("port", ["70000", "0", "x"])
+def test_tftp_port_out_of_range_is_refused(command: list[str], port: str, tmp_path) -> None:
+    extra = ["1"] if command == ["tftp", "show"] else (
+        ["-o", str(tmp_path)] if command == ["tftp", "extract"] else [])
+    done = run_analyzer(*command, CAPTURES_DIR_FOR_CLI / "tour.pcapng", *extra,
+                        "--tftp-port", port)
+    assert done.returncode == 2
+    assert "--tftp-port" in done.stderr and "Traceback" not in done.stderr
