@@ -7,11 +7,18 @@ Output is kept as bytes where the test must see exactly what reached the termina
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
+
+import pytest
 
 from tests.oracle import run_tshark
 
@@ -29,10 +36,29 @@ def analyzer_argv(*args: str | Path) -> list[str]:
 
 def run(*args: str | Path, timeout: float = RUN_TIMEOUT,
         stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    """`analyzer ARGS` to completion; stdout and stderr kept as bytes."""
+    """`analyzer ARGS` to completion; stdout and stderr kept as bytes. Tables are drawn
+    wide (COLUMNS) so that no line the tests look for is wrapped."""
     return subprocess.run(analyzer_argv(*args), capture_output=True, timeout=timeout,
-                          input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                          env={**os.environ, "COLUMNS": "250"},
+                          **({"input": stdin} if stdin is not None
+                             else {"stdin": subprocess.DEVNULL}),
                           check=False)
+
+
+def wait_tcp_listening(port: int, proc: subprocess.Popen | None = None,
+                       timeout: float = 20.0) -> None:
+    """Wait until something listens on TCP `port` (asks `ss`: connecting would use up a
+    one-shot listener's only connection); raise if `proc` dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listed = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                                text=True, check=False)
+        if listed.stdout.strip():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on TCP port {port} after {timeout} s")
 
 
 def json_lines(stdout: bytes) -> list[dict]:
@@ -71,3 +97,46 @@ def tshark_rows(capture: Path, fields: list[str], display_filter: str) -> list[d
     result = run_tshark(capture, fields, display_filter)
     assert result.returncode == 0, result.stderr
     return result.rows
+
+
+class Background:
+    """`analyzer ARGS` running beside the test (a server, a listener); `finish()` waits
+    for it to end on its own (or sends SIGTERM first with `terminate=True`) and returns
+    what it printed. A process still running at `close()` is killed by its PID."""
+
+    def __init__(self, *args: str | Path, stdin: int | None = subprocess.DEVNULL,
+                 stdout: int | IO[bytes] = subprocess.PIPE) -> None:
+        self.proc = subprocess.Popen(analyzer_argv(*args), stdin=stdin, stdout=stdout,
+                                     stderr=subprocess.PIPE,
+                                     env={**os.environ, "COLUMNS": "250"})
+
+    def finish(self, timeout: float = 30.0,
+               terminate: bool = False) -> subprocess.CompletedProcess[bytes]:
+        if terminate and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.close()
+            raise AssertionError(f"{self.proc.args!r} did not end within {timeout} s") from None
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode,
+                                           stdout or b"", stderr or b"")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[..., Background]]:
+    """Start `analyzer ARGS` in the background; whatever is left is killed by PID."""
+    started: list[Background] = []
+
+    def start(*args: str | Path, **kwargs: object) -> Background:
+        started.append(Background(*args, **kwargs))  # type: ignore[arg-type]
+        return started[-1]
+
+    yield start
+    for item in started:
+        item.close()
