@@ -25,24 +25,27 @@ from tests.oracle import run_tshark
 ANALYZER = [sys.executable, "-m", "analyzer"]
 RUN_TIMEOUT = 60.0
 
+Arg = str | int | Path  # one command-line argument, as the tests write it
+WIDE_ENV = {**os.environ, "COLUMNS": "250"}
+
 # What must never reach a terminal from the network: C0 controls other than newline and
 # tab, DEL, and the C1 controls (as UTF-8: 0xC2 0x80..0x9F), which include CSI and OSC.
 RAW_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]")
 
 
-def analyzer_argv(*args: str | Path) -> list[str]:
+def analyzer_argv(*args: Arg) -> list[str]:
     return [*ANALYZER, *map(str, args)]
 
 
-def run(*args: str | Path, timeout: float = RUN_TIMEOUT,
+def run(*args: Arg, timeout: float = RUN_TIMEOUT,
         stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """`analyzer ARGS` to completion; stdout and stderr kept as bytes. Tables are drawn
     wide (COLUMNS) so that no line the tests look for is wrapped."""
+    if stdin is None:
+        return subprocess.run(analyzer_argv(*args), capture_output=True, timeout=timeout,
+                              env=WIDE_ENV, stdin=subprocess.DEVNULL, check=False)
     return subprocess.run(analyzer_argv(*args), capture_output=True, timeout=timeout,
-                          env={**os.environ, "COLUMNS": "250"},
-                          **({"input": stdin} if stdin is not None
-                             else {"stdin": subprocess.DEVNULL}),
-                          check=False)
+                          env=WIDE_ENV, input=stdin, check=False)
 
 
 def wait_tcp_listening(port: int, proc: subprocess.Popen | None = None,
@@ -104,11 +107,11 @@ class Background:
     for it to end on its own (or sends SIGTERM first with `terminate=True`) and returns
     what it printed. A process still running at `close()` is killed by its PID."""
 
-    def __init__(self, *args: str | Path, stdin: int | None = subprocess.DEVNULL,
+    def __init__(self, *args: Arg, stdin: int | None = subprocess.DEVNULL,
                  stdout: int | IO[bytes] = subprocess.PIPE) -> None:
         self.proc = subprocess.Popen(analyzer_argv(*args), stdin=stdin, stdout=stdout,
                                      stderr=subprocess.PIPE,
-                                     env={**os.environ, "COLUMNS": "250"})
+                                     env=WIDE_ENV)
 
     def finish(self, timeout: float = 30.0,
                terminate: bool = False) -> subprocess.CompletedProcess[bytes]:
@@ -133,7 +136,7 @@ def background() -> Iterator[Callable[..., Background]]:
     """Start `analyzer ARGS` in the background; whatever is left is killed by PID."""
     started: list[Background] = []
 
-    def start(*args: str | Path, **kwargs: object) -> Background:
+    def start(*args: Arg, **kwargs: object) -> Background:
         started.append(Background(*args, **kwargs))  # type: ignore[arg-type]
         return started[-1]
 
