@@ -74,6 +74,22 @@ def first_fin(rows: list[dict[str, int]]) -> dict[str, int]:
     return next(row for row in rows if row["fin"])
 
 
+def follow(capture: Path, client_port: int) -> tuple[bytes, bytes]:
+    """(client's bytes, server's bytes) of stream 0 as tshark follows them. tshark's
+    "Node 0" is whichever side sent data first, so the roles come from the ports."""
+    raw = parse_follow_raw(tshark_follow(capture, 0, "raw"))
+    if raw.node0.endswith(f":{client_port}"):
+        return raw.data0, raw.data1
+    assert raw.node1.endswith(f":{client_port}"), raw[:2]
+    return raw.data1, raw.data0
+
+
+def syn_port(capture: Path, port: int) -> int:
+    """The client's port: the source of the SYN (without ACK) to `port`."""
+    rows = segments(capture, port)
+    return next(row["srcport"] for row in rows if row["syn"] and not row["ack"])
+
+
 def one_exchange(stdout: bytes) -> dict:
     exchanges = of_type(json_lines(stdout), "tcp_exchange")
     assert len(exchanges) == 1, stdout[-2000:]
@@ -133,8 +149,7 @@ def test_connect_fin_against_nc_closes_first_with_both_ways_intact(
 
     client_port = int(exchange["local"].rsplit(":", 1)[1])
     assert_fin_handshake_order(segments(capture, port), closer=client_port, other=port)
-    follow = parse_follow_raw(tshark_follow(capture, 0, "raw"))
-    assert (follow.data0, follow.data1) == (sent, reply)
+    assert follow(capture, client_port) == (sent, reply)
 
     stream, ladder = our_stream(capture)
     assert (stream["close"], stream["labels"]) == ("fin", [])
@@ -253,12 +268,12 @@ def test_connect_gets_a_file_from_python_http_server(tmp_path: Path, peers: Call
                "--wait", "5", "--watch", "-w", capture, "--json")
     assert done.returncode == 0, describe(done)
     exchange = one_exchange(done.stdout)
-    follow = parse_follow_raw(tshark_follow(capture, 0, "raw"))
-    assert follow.data0 == request
-    head, _, got_body = follow.data1.partition(b"\r\n\r\n")
+    client_bytes, server_bytes = follow(capture, syn_port(capture, port))
+    assert client_bytes == request
+    head, _, got_body = server_bytes.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.0 200") and got_body == body
     assert (exchange["received_bytes"], exchange["received_sha256"]) == (
-        len(follow.data1), sha256(follow.data1))
+        len(server_bytes), sha256(server_bytes))
     assert exchange["sent_sha256"] == sha256(request)
     assert exchange["closed_by"] == "remote"  # HTTP/1.0: the server closes
 
@@ -313,8 +328,7 @@ def test_serve_echo_to_nc_both_ways_by_sha256(tmp_path: Path, peers: Callable,
     assert exchange["received_sha256"] == exchange["sent_sha256"] == sha256(sent)
     assert exchange["received_bytes"] == exchange["sent_bytes"] == len(sent)
     assert exchange["closed_by"] == "remote"  # nc -N shut its side first
-    follow = parse_follow_raw(tshark_follow(capture, 0, "raw"))
-    assert follow.data0 == follow.data1 == sent
+    assert follow(capture, syn_port(capture, port)) == (sent, sent)
 
 
 def test_serve_reply_file_to_curl(tmp_path: Path, background: Callable[..., Background]) -> None:
@@ -337,10 +351,10 @@ def test_serve_reply_file_to_curl(tmp_path: Path, background: Callable[..., Back
     assert (tmp_path / "out").read_bytes() == body
     assert done.returncode == 0, describe(done)
     exchange = one_exchange(done.stdout)
-    follow = parse_follow_raw(tshark_follow(capture, 0, "raw"))
-    assert follow.data0.startswith(b"GET /anything HTTP/1.1\r\n")
-    assert exchange["received_sha256"] == sha256(follow.data0)
-    assert exchange["sent_sha256"] == sha256(response) == sha256(follow.data1)
+    client_bytes, server_bytes = follow(capture, syn_port(capture, port))
+    assert client_bytes.startswith(b"GET /anything HTTP/1.1\r\n")
+    assert exchange["received_sha256"] == sha256(client_bytes)
+    assert exchange["sent_sha256"] == sha256(response) == sha256(server_bytes)
 
 
 def python_client(port: int, send: bytes = b"", expect: int | None = None,
@@ -408,7 +422,7 @@ def test_serve_close_variants_on_the_wire(tmp_path: Path, close: str,
     assert exchange["sent_sha256"] == sha256(reply)
 
     rows = segments(capture, port)
-    client_port = next(row["srcport"] for row in rows if row["syn"] and not row["ack"])
+    client_port = syn_port(capture, port)
     server_data = sum(row["len"] for row in from_port(rows, port))
     assert server_data == len(reply), rows
     stream, ladder = our_stream(capture)

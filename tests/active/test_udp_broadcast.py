@@ -31,7 +31,8 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 PORT = 7788  # the port of the original classroom program; namespaces are private
 MESSAGE = "who is there?"
-REPLIES = {"r1": "r1 here", "r2": "r2 here", "socat": "socat here"}
+# One word for socat: its address syntax would eat the quotes around a space.
+REPLIES = {"r1": "r1 here", "r2": "r2 here", "socat": "socat-here"}
 WAIT_SECONDS = "2"
 
 

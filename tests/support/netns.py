@@ -72,7 +72,7 @@ class NetLab:
         self._ip("-n", self.switch, "link", "add", name, "type", "bridge")
         self._ip("-n", self.switch, "link", "set", name, "up")
         if address is not None:
-            self._ip("-n", self.switch, "addr", "add", address, "dev", name)
+            self._ip("-n", self.switch, "addr", "add", address, "brd", "+", "dev", name)
             self.run(self.switch, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
         return Bridge(name, address.split("/")[0] if address else None)
 
@@ -88,7 +88,9 @@ class NetLab:
                  "peer", "name", interface, "netns", namespace)
         self._ip("-n", self.switch, "link", "set", port, "master", bridge.name)
         self._ip("-n", self.switch, "link", "set", port, "up")
-        self._ip("-n", namespace, "addr", "add", address, "dev", interface)
+        # "brd +": the subnet's broadcast address, as any DHCP or distribution setup gives
+        # (without it the kernel accepts no directed broadcast on that subnet).
+        self._ip("-n", namespace, "addr", "add", address, "brd", "+", "dev", interface)
         self._ip("-n", namespace, "link", "set", interface, "up")
         if bridge.address is not None:
             self._ip("-n", namespace, "route", "add", "default", "via", bridge.address)
