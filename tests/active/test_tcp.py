@@ -151,6 +151,15 @@ def test_connect_fin_against_nc_closes_first_with_both_ways_intact(
     assert_fin_handshake_order(segments(capture, port), closer=client_port, other=port)
     assert follow(capture, client_port) == (sent, reply)
 
+    # The watched analysis printed after the exchange (--watch --json) says the same.
+    watched = of_type(json_lines(done.stdout), "tcp_stream")
+    assert len(watched) == 1, watched
+    assert (watched[0]["client"], watched[0]["server"]) == (exchange["local"],
+                                                            f"127.0.0.1:{port}")
+    assert (watched[0]["client_sha256"], watched[0]["server_sha256"]) == (
+        sha256(sent), sha256(reply))
+    assert watched[0]["close"] == "fin" and watched[0]["handshake"] == "complete"
+
     stream, ladder = our_stream(capture)
     assert (stream["close"], stream["labels"]) == ("fin", [])
     assert stream["history"].index("F") < stream["history"].index("f")  # Zeek: client FIN first
@@ -449,3 +458,31 @@ def test_serve_port_in_use_is_one_line_and_exit_2() -> None:
         port = holder.getsockname()[1]
         done = run("tcp", "serve", port, "--bind", "127.0.0.1", "-c", "1", timeout=20)
     assert_one_line_error(done)
+
+
+def test_connect_and_serve_over_ipv6(tmp_path: Path,
+                                     background: Callable[..., Background]) -> None:
+    """Our client and our server over ::1: endpoints written "[addr]:port" (SPEC), the
+    echo intact, the capture IPv6 throughout."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    payload = random_file(tmp_path / "payload.bin", 30_000)
+    server = background("tcp", "serve", str(port), "--bind", "::1", "--echo", "-c", "1",
+                        "--json")
+    wait_tcp_listening(port, server.proc)
+    capture = tmp_path / "v6.pcapng"
+    done = run("tcp", "connect", "::1", port, "--send", f"@{tmp_path}/payload.bin",
+               "--close", "half", "--wait", "3", "--watch", "-w", capture, "--json")
+    served = server.finish()
+    assert done.returncode == 0, describe(done)
+    assert served.returncode == 0, describe(served)
+    client = one_exchange(done.stdout)
+    assert client["remote"] == f"[::1]:{port}"
+    assert client["received_sha256"] == client["sent_sha256"] == sha256(payload)
+    server_side = one_exchange(served.stdout)
+    assert server_side["local"] == f"[::1]:{port}" and server_side["remote"] == client["local"]
+    assert server_side["received_sha256"] == sha256(payload)
+    rows = tshark_rows(capture, ["ipv6.src", "ipv6.dst"], f"tcp.port == {port}")
+    assert rows and all(row == {"ipv6.src": "::1", "ipv6.dst": "::1"} for row in rows), rows
+    assert follow(capture, syn_port(capture, port)) == (payload, payload)

@@ -128,6 +128,8 @@ def test_broadcast_lists_the_three_lan_replies_and_not_the_far_one(
     assert sent[0]["bytes"] == len(MESSAGE.encode())
     assert bytes.fromhex(sent[0]["hex"]) == MESSAGE.encode()
     sender_endpoint = sent[0]["source"]
+    # The source as it is on the wire (not the wildcard the socket may be bound to).
+    assert sender_endpoint.rsplit(":", 1)[0] == lan.sender.address
 
     replies = {obj["source"]: obj for obj in datagrams if obj["direction"] == "in"}
     expected = {f"{lan.responders[name].address}:{PORT}": text for name, text in REPLIES.items()}
