@@ -5,6 +5,7 @@ SIGTERM stops us. Frames go to the same `Analyzer` as a file's, and optionally t
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import select
 import socket
@@ -33,6 +34,7 @@ ANY = "any"  # Linux's pseudo-interface: every interface at once
 TICK = 0.25  # seconds between live-view refreshes
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
+BPF_RET_K = 0x06  # BPF_RET | BPF_K: return a constant (0: drop the packet)
 LINKTYPE_RAW = 101  # frames that start at the IP header
 
 
@@ -142,6 +144,12 @@ class LiveCapture:
                                  "(try sudo)") from None
             raise InputError(f"cannot capture on {self.interface}: {exc.strerror}") from None
         sock = listener.ins
+        if self.bpf:
+            # scapy attached the filter after the socket began to queue packets: whatever
+            # came before it would be read as ours. Attach it again through a drain.
+            hatype = _hardware_type(self.interface)
+            attach_filter(sock, self.bpf, ARPHRD_LINKTYPES.get(hatype, 1))
+        _reset_statistics(sock)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         try:  # a deep buffer rides out bursts while the analysis catches up
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
@@ -228,6 +236,46 @@ class LiveCapture:
             self._writer.close(time.time(), self.dropped)
 
 
+def attach_filter(sock: socket.socket, bpf: str, linktype: int) -> None:
+    """Attach `bpf` (compiled by libpcap for `linktype`) to a packet socket as libpcap
+    does: first a filter that rejects everything, then drain what the socket queued
+    before, then the real filter; so no packet from before the filter is read."""
+    from analyzer.capture.bpf import FrameFilter
+
+    program = FrameFilter(bpf).compile(linktype)
+    instructions = (_BpfInstruction * program.bf_len).from_address(program.bf_insns)
+    reject_all = (_BpfInstruction * 1)(_BpfInstruction(BPF_RET_K, 0, 0, 0))
+    _set_filter(sock, reject_all, 1)
+    while True:
+        try:
+            sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_TRUNC)
+        except (BlockingIOError, InterruptedError):
+            break
+    _set_filter(sock, instructions, program.bf_len)
+
+
+def _set_filter(sock: socket.socket, instructions: ctypes.Array[_BpfInstruction],
+                count: int) -> None:
+    # struct sock_fprog: unsigned short len; (padding) struct sock_filter *filter
+    fprog = struct.pack("HL", count, ctypes.addressof(instructions))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def _reset_statistics(sock: socket.socket) -> None:
+    """Reading PACKET_STATISTICS resets them: drops before the capture began (of packets
+    the filter was about to reject) are not reported as ours."""
+    with contextlib.suppress(OSError):
+        sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+
+
+def _hardware_type(interface: str) -> int:
+    try:
+        with open(f"/sys/class/net/{interface}/type") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return 1
+
+
 class _BpfInstruction(ctypes.Structure):
     # struct sock_filter (linux/filter.h), laid out as libpcap's struct bpf_insn
     _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
@@ -248,21 +296,13 @@ class _AnyInterfaceSocket:
                                      socket.htons(ETH_P_ALL))
         except PermissionError:
             raise InputError("sniffing on any needs root or CAP_NET_RAW (try sudo)") from None
-        if bpf:
-            try:
-                self._attach(bpf)
-            except BaseException:
-                self.ins.close()
-                raise
-
-    def _attach(self, bpf: str) -> None:
-        from analyzer.capture.bpf import FrameFilter
-
-        program = FrameFilter(bpf).compile(LINKTYPE_RAW)
-        instructions = (_BpfInstruction * program.bf_len).from_address(program.bf_insns)
-        # struct sock_fprog: unsigned short len; (padding) struct sock_filter *filter
-        fprog = struct.pack("HL", program.bf_len, ctypes.addressof(instructions))
-        self.ins.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        try:
+            if bpf:
+                attach_filter(self.ins, bpf, LINKTYPE_RAW)
+            _reset_statistics(self.ins)
+        except BaseException:
+            self.ins.close()
+            raise
 
     def close(self) -> None:
         self.ins.close()

@@ -20,7 +20,7 @@ EXIT_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analyzer.cli import tcp, tftp
+    from analyzer.cli import tcp, tftp, udp
 
     parser = argparse.ArgumentParser(
         prog="analyzer",
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tcp.register(sub)
     tftp.register(sub)
+    udp.register(sub)
     return parser
 
 

@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import ipaddress
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
+from analyzer.active.sockets import source_address_for
+from analyzer.capture import Frame
 from analyzer.capture.live import ANY, LiveCapture
+from analyzer.decode import Packet
 from analyzer.errors import InputError
 from analyzer.pipeline import Analysis, Analyzer
 from analyzer.tcp.tracker import TcpTracker
@@ -83,10 +85,12 @@ class SessionResult(Generic[T]):
 
 def run_session(driver: Driver[T], *, watch: bool = False, write: str | None = None,
                 tftp_ports: Sequence[int] = (), interface: str | None = None,
-                keep_streams: bool = True) -> SessionResult[T]:
+                keep_streams: bool = True,
+                observers: Sequence[Callable[[Packet], object]] = ()) -> SessionResult[T]:
     """Run `driver` while watching its own traffic when `watch` or `write` asks for it
     (see the module docstring). `interface` overrides the one chosen from the endpoints;
-    `keep_streams` keeps every TCP stream's packets for the ladder view."""
+    `keep_streams` keeps every TCP stream's packets for the ladder view; `observers` see
+    every decoded packet after the trackers (the UDP datagram log)."""
     endpoints = driver.bind()
     capture: LiveCapture | None = None
     no_watch: str | None = None if watch or write else "not asked to watch"
@@ -102,7 +106,15 @@ def run_session(driver: Driver[T], *, watch: bool = False, write: str | None = N
     stop = threading.Event()
     thread = None
     if capture is not None:
-        thread = threading.Thread(target=capture.run, args=(analyzer.feed, stop),
+        feed: Callable[[Frame], object] = analyzer.feed
+        if observers:
+            def feed(frame: Frame) -> None:
+                pkt = analyzer.feed(frame)
+                if pkt is not None:
+                    for observer in observers:
+                        observer(pkt)
+
+        thread = threading.Thread(target=capture.run, args=(feed, stop),
                                   name="analyzer-watch", daemon=True)
         thread.start()
     cancel = threading.Event()
@@ -185,7 +197,7 @@ def interface_for(endpoints: Sequence[Endpoint]) -> str:
         if _is_unspecified(local):
             if endpoint.remote is None or _is_unspecified(endpoint.remote[0]):
                 return ANY  # a listener on every address: traffic may come on any of them
-            source = _source_address(endpoint.remote[0])
+            source = source_address_for(endpoint.remote[0])
             if source is None:
                 return ANY
             local = source
@@ -210,20 +222,6 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address.split("%")[0]).is_loopback
     except ValueError:
         return False
-
-
-def _source_address(remote: str) -> str | None:
-    """The local address the kernel would send to `remote` from (a UDP connect sends
-    nothing; it only asks the routing table)."""
-    family = socket.AF_INET6 if ":" in remote else socket.AF_INET
-    probe = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        probe.connect((remote, 9))
-        return str(probe.getsockname()[0])
-    except OSError:
-        return None
-    finally:
-        probe.close()
 
 
 def _interface_holding(address: str) -> str | None:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.run import parallel
 from analyzer.decode.partition import fast_owner, owner_of_packet
 from analyzer.errors import InputError
-from analyzer.run.parallel import analyze_file_split
 from analyzer.pipeline import analyze_file, iter_packets
 from analyzer.report.jsonl import write_analysis
+from analyzer.run import parallel
+from analyzer.run.parallel import analyze_file_split
 from analyzer.run.results import write_split_analysis
 from analyzer.tcp.tracker import TcpTracker
 from tests.conftest import CAPTURES_DIR, CORPUS_DIR, synthetic_capture

@@ -1,0 +1,1 @@
+"""UDP datagrams as seen on the wire, for the active modes' watch view (sans-IO)."""
