@@ -112,8 +112,9 @@ def assert_fin_handshake_order(rows: list[dict[str, int]], closer: int, other: i
     fin = first_fin(rows)
     assert fin["srcport"] == closer, rows
     later = [row for row in rows if row["number"] > fin["number"]]
-    second = next(row for row in later if row["fin"])
-    assert second["srcport"] == other and second["ack"] == 1, rows
+    # (the closer's FIN may be retransmitted on a busy machine before the answer)
+    second = next(row for row in later if row["fin"] and row["srcport"] == other)
+    assert second["ack"] == 1, rows
     assert any(row["srcport"] == closer and row["ack"] and row["number"] > second["number"]
                for row in later), rows
     assert not any(row["reset"] for row in rows), rows
