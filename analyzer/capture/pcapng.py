@@ -25,6 +25,11 @@ EPB: Final = 6
 BOM_LE: Final = b"\x4d\x3c\x2b\x1a"
 BOM_BE: Final = b"\x1a\x2b\x3c\x4d"
 MAX_BLOCK_LEN: Final = 1 << 24  # 16 MiB: anything larger is a corrupt length
+# The shortest block of each type that holds its fixed fields (header and trailer
+# included); a shorter one is corrupt, and its fields are never read past its end.
+MIN_BLOCK_LEN: Final = {EPB: 32, OPB: 32, SPB: 16, IDB: 20, ISB: 24}
+_BLOCK_NAMES: Final = {EPB: "packet", OPB: "packet", SPB: "simple packet", IDB: "interface",
+                       ISB: "statistics"}
 
 OPT_END: Final = 0
 OPT_IF_NAME: Final = 2
@@ -117,6 +122,11 @@ def read_pcapng(reader: ChunkReader, info: CaptureInfo) -> Iterator[Frame]:
             return
         reader.off = off + blen
 
+        if blen < MIN_BLOCK_LEN.get(btype, 12):
+            info.warnings.append(
+                f"corrupt {_BLOCK_NAMES[btype]} block at byte {reader.position - blen}: "
+                f"{blen} bytes is too short for its fields; skipped")
+            continue
         if btype == EPB or btype == OPB:
             # The obsolete Packet Block has a 16-bit interface id then a drop count.
             iface_id, hi, lo, caplen, wirelen = struct.unpack_from(

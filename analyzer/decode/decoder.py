@@ -329,6 +329,8 @@ class Decoder:
             return self._malformed(number, "bad IPv4 header")
         self._stats.protocols["ipv4"] += 1
         available = len(data) - off
+        if available < ihl:
+            return self._malformed(number, "IPv4 options cut short")
         if total == 0:
             total = available  # segmentation offload: the stack left the length unset
         elif total < ihl:
@@ -377,7 +379,9 @@ class Decoder:
             hdr_len = (data[start + 1] + 2) * 4 if nxt == 51 else (data[start + 1] + 1) * 8
             nxt = data[start]
             start += hdr_len
-        claimed = claimed_end - start
+        if start > end:
+            return self._malformed(number, "IPv6 extension header cut short")
+        claimed = max(claimed_end - start, 0)
         if fragment is not None:
             self._stats.protocols["ipv6-fragment"] += 1
             frag_offset, more, ident = fragment
@@ -410,16 +414,18 @@ class Decoder:
             if hlen < 20 or hlen > have:
                 return self._malformed(number, "bad TCP header length")
             protocols["tcp"] += 1
+            # every length from the wire is clamped before it is used: a record whose
+            # wire length is below its captured length claims less than the header
             pkt = Packet(number, ts, interface, version, src, dst, proto, sport, dport,
-                         data[start + hlen:end], claimed - hlen, seq, ack, flags, window,
-                         data[start + 20:start + hlen])
+                         data[start + hlen:end], max(claimed - hlen, 0), seq, ack, flags,
+                         window, data[start + 20:start + hlen])
         elif proto == PROTO_UDP:
             if have < 8:
                 return self._malformed(number, "UDP header cut short")
             sport, dport, ulen = _UDP.unpack_from(data, start)
             protocols["udp"] += 1
             # Trust the UDP length when it fits in what IP claims (Ethernet padding).
-            plen = ulen - 8 if 8 <= ulen <= claimed else claimed - 8
+            plen = ulen - 8 if 8 <= ulen <= claimed else max(claimed - 8, 0)
             pkt = Packet(number, ts, interface, version, src, dst, proto, sport, dport,
                          data[start + 8:min(end, start + 8 + plen)], plen)
         elif proto == PROTO_ICMP or proto == PROTO_ICMPV6:
@@ -427,7 +433,7 @@ class Decoder:
                 return self._malformed(number, "ICMP header cut short")
             protocols["icmp" if proto == PROTO_ICMP else "icmpv6"] += 1
             pkt = Packet(number, ts, interface, version, src, dst, proto, data[start],
-                         data[start + 1], data[start + 4:end], claimed - 4)
+                         data[start + 1], data[start + 4:end], max(claimed - 4, 0))
         else:
             protocols[IP_PROTO_NAMES.get(proto, f"ip-proto-{proto}")] += 1
             return None

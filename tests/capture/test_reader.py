@@ -20,6 +20,7 @@ import pytest
 
 from analyzer.capture import open_capture
 from analyzer.errors import InputError
+from tests.conftest import CAPTURES_DIR
 from tests.craft import (
     BAD_INPUT_NAMES,
     COMPRESSED_NAMES,
@@ -31,6 +32,7 @@ from tests.craft import (
     resolution_units,
 )
 from tests.oracle import scapy_frames, tshark_frames
+from tests.support.analyzer_cli import run_analyzer
 
 # A float epoch time near 1.7e9 s has a resolution of 2.4e-7 s; a reader that drops
 # the nanosecond digits of our timestamps (…456789) is off by more than this.
@@ -331,3 +333,26 @@ def test_mapped_file_cut_mid_record_warns_like_a_read_one(tmp_path) -> None:
     assert len(frames) == len(read_frames) == 8_999 == len(tshark_frames(path))
     assert info.warnings == read_info.warnings
     assert "truncated packet 9000" in info.warnings[0]
+
+
+@pytest.mark.parametrize("block_type", [1, 2, 3, 5, 6], ids=["idb", "opb", "spb", "isb", "epb"])
+@pytest.mark.parametrize("length", [12, 16])
+def test_pcapng_blocks_too_short_for_their_fields_are_skipped(tmp_path, block_type: int,
+                                                             length: int) -> None:
+    """A block whose length is valid (a multiple of 4, at least 12) but too short for its
+    type's fixed fields, at the end of the file: the frames before it, and a warning; it
+    used to be a struct.error traceback. tshark reads the same frames."""
+    source = CAPTURES_DIR / "tour.pcapng"  # little-endian, one section
+    data = source.read_bytes()
+    block = struct.pack("<II", block_type, length) + b"\x00" * (length - 12) \
+        + struct.pack("<I", length)
+    path = tmp_path / "short-block.pcapng"
+    path.write_bytes(data + block)
+    frames, info = read_all(path)
+    assert len(frames) == len(tshark_frames(path))
+    too_short = length < {1: 20, 2: 32, 3: 16, 5: 24, 6: 32}[block_type]
+    assert len(frames) == len(read_all(source)[0]) + (block_type == 3 and not too_short)
+    assert too_short == any("too short" in w for w in info.warnings), info.warnings  # type: ignore[attr-defined]
+    done = run_analyzer("read", path, "--json")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

@@ -150,3 +150,44 @@ def test_frames_cut_inside_headers_do_not_raise(crafted: dict, cut: int) -> None
         data = frame.data[:cut]
         decoder.decode(Frame(1.0, LINKTYPE_ETHERNET, 0, data, frame.wirelen), number)
     assert decoder.stats.packets == len(capture.frames)
+
+
+def _ipv4(payload: bytes, proto: int, ihl_words: int = 5, total: int | None = None) -> bytes:
+    options = b"\x01" * (ihl_words * 4 - 20)
+    length = 20 + len(options) + len(payload) if total is None else total
+    return struct.pack("!BBHHHBBH4s4s", 0x40 | ihl_words, 0, length, 1, 0, 64, proto, 0,
+                       bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])) + options + payload
+
+
+@pytest.mark.parametrize("data, wirelen", [
+    # caplen 42, wirelen 30 (issue 23): the record claims less than the UDP header
+    (_ipv4(struct.pack("!HHHH", 1000, 69, 22, 0) + b"\x00\x01x\x00octet\x00", PROTO_UDP),
+     30 - 14),
+    # the same for TCP and ICMP
+    (_ipv4(struct.pack("!HHIIBBHHH", 1, 2, 0, 0, 0x50, 0x18, 100, 0, 0) + b"data", 6), 21),
+    (_ipv4(b"\x03\x03\x00\x00\x00\x00\x00\x00", 1), 22),
+    # an IHL of 15 words (60 bytes) in a 28-byte frame
+    (_ipv4(b"", PROTO_UDP)[:0] + bytes([0x4F]) + _ipv4(b"12345678", PROTO_UDP)[1:], 28),
+    # a total length below the header it follows
+    (_ipv4(struct.pack("!HHHH", 1, 2, 12, 0) + b"abcd", PROTO_UDP, total=23), 32),
+], ids=["udp-wirelen-below-caplen", "tcp-wirelen-below-caplen", "icmp-wirelen-below-caplen",
+        "ihl-beyond-frame", "total-inside-udp-header"])
+def test_lengths_from_the_wire_are_clamped(data: bytes, wirelen: int) -> None:
+    """Lengths taken from the wire never reach a slice or a payload length negative (the
+    compiled decoder raised SystemError: Negative size passed to PyBytes_FromStringAndSize)."""
+    decoder = Decoder()
+    packet = decoder.decode(Frame(1.0, LINKTYPE_RAW, 0, data, wirelen), 1)
+    if packet is not None:
+        assert packet.payload_len >= 0
+        assert len(packet.payload) >= 0
+
+
+def test_ipv6_extension_headers_past_the_frame_are_malformed() -> None:
+    """A hop-by-hop header whose length points past the frame's end."""
+    hop = bytes([17, 200]) + b"\x00" * 6  # next header UDP, 201 * 8 bytes long
+    header = struct.pack("!IHBB16s16s", 6 << 28, len(hop), 0, 64, b"\x00" * 15 + b"\x01",
+                         b"\x00" * 15 + b"\x02")
+    data = header + hop
+    decoder = Decoder()
+    assert decoder.decode(Frame(1.0, LINKTYPE_RAW, 0, data, len(data)), 1) is None
+    assert decoder.stats.malformed == 1
