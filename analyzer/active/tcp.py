@@ -239,7 +239,6 @@ class TcpServeDriver:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(self.address)
-            sock.listen(LISTEN_BACKLOG)
         except OSError as exc:
             sock.close()
             raise bind_error(exc, "tcp", self.address, "listen on") from None
@@ -249,6 +248,13 @@ class TcpServeDriver:
     def run(self, cancel: threading.Event) -> TcpServeOutcome:
         sock = self.sock
         assert sock is not None
+        # Listening only now, once the session's capture is open: a client that connects
+        # the moment the port listens still has its handshake in the evidence.
+        try:
+            sock.listen(LISTEN_BACKLOG)
+        except OSError as exc:
+            sock.close()
+            raise bind_error(exc, "tcp", self.address, "listen on") from None
         outcome = TcpServeOutcome()
         handlers: list[threading.Thread] = []
         try:
@@ -261,8 +267,9 @@ class TcpServeDriver:
                     continue
                 conn, address = sock.accept()
                 outcome.accepted += 1
+                # "wait" is how we close, not how the connection ends: both sides FIN.
                 exchange = TcpExchange(local_endpoint(conn), (str(address[0]), address[1]),
-                                       self.close)
+                                       "fin" if self.close == "wait" else self.close)
                 with self._lock:
                     outcome.exchanges.append(exchange)
                 handler = threading.Thread(target=self._handle,
