@@ -110,13 +110,21 @@ def test_listen_ends_on_sigterm_with_exit_0(background: Callable[..., Background
     assert b"Traceback" not in done.stderr
 
 
-def test_send_without_a_listener_still_exits_0() -> None:
-    """Sending worked; no reply came (the ICMP port unreachable is not a failure)."""
+def test_send_to_a_closed_port_fails_with_the_icmp_error(tmp_path: Path) -> None:
+    """Nothing listens: the kernel answers with ICMP port unreachable, which the command
+    hears (IP_RECVERR) and reports: exit 1, one line. As root, the watched capture holds
+    that ICMP error (tshark)."""
+    watch = ["-w", str(tmp_path / "closed.pcapng")] if os.geteuid() == 0 else []
     done = run("udp", "send", "127.0.0.1", free_port(socket.SOCK_DGRAM), "anyone?",
-               "--wait", "0.5", "--json")
-    assert done.returncode == 0, describe(done)
+               "--wait", "0.5", "--json", *watch)
+    assert done.returncode == 1, describe(done)
+    assert b"port unreachable" in done.stderr.splitlines()[-1]
+    assert b"Traceback" not in done.stderr
     assert [obj["direction"] for obj in of_type(json_lines(done.stdout), "udp_datagram")] == [
         "out"]
+    if watch:
+        rows = tshark_rows(tmp_path / "closed.pcapng", ["icmp.type", "icmp.code"], "icmp")
+        assert ["3", "3"] in [[row["icmp.type"], row["icmp.code"]] for row in rows]
 
 
 @pytest.mark.root
