@@ -4,12 +4,14 @@ either), one-line errors for unusable input, and streaming iteration over its fr
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import os
 import stat
+import sys
 import zlib
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from analyzer.capture.chunks import ChunkReader
 from analyzer.capture.frame import CaptureInfo, Frame
@@ -18,6 +20,7 @@ from analyzer.capture.pcapng import SHB_TYPE, read_pcapng
 from analyzer.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
+STDIN = "-"  # the path that means standard input (a pipe: `tcpdump -w - | analyzer read -`)
 
 
 class CaptureFile:
@@ -28,13 +31,14 @@ class CaptureFile:
         self.info = CaptureInfo(path=self.path)
         self._raw = _open_raw(self.path)
         status = os.fstat(self._raw.fileno())
-        self.size = status.st_size
+        self.size = status.st_size if stat.S_ISREG(status.st_mode) else 0
         stream: BinaryIO = self._raw
-        head = self._raw.read(4)
+        head = _read_exactly(self._raw, 4)
         if head[:2] == GZIP_MAGIC:
             self.info.compressed = True
-            self._raw.seek(0)
-            stream = gzip.GzipFile(fileobj=self._raw, mode="rb")  # type: ignore[assignment]
+            # (no seek back: a pipe cannot; the bytes already read go in front)
+            stream = gzip.GzipFile(fileobj=_Prefixed(head, self._raw),  # type: ignore[assignment]
+                                   mode="rb")
             try:
                 head = stream.read(4)
             except (OSError, EOFError, zlib.error) as exc:
@@ -100,7 +104,48 @@ class CaptureFile:
         self.close()
 
 
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    """n bytes, or fewer only at the end (a pipe gives what was written so far)."""
+    data = stream.read(n)
+    while data and len(data) < n:
+        more = stream.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+class _Prefixed(io.RawIOBase):
+    """`prefix`, then the rest of `stream`: a stream read from again as if from its start."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix = prefix
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._prefix:
+            n = min(len(view), len(self._prefix))
+            view[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._stream.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def tell(self) -> int:
+        return self._stream.tell() - len(self._prefix)
+
+
 def _open_raw(path: str) -> BinaryIO:
+    if path == STDIN:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InputError("-: standard input is a terminal, not a capture (pipe one in: "
+                             "tcpdump -U -w - | analyzer read -)")
+        return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     try:
         return open(path, "rb")  # noqa: SIM115 - closed by CaptureFile.close
     except FileNotFoundError:
@@ -114,5 +159,6 @@ def _open_raw(path: str) -> BinaryIO:
 
 
 def open_capture(path: str | os.PathLike[str]) -> CaptureFile:
-    """Open a pcap/pcapng file (plain or gzip); raises InputError when it is unusable."""
+    """Open a pcap/pcapng file (plain or gzip; "-" is standard input); raises InputError
+    when it is unusable."""
     return CaptureFile(path)

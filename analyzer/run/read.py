@@ -41,7 +41,7 @@ def read_report(path: Path, *, as_json: bool, bpf: str | None = None,
     # rich (analyzer.report.console) takes ~60 ms to import: only for a progress bar or
     # the table view, never for JSON into a pipe.
     bar: FileProgress | None = None
-    if progress:
+    if progress and os.fspath(path) != "-":  # a pipe has no size to show progress over
         from analyzer.report.console import file_progress
 
         bar = file_progress()

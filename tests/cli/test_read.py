@@ -8,6 +8,7 @@ gives exit 0, the packets before the damage and a warning.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
@@ -369,3 +370,53 @@ def test_tftp_port_out_of_range_is_refused(command: list[str], port: str, tmp_pa
                         "--tftp-port", port)
     assert done.returncode == 2
     assert "--tftp-port" in done.stderr and "Traceback" not in done.stderr
+
+
+def _from_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "analyzer", *args], input=data,
+                          capture_output=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("name, compress", [("tour.pcapng", False), ("http-fetch.pcap", False),
+                                            ("tour.pcapng", True)],
+                         ids=["pcapng", "pcap", "pcapng-gzip"])
+def test_read_from_a_pipe_gives_what_the_file_gives(name: str, compress: bool) -> None:
+    """`tcpdump -w - | analyzer read -`: no seeking (gzip too), the same JSON lines as
+    the file, but for the capture's name."""
+    import gzip
+
+    path = CAPTURES_DIR_FOR_CLI / name
+    data = path.read_bytes()
+    piped = _from_stdin(gzip.compress(data) if compress else data, "read", "-", "--json")
+    assert piped.returncode == 0, piped.stderr
+    from_file = run_analyzer("read", path, "--json")
+    ours = [json.loads(line) for line in piped.stdout.splitlines()]
+    theirs = [json.loads(line) for line in from_file.stdout.splitlines()]
+    assert ours[-1].pop("file") == "-"
+    theirs[-1].pop("file")
+    assert ours[-1].pop("compressed") is compress
+    theirs[-1].pop("compressed")
+    assert ours == theirs
+
+
+def test_the_one_stream_commands_read_a_pipe_too(tmp_path) -> None:
+    data = (CAPTURES_DIR_FOR_CLI / "tour.pcapng").read_bytes()
+    for args in (["tcp", "follow", "-", "0", "--format", "raw"], ["tcp", "ladder", "-", "1"],
+                 ["tftp", "show", "-", "1", "--json"]):
+        piped = _from_stdin(data, *args)
+        from_file = run_analyzer(*[str(CAPTURES_DIR_FOR_CLI / "tour.pcapng") if a == "-"
+                                   else a for a in args])
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout.decode() == from_file.stdout, args
+    piped = _from_stdin(data, "tftp", "extract", "-", "-o", str(tmp_path / "out"))
+    assert piped.returncode == 0, piped.stderr
+    extracted = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert hashlib.sha256(extracted["notes.txt"]).hexdigest() == json.loads(
+        run_analyzer("tftp", "show", CAPTURES_DIR_FOR_CLI / "tour.pcapng", "1",
+                     "--json").stdout)["sha256"]
+
+
+def test_an_empty_pipe_is_one_line_and_exit_2() -> None:
+    piped = _from_stdin(b"", "read", "-")
+    assert piped.returncode == 2
+    assert piped.stderr.decode().strip().splitlines() == ["analyzer: -: empty file, not a capture"]
