@@ -26,6 +26,7 @@ from tests.conftest import CAPTURES_DIR as CAPTURES_DIR_FOR_CLI
 from tests.conftest import require_root, require_tool, synthetic_capture
 from tests.craft import BAD_INPUT_NAMES, DAMAGED_NAMES, READABLE_NAMES, CraftedCapture
 from tests.oracle import real_capture_params, tshark_five_tuples, tshark_frames
+from tests.oracle import tshark_fields as tshark_fields_for_cli
 from tests.support.analyzer_cli import run_analyzer
 
 
@@ -420,3 +421,59 @@ def test_an_empty_pipe_is_one_line_and_exit_2() -> None:
     piped = _from_stdin(b"", "read", "-")
     assert piped.returncode == 2
     assert piped.stderr.decode().strip().splitlines() == ["analyzer: -: empty file, not a capture"]
+
+
+@pytest.fixture(scope="module")
+def ring_buffer(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """A long recording split into a ring buffer's files with editcap -c, as `dumpcap -b`
+    leaves them: connections and transfers span files."""
+    editcap = require_tool("editcap")
+    folder = tmp_path_factory.mktemp("ring")
+    whole = synthetic_capture(folder, 20_000, seed=7, concurrency=40)
+    parts = folder / "parts"
+    parts.mkdir()
+    subprocess.run([editcap, "-F", "pcap", "-c", "3000", str(whole), str(parts / "ring.pcap")],
+                   check=True,
+                   capture_output=True, timeout=120)
+    return whole, sorted(parts.iterdir())
+
+
+def _lines_but_the_capture(stdout: str) -> tuple[list[str], dict]:
+    lines = stdout.splitlines()
+    return lines[:-1], json.loads(lines[-1])
+
+
+def test_several_files_read_as_one_are_what_mergecap_makes_of_them(ring_buffer,
+                                                                    tmp_path) -> None:
+    """`read A B C` (and `read DIR`) merge the files in time order: every stream and
+    transfer that spans files is one, numbered as Wireshark numbers the mergecap'd file."""
+    mergecap = require_tool("mergecap")
+    _, parts = ring_buffer
+    assert len(parts) == 7
+    merged = tmp_path / "merged.pcap"
+    subprocess.run([mergecap, "-F", "pcap", "-w", str(merged), *map(str, parts)], check=True,
+                   capture_output=True, timeout=120)
+    expected, _ = _lines_but_the_capture(run_analyzer("read", merged, "--json").stdout)
+    for args in ([*map(str, reversed(parts))], [str(parts[0].parent)]):
+        done = run_analyzer("read", *args, "--json")
+        assert done.returncode == 0, done.stderr
+        lines, capture = _lines_but_the_capture(done.stdout)
+        assert lines == expected
+        assert capture["packets"] == 20_000
+        assert [f["packets"] for f in capture["files"]] == [
+            3000, 3000, 3000, 3000, 3000, 3000, 2000][::-1 if len(args) > 1 else 1]
+        assert {f["format"] for f in capture["files"]} == {"pcap"}
+    streams = {row["tcp.stream"] for row in tshark_fields_for_cli(merged, ["tcp.stream"])
+               if row["tcp.stream"]}
+    assert len([line for line in expected if '"tcp_stream"' in line]) == len(streams)
+
+
+def test_a_file_that_is_not_a_capture_in_the_middle_is_skipped(ring_buffer, tmp_path) -> None:
+    _, parts = ring_buffer
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture at all")
+    done = run_analyzer("read", parts[0], junk, parts[1], "--json")
+    assert done.returncode == 0, done.stderr
+    _, capture = _lines_but_the_capture(done.stdout)
+    assert capture["packets"] == 6000
+    assert any("junk.pcap" in w and "skipped" in w for w in capture["warnings"])
