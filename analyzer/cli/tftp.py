@@ -45,12 +45,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def run_extract(args: argparse.Namespace) -> int:
     from analyzer.pipeline import analyze_file
     from analyzer.report.jsonl import write_objects
+    from analyzer.report.tftp_json import tftp_transfer_object
 
     analysis = analyze_file(args.capture, tftp_ports=args.tftp_port, extract_dir=args.output,
                             bpf=args.filter)
     results = analysis.tftp.results()
     if args.json:
-        write_objects((t.to_json() for t in results), sys.stdout)
+        write_objects((tftp_transfer_object(t) for t in results), sys.stdout)
         return 0
     from rich.console import Console
 
@@ -86,10 +87,9 @@ def run_show(args: argparse.Namespace) -> int:
     transfer = results[args.transfer - 1]
     if args.json:
         from analyzer.report.jsonl import write_objects
+        from analyzer.report.tftp_json import tftp_show_object
 
-        obj = transfer.to_json()
-        obj["timeline"] = [e._asdict() for e in transfer.events or []]
-        write_objects([obj], sys.stdout)
+        write_objects([tftp_show_object(transfer)], sys.stdout)
         return 0
     from rich.console import Console
 

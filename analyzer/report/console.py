@@ -164,7 +164,9 @@ class LiveView:
             table.add_column(column)
         for row in self.analyzer.tcp.live_rows(8):
             table.add_row("tcp", *row)
-        for row in self.analyzer.tftp.live_rows(4):
+        from analyzer.report.tftp_view import live_rows as tftp_live_rows
+
+        for row in tftp_live_rows(self.analyzer.tftp.transfers, 4):
             table.add_row("tftp", *row)
         return Group(header, table) if table.row_count else Group(header)
 

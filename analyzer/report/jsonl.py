@@ -12,11 +12,12 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from analyzer.pipeline import Analysis
+from analyzer.report.tftp_json import tftp_transfer_object
 
 if TYPE_CHECKING:
     from analyzer.parallel import SplitAnalysis
     from analyzer.tcp.result import TcpStreamResult
-    from analyzer.tftp.tracker import TftpTransfer
+    from analyzer.tftp.transfer import TftpTransfer
 
 
 # One encoder for every line: json.dumps with a keyword builds a new one per call.
@@ -165,7 +166,7 @@ class TftpLines(ResultLines):
     order, the order of the transfers' numbers."""
 
     def __call__(self, transfer: TftpTransfer) -> None:
-        self.spill(_ENCODER.encode(transfer.to_json()), transfer.number - 1,
+        self.spill(_ENCODER.encode(tftp_transfer_object(transfer)), transfer.number - 1,
                    transfer.first_frame)
 
 
@@ -187,7 +188,7 @@ def write_analysis(analysis: Analysis, out: TextIO, tcp_lines: TcpLines | None =
         out.write("\n")
     if tftp_lines is not None:
         tftp_lines.write_ordered(out)
-    write_objects((r.to_json() for r in analysis.tftp.results()), out)
+    write_objects((tftp_transfer_object(r) for r in analysis.tftp.results()), out)
     write_objects([analysis.capture.to_json()], out)
     out.flush()
 

@@ -190,6 +190,11 @@ def options_dict(options: Options | None) -> dict[str, str]:
     return {name.lower(): value for name, value in options or ()}
 
 
+def format_options(options: Options) -> str:
+    """Options as the wire gave them: "name=value name=value"."""
+    return " ".join(f"{name}={value}" for name, value in options)
+
+
 def option_int(value: str | None) -> int | None:
     """An option value as an integer, or None when it is not a plain decimal number."""
     if value is None:
