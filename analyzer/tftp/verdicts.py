@@ -75,7 +75,6 @@ def oack_findings(request: Request, oack: Options, frame: int) -> list[Finding]:
 
 def judge(transfer: TftpTransfer) -> None:
     """A settled transfer's findings from what it counted and recorded."""
-    note = transfer.note
     for kind, (frame, times, params) in transfer.counted.items():
         if kind is SORCERERS_APPRENTICE and times < 2:
             continue  # once could be two timers firing together; a pattern is the bug
@@ -84,17 +83,18 @@ def judge(transfer: TftpTransfer) -> None:
         transfer.findings.append(kind.at(frame, **params))
     if transfer.rollover is not None:
         to = transfer.rollover
-        note(ROLLOVER, transfer.rollover_frame, to=to,
-             remark=" (most implementations wrap to 0)" if to == 1 else "")
+        transfer.note(ROLLOVER, transfer.rollover_frame, to=to,
+                      remark=" (most implementations wrap to 0)" if to == 1 else "")
     if transfer.gaps and transfer.gaps[0].length is not None:
-        note(CAPTURE_GAP, None, ranges=sum(1 for g in transfer.gaps if g.length is not None))
+        lost = sum(1 for g in transfer.gaps if g.length is not None)
+        transfer.note(CAPTURE_GAP, None, ranges=lost)
     _judge_tsize(transfer)
     _judge_resend(transfer)
     for stray in transfer.strays:
         answer = transfer.stray_answers.get(stray.frame)
-        note(STRAY_TID, stray.frame, what=stray.what, sender=stray.sender, side=stray.side,
-             answer="no answer (RFC 1350 asks for ERROR 5)" if answer is None
-             else f"answered with {answer}")
+        transfer.note(STRAY_TID, stray.frame, what=stray.what, sender=stray.sender,
+                      side=stray.side, answer="no answer (RFC 1350 asks for ERROR 5)"
+                      if answer is None else f"answered with {answer}")
 
 
 def _judge_tsize(transfer: TftpTransfer) -> None:
