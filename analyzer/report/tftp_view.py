@@ -139,8 +139,9 @@ def findings_text(results: Sequence[TftpTransfer]) -> Text:
     return text
 
 
-def live_rows(transfers: Sequence[TftpTransfer], limit: int) -> list[tuple[str, str, str]]:
-    """(connection, packets, state) of the newest transfers, for the live sniff view."""
+def live_rows(transfers: Sequence[TftpTransfer], limit: int) -> list[tuple[Text, str, str]]:
+    """(connection, packets, state) of the newest transfers, for the live sniff view (the
+    file name from the wire made printable, never read as markup)."""
     rows = []
     for t in transfers[-limit:]:
         if t.error is not None:
@@ -149,8 +150,8 @@ def live_rows(transfers: Sequence[TftpTransfer], limit: int) -> list[tuple[str, 
             state = f"done, {t.bytes:,} bytes"
         else:
             state = f"{t.blocks} blocks, {t.bytes:,} bytes"
-        rows.append((f"#{t.number} {t.client} → {t.server} {t.request.name} "
-                     f"{t.request.filename}", str(t.packets), state))
+        rows.append((printable(f"#{t.number} {t.client} → {t.server} {t.request.name} "
+                               f"{t.request.filename}"), str(t.packets), state))
     return rows
 
 
