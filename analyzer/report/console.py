@@ -166,8 +166,8 @@ class LiveView:
             table.add_row("tcp", *row)
         from analyzer.report.tftp_view import live_rows as tftp_live_rows
 
-        for row in tftp_live_rows(self.analyzer.tftp.transfers, 4):
-            table.add_row("tftp", *row)
+        for tftp_row in tftp_live_rows(self.analyzer.tftp.transfers, 4):
+            table.add_row("tftp", *tftp_row)
         return Group(header, table) if table.row_count else Group(header)
 
     def refresh(self) -> None:
