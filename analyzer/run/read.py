@@ -16,7 +16,7 @@ from analyzer.tcp.tracker import TcpTracker
 if TYPE_CHECKING:
     from analyzer.report.console import FileProgress
     from analyzer.tcp.result import TcpStreamResult
-    from analyzer.tftp.tracker import TftpTransfer
+    from analyzer.tftp.transfer import TftpTransfer
 
 Path = str | os.PathLike[str]
 Source = Path | Sequence[Path]  # a file, "-", several files or a directory (capture.files)
