@@ -184,20 +184,7 @@ class TcpConnectDriver:
 
     def _read(self, sock: socket.socket, exchange: TcpExchange, cancel: threading.Event,
               idle: float | None) -> bool:
-        """Read until the peer closes (True), `idle` quiet seconds or cancel (False)."""
-        quiet_since = time.monotonic()
-        while not cancel.is_set():
-            if idle is not None and time.monotonic() - quiet_since >= idle:
-                return False
-            if not select.select([sock], [], [], POLL_SECONDS)[0]:
-                continue
-            data = sock.recv(READ_SIZE)
-            if not data:
-                return True
-            quiet_since = time.monotonic()
-            exchange.received(data)
-            self._emit("data", exchange, data)
-        return False
+        return _read_until_closed(sock, exchange, cancel, idle, self._emit, echo=False)
 
     def _emit(self, kind: str, exchange: TcpExchange, data: bytes = b"") -> None:
         if self.on_event is not None:
@@ -322,27 +309,35 @@ class TcpServeDriver:
 
     def _read(self, conn: socket.socket, exchange: TcpExchange, cancel: threading.Event,
               echo: bool, idle: float | None = None) -> bool:
-        quiet_since = time.monotonic()
-        while not cancel.is_set():
-            if idle is not None and time.monotonic() - quiet_since >= idle:
-                return False
-            if not select.select([conn], [], [], POLL_SECONDS)[0]:
-                continue
-            data = conn.recv(READ_SIZE)
-            if not data:
-                return True
-            quiet_since = time.monotonic()
-            exchange.received(data)
-            self._emit("data", exchange, data)
-            if echo:
-                conn.sendall(data)
-                exchange.sent(data)
-        return False
+        return _read_until_closed(conn, exchange, cancel, idle, self._emit, echo)
 
     def _emit(self, kind: str, exchange: TcpExchange, data: bytes = b"") -> None:
         if self.on_event is not None:
             with self._lock:
                 self.on_event(TcpEvent(kind, exchange, data))
+
+
+def _read_until_closed(sock: socket.socket, exchange: TcpExchange, cancel: threading.Event,
+                       idle: float | None, emit: Callable[[str, TcpExchange, bytes], None],
+                       echo: bool) -> bool:
+    """Read (and with `echo` send back) until the peer closes (True), `idle` quiet
+    seconds or cancel (False); each piece of data goes to `emit` as it comes."""
+    quiet_since = time.monotonic()
+    while not cancel.is_set():
+        if idle is not None and time.monotonic() - quiet_since >= idle:
+            return False
+        if not select.select([sock], [], [], POLL_SECONDS)[0]:
+            continue
+        data = sock.recv(READ_SIZE)
+        if not data:
+            return True
+        quiet_since = time.monotonic()
+        exchange.received(data)
+        emit("data", exchange, data)
+        if echo:
+            sock.sendall(data)
+            exchange.sent(data)
+    return False
 
 
 def _send_all(sock: socket.socket, payload: Iterable[bytes], exchange: TcpExchange,
