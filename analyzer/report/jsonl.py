@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from analyzer.pipeline import Analysis
+from analyzer.report.tcp_json import stream_line
 
 if TYPE_CHECKING:
     from analyzer.parallel import SplitAnalysis
@@ -157,7 +158,7 @@ class TcpLines(ResultLines):
     def __call__(self, result: TcpStreamResult) -> None:
         rank = result.stream  # this tracker's number: all processes' are given at the end
         result.stream = -1
-        self.spill(result.json_line(), rank, result.first_frame)
+        self.spill(stream_line(result), rank, result.first_frame)
 
 
 class TftpLines(ResultLines):
@@ -183,7 +184,7 @@ def write_analysis(analysis: Analysis, out: TextIO, tcp_lines: TcpLines | None =
     if tcp_lines is not None:
         tcp_lines.write_ordered(out)
     for result in analysis.tcp.results():
-        out.write(result.json_line())
+        out.write(stream_line(result))
         out.write("\n")
     if tftp_lines is not None:
         tftp_lines.write_ordered(out)
