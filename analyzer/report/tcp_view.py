@@ -21,37 +21,8 @@ from rich.text import Text
 
 from analyzer.decode.packet import flags_text
 from analyzer.report.summary import format_bytes
+from analyzer.tcp import vocabulary as vocab
 from analyzer.tcp.result import PacketRecord, TcpStreamResult
-from analyzer.tcp.vocabulary import (
-    ACK,
-    ACKED_UNSEEN,
-    ANALYSIS_KEYS,
-    DUP_ACK,
-    EVENT_ACTIVE_FIN,
-    EVENT_FIN_ACKED,
-    EVENT_HANDSHAKE_ACK,
-    EVENT_PASSIVE_FIN,
-    EVENT_PORT_REUSE,
-    EVENT_REFUSED,
-    EVENT_RST,
-    EVENT_SIMULTANEOUS_CLOSE,
-    EVENT_SIMULTANEOUS_OPEN,
-    EVENT_SYN,
-    EVENT_SYN_ACK,
-    EVENT_SYN_DATA,
-    FAST_RETRANSMISSION,
-    FIN,
-    KEEP_ALIVE,
-    LABEL_REFUSED,
-    LABEL_SIMULTANEOUS_OPEN,
-    LOST_SEGMENT,
-    OUT_OF_ORDER,
-    OVERLAP_CONFLICT,
-    RETRANSMISSION,
-    RST,
-    SYN,
-    ZERO_WINDOW,
-)
 
 if TYPE_CHECKING:
     from analyzer.tcp.tracker import TcpTracker
@@ -77,33 +48,34 @@ _SYN_ACK_CROSSING: Final = "syn-ack crossing"
 # {other} (the packet's sender and receiver: "client" / "server"), {seq}, {rel_seq} and
 # {length} (the packet's), and {rtt} (" (initial RTT … ms)" when known).
 WORDS: Final = {
-    EVENT_PORT_REUSE: Words("new connection on a reused 4-tuple (port reuse)", "yellow"),
-    EVENT_SYN: Words("{me} opens: SYN, ISN {rel_seq} (raw {seq})", "green"),
-    EVENT_SYN_ACK: Words("{me} accepts: SYN-ACK, ISN 0 (raw {seq})", "green"),
+    vocab.EVENT_PORT_REUSE: Words("new connection on a reused 4-tuple (port reuse)", "yellow"),
+    vocab.EVENT_SYN: Words("{me} opens: SYN, ISN {rel_seq} (raw {seq})", "green"),
+    vocab.EVENT_SYN_ACK: Words("{me} accepts: SYN-ACK, ISN 0 (raw {seq})", "green"),
     _SYN_ACK_CROSSING: Words("{me} answers the crossing SYN: SYN-ACK", "green"),
-    EVENT_SIMULTANEOUS_OPEN: Words("simultaneous open: both sides sent a SYN", "yellow"),
-    EVENT_HANDSHAKE_ACK: Words("handshake complete{rtt}", "green"),
-    EVENT_SYN_DATA: Words("SYN carries {length} bytes of data (TCP Fast Open?)", "yellow"),
-    EVENT_ACTIVE_FIN: Words("{me} starts active close: FIN", "blue"),
-    EVENT_PASSIVE_FIN: Words("{me} closes its side too: FIN (passive close)", "blue"),
-    EVENT_SIMULTANEOUS_CLOSE: Words("FINs crossed: simultaneous close", "yellow"),
-    EVENT_FIN_ACKED: Words("{me} ACKs the {other}'s FIN", "blue"),
-    EVENT_RST: Words("{me} resets the connection", "red"),
-    EVENT_REFUSED: Words("{me} refuses the connection: RST (nothing listening?)", "red"),
-    RETRANSMISSION: Words("retransmission", "yellow", "retrans"),
-    FAST_RETRANSMISSION: Words("fast retransmission (after 3 duplicate ACKs)", "yellow",
+    vocab.EVENT_SIMULTANEOUS_OPEN: Words("simultaneous open: both sides sent a SYN", "yellow"),
+    vocab.EVENT_HANDSHAKE_ACK: Words("handshake complete{rtt}", "green"),
+    vocab.EVENT_SYN_DATA: Words("SYN carries {length} bytes of data (TCP Fast Open?)", "yellow"),
+    vocab.EVENT_ACTIVE_FIN: Words("{me} starts active close: FIN", "blue"),
+    vocab.EVENT_PASSIVE_FIN: Words("{me} closes its side too: FIN (passive close)", "blue"),
+    vocab.EVENT_SIMULTANEOUS_CLOSE: Words("FINs crossed: simultaneous close", "yellow"),
+    vocab.EVENT_FIN_ACKED: Words("{me} ACKs the {other}'s FIN", "blue"),
+    vocab.EVENT_RST: Words("{me} resets the connection", "red"),
+    vocab.EVENT_REFUSED: Words("{me} refuses the connection: RST (nothing listening?)", "red"),
+    vocab.RETRANSMISSION: Words("retransmission", "yellow", "retrans"),
+    vocab.FAST_RETRANSMISSION: Words("fast retransmission (after 3 duplicate ACKs)", "yellow",
                                "fast-retrans"),
-    OUT_OF_ORDER: Words("out of order", "yellow", "ooo"),
-    DUP_ACK: Words("duplicate ACK", "yellow", "dup-ack"),
-    ZERO_WINDOW: Words("zero window: {me} cannot take more data", "yellow", "zero-win"),
-    KEEP_ALIVE: Words("keep-alive", "dim", "keep-alive"),
-    LOST_SEGMENT: Words("previous segment not captured", "red", "lost"),
-    ACKED_UNSEEN: Words("{me} ACKs bytes the capture never saw", "red", "acked-unseen"),
+    vocab.OUT_OF_ORDER: Words("out of order", "yellow", "ooo"),
+    vocab.DUP_ACK: Words("duplicate ACK", "yellow", "dup-ack"),
+    vocab.ZERO_WINDOW: Words("zero window: {me} cannot take more data", "yellow", "zero-win"),
+    vocab.KEEP_ALIVE: Words("keep-alive", "dim", "keep-alive"),
+    vocab.LOST_SEGMENT: Words("previous segment not captured", "red", "lost"),
+    vocab.ACKED_UNSEEN: Words("{me} ACKs bytes the capture never saw", "red", "acked-unseen"),
     # not an event: the ladder lists each conflict with its bytes (see `_notes`)
-    OVERLAP_CONFLICT: Words("", "bold red", "CONFLICT"),
+    vocab.OVERLAP_CONFLICT: Words("", "bold red", "CONFLICT"),
 }
-_BROKEN_COUNTS = (LOST_SEGMENT, ACKED_UNSEEN, OVERLAP_CONFLICT)
-_SUSPICIOUS_COUNTS = (RETRANSMISSION, FAST_RETRANSMISSION, OUT_OF_ORDER, DUP_ACK, ZERO_WINDOW)
+_BROKEN_COUNTS = (vocab.LOST_SEGMENT, vocab.ACKED_UNSEEN, vocab.OVERLAP_CONFLICT)
+_SUSPICIOUS_COUNTS = (vocab.RETRANSMISSION, vocab.FAST_RETRANSMISSION, vocab.OUT_OF_ORDER,
+                      vocab.DUP_ACK, vocab.ZERO_WINDOW)
 
 
 # -- the stream table --------------------------------------------------------------------
@@ -111,7 +83,7 @@ _SUSPICIOUS_COUNTS = (RETRANSMISSION, FAST_RETRANSMISSION, OUT_OF_ORDER, DUP_ACK
 def health(result: TcpStreamResult) -> str:
     """GOOD, SUSPICIOUS or BROKEN: the colour of a stream's row."""
     analysis = result.analysis
-    if result.gaps or result.close == "rst" or LABEL_REFUSED in result.labels or any(
+    if result.gaps or result.close == "rst" or vocab.LABEL_REFUSED in result.labels or any(
             analysis.get(key) for key in _BROKEN_COUNTS):
         return BROKEN
     if result.handshake != "complete" or result.close != "fin" or any(
@@ -121,7 +93,7 @@ def health(result: TcpStreamResult) -> str:
 
 
 def _analysis_text(result: TcpStreamResult) -> str:
-    return " ".join(f"{WORDS[key].short}×{result.analysis[key]}" for key in ANALYSIS_KEYS
+    return " ".join(f"{WORDS[key].short}×{result.analysis[key]}" for key in vocab.ANALYSIS_KEYS
                     if result.analysis.get(key))
 
 
@@ -277,9 +249,9 @@ ARROW_WIDTH = 46
 LADDER_WIDTH = 170  # columns the ladder needs to be read without wrapping
 
 _FLAG_STYLE = (
-    (RST, "bold red"),
-    (SYN, "bold green"),
-    (FIN, "bold blue"),
+    (vocab.RST, "bold red"),
+    (vocab.SYN, "bold green"),
+    (vocab.FIN, "bold blue"),
 )
 
 
@@ -313,7 +285,7 @@ def _options_text(options: dict | None) -> str:
 
 def _arrow(record: PacketRecord) -> Text:
     label = f" {_short_flags(record.flags)} Seq={record.rel_seq}"
-    if record.flags & ACK:
+    if record.flags & vocab.ACK:
         label += f" Ack={record.rel_ack}"
     label += f" Len={record.length} "
     room = ARROW_WIDTH - 1 - len(label)
@@ -340,12 +312,12 @@ def _notes(record: PacketRecord, result: TcpStreamResult) -> list[tuple[str, str
     }
     notes: list[tuple[str, str]] = []
     for event in record.events:
-        if event == EVENT_SYN_ACK and LABEL_SIMULTANEOUS_OPEN in result.labels:
+        if event == vocab.EVENT_SYN_ACK and vocab.LABEL_SIMULTANEOUS_OPEN in result.labels:
             event = _SYN_ACK_CROSSING
         words = WORDS.get(event)
         if words is not None and words.note:
             notes.append((words.note.format(**fields), words.style))
-        if event == EVENT_RST:
+        if event == vocab.EVENT_RST:
             cause = result.client.rst_cause if record.from_client else result.server.rst_cause
             if cause:
                 notes.append((f"RST cause: {cause!r}", "red"))
