@@ -23,14 +23,17 @@ from analyzer.decode.packet import SYN as SYN
 from analyzer.decode.packet import URG as URG
 
 # -- flag masks ----------------------------------------------------------------------------
+# Written as numbers: mypy gives a `Final` a compile-time value only when it is a literal
+# (FIN | SYN would be a C static, loaded and checked at every use on the fast path).
+# tests/report/test_tcp_vocabulary.py checks each against its bits.
 
 # The flags that change a connection's state: a packet with none of them is plain data or
 # a plain ACK.
-CONTROL: Final = FIN | SYN | RST
+CONTROL: Final = 0x07  # FIN | SYN | RST
 # What Wireshark's completeness (and the fast path's test for "only ACK") looks at.
-CONTROL_AND_ACK: Final = FIN | SYN | RST | ACK
+CONTROL_AND_ACK: Final = 0x17  # FIN | SYN | RST | ACK
 # `flags & SYN_AND_ACK == SYN`: a SYN without ACK (an opening SYN).
-SYN_AND_ACK: Final = SYN | ACK
+SYN_AND_ACK: Final = 0x12  # SYN | ACK
 
 # -- analysis kinds: counted per stream (TcpStreamResult.analysis, in this order) ----------
 # A kept packet that triggers one records the same code as an event.

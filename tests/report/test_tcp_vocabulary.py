@@ -38,8 +38,9 @@ def test_flag_masks_are_their_bits() -> None:
     # the TCP header's flags byte (RFC 9293 section 3.1; ECE and CWR: RFC 3168)
     assert (vocab.FIN, vocab.SYN, vocab.RST, vocab.PSH, vocab.ACK, vocab.URG, vocab.ECE,
             vocab.CWR) == (1, 2, 4, 8, 16, 32, 64, 128)
-    assert vocab.CONTROL == 0x07 and vocab.CONTROL_AND_ACK == 0x17
-    assert vocab.SYN_AND_ACK == 0x12
+    assert vocab.CONTROL == vocab.FIN | vocab.SYN | vocab.RST
+    assert vocab.CONTROL_AND_ACK == vocab.FIN | vocab.SYN | vocab.RST | vocab.ACK
+    assert vocab.SYN_AND_ACK == vocab.SYN | vocab.ACK
 
 
 @pytest.mark.parametrize("path", captures(), ids=lambda p: p.name)
