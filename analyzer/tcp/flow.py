@@ -1,17 +1,28 @@
-"""One direction of a TCP connection (`Flow`): its sequence space, its reassembly state
-and the little the analysis remembers of its last segments; plus 32-bit sequence arithmetic.
+"""One direction of a TCP connection (`Flow`): its sequence space, the little the
+analysis remembers of its last segments, and its reassembly; plus 32-bit sequence
+arithmetic.
 
-Plain state, read and written by `stream.Stream` (the full analysis of a packet) and by
+Its state is read and written by `stream.Stream` (the full analysis of a packet) and by
 the tracker's fast path (tracker.py), which is why the attributes the fast path touches
 come first. 32-bit sequence numbers become unbounded stream offsets (0 = first data byte)
 through `offset_of`, so wraparound past 2**32 needs no special case.
+
+Reassembly is what the receiving application reads, as Wireshark's Follow TCP Stream:
+in-order bytes are hashed straight from the packet's buffer (`deliver`); bytes already
+delivered are dropped (`overlap`: a differing retransmission is an `overlap_conflict`, the
+first copy stays); segments ahead of the next expected byte wait in a bounded buffer
+(`hold`, `drain`). A hole becomes a gap (metadata, never spliced text) when the receiver
+acknowledges past it (`skip_to`), when the buffer would exceed its cap, or at the end
+(`flush`).
 """
 
 from __future__ import annotations
 
+import heapq
 from typing import TYPE_CHECKING, Final
 
-from analyzer.tcp.digest import Sha256
+from analyzer.tcp.digest import Sha256, new_sha256
+from analyzer.tcp.result import Chunk, Conflict
 
 if TYPE_CHECKING:
     from analyzer.tcp.stream import Stream
@@ -133,3 +144,124 @@ class Flow:
         """Stream offset of a raw sequence number near the reassembly frontier."""
         return self.next_off + signed32(raw - self.next_raw)
 
+
+    # -- reassembly: what the receiving application reads, as Follow TCP Stream shows it ---
+
+    def deliver(self, data: bytes, frame: int, ts: float) -> None:
+        """Append in-order bytes (hashed, kept in the conflict tail, and as a Follow chunk
+        when the stream is kept)."""
+        size = len(data)
+        hasher = self.hasher
+        if hasher is None:
+            hasher = self.hasher = new_sha256()
+        hasher.update(data)
+        self.next_off += size
+        self.next_raw = (self.next_raw + size) & MASK32
+        stream = self.stream
+        window = stream.tracker.conflict_window
+        if window:
+            self.remember(data, window)
+        if stream.chunks is not None:
+            stream.chunks.append(Chunk(self.side == 0, frame, ts, bytes(data)))
+
+    def overlap(self, payload: bytes, frame: int, ts: float, old: int, off: int) -> None:
+        """A segment starting `old` bytes before the next expected byte (at offset `off`):
+        compare what the tail still holds of those bytes (a difference is an
+        overlap_conflict; the first copy stays), then take the new part."""
+        captured = len(payload)
+        seen = min(old, captured)
+        tail = b"".join(self.tail or ())
+        tail_start = self.next_off - self.tail_len
+        low, high = max(off, tail_start), off + seen
+        ranges = [(low, high)] if high > low else []
+        for hole_start, hole_end in self.tail_holes or ():  # never seen: nothing to compare
+            ranges = [piece for a, b in ranges
+                      for piece in ((a, min(b, hole_start)), (max(a, hole_end), b))
+                      if piece[1] > piece[0]]
+        if any(tail[a - tail_start:b - tail_start] != payload[a - off:b - off]
+               for a, b in ranges):
+            first = tail[low - tail_start:high - tail_start]
+            self.stream.conflict(Conflict(self.side == 0, frame, low, bytes(first),
+                                          bytes(payload[low - off:seen])))
+        if captured > old:
+            self.deliver(payload[old:], frame, ts)
+            if self.pending:
+                self.drain()
+
+    def hold(self, payload: bytes, off: int, frame: int, ts: float) -> None:
+        """Buffer a segment that arrived ahead of the next expected byte."""
+        pending, keys = self.pending, self.pending_keys
+        if pending is None or keys is None:
+            pending = self.pending = {}
+            keys = self.pending_keys = []
+        if off not in pending:
+            pending[off] = (payload, frame, ts)
+            heapq.heappush(keys, off)
+            self.pending_bytes += len(payload)
+        tracker = self.stream.tracker
+        if self.pending_bytes > tracker.out_of_order_limit:
+            tracker.warn(f"tcp stream {self.stream.number}: out-of-order buffer over "
+                         f"{tracker.out_of_order_limit} bytes; gap recorded")
+            self.skip_to(keys[0])
+        elif self.acked_off > self.next_off:
+            self.skip_to(self.data_limit(self.acked_off))
+
+    def drain(self) -> None:
+        """Deliver buffered segments that the frontier has reached."""
+        keys = self.pending_keys
+        pending = self.pending
+        if keys is None or pending is None:
+            return
+        while keys and keys[0] <= self.next_off:
+            key = heapq.heappop(keys)
+            data, frame, ts = pending.pop(key)
+            self.pending_bytes -= len(data)
+            skip = self.next_off - key
+            if skip < len(data):
+                self.deliver(data[skip:] if skip else data, frame, ts)
+
+    def gap(self, length: int) -> None:
+        """`length` bytes at the frontier that the capture never saw: metadata, not data."""
+        if self.gaps is None:
+            self.gaps = []
+        self.gaps.append((self.next_off, length))
+        self.next_off += length
+        self.next_raw = (self.next_raw + length) & MASK32
+        window = self.stream.tracker.conflict_window
+        if window and length <= window:
+            # Keep the tail contiguous: zeros for the hole, remembered as a hole.
+            tail_start = self.next_off - length - self.tail_len
+            holes = [h for h in self.tail_holes or () if h[1] > tail_start]
+            holes.append((self.next_off - length, self.next_off))
+            self.tail_holes = holes
+            self.remember(bytes(length), window)
+        else:
+            self.forget_tail()
+        self.stream.history.count(self.side, "G")
+
+    def skip_to(self, target: int) -> None:
+        """The receiver has everything before `target`: holes before it are gaps."""
+        keys = self.pending_keys
+        while self.next_off < target and keys:
+            first = keys[0]
+            if first > self.next_off:
+                self.gap(min(first, target) - self.next_off)
+            self.drain()
+
+    def data_limit(self, offset: int) -> int:
+        """An acknowledged offset, not counting the FIN's sequence number."""
+        if self.fin_off is not None and offset > self.fin_off:
+            return self.fin_off
+        return offset
+
+    def flush(self) -> None:
+        """The end: buffered segments delivered across their holes, and what the peer
+        acknowledged (or the FIN announced) beyond the last byte seen made a gap."""
+        limit = self.data_limit(max(self.acked_off, self.fin_off or 0))
+        keys = self.pending_keys
+        while keys:
+            if keys[0] > self.next_off:
+                self.gap(keys[0] - self.next_off)
+            self.drain()
+        if limit > self.next_off:
+            self.gap(limit - self.next_off)

@@ -8,12 +8,8 @@ keep-alive, lost segment, retransmissions), reassembly, Zeek's history and conn_
 (zeek.py), and the packet record of a kept stream; then it decides whether the fast path
 may take this connection's next packets (`_refresh_steady`).
 
-Reassembly is what the receiving application reads, as Wireshark's Follow TCP Stream:
-in-order bytes are hashed straight from the packet's buffer; bytes already delivered are
-dropped (a differing retransmission is an `overlap_conflict`, the first copy stays);
-segments ahead of the next expected byte wait in a bounded buffer. A hole becomes a gap
-(metadata, never spliced text) when the receiver acknowledges past it, when the buffer
-would exceed its cap, or at the end (`finish`, which also makes the `TcpStreamResult`).
+Reassembly is each direction's (flow.py); at the end, `finish` flushes both directions
+and makes the `TcpStreamResult`.
 
 Directions are numbered 0 (sender of the stream's first packet) and 1; the result speaks
 of client and server (SPEC: the sender of the first SYN without ACK, else direction 0).
@@ -22,14 +18,12 @@ of client and server (SPEC: the sender of the first SYN without ACK, else direct
 from __future__ import annotations
 
 import hashlib
-import heapq
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from analyzer.decode.packet import Packet, flow_key, format_endpoint, parse_tcp_options
 from analyzer.tcp import analysis, zeek
 from analyzer.tcp import completeness as comp
 from analyzer.tcp import lifecycle as lc
-from analyzer.tcp.digest import new_sha256
 from analyzer.tcp.flow import MASK32, Flow, signed32
 from analyzer.tcp.result import (
     Chunk,
@@ -176,16 +170,16 @@ class Stream:
                 if da > 0:
                     a_off = peer.next_off + da
                     if analysis.acks_unseen(peer, a_off, flags):
-                        self._flag(ACKED_UNSEEN, events)
+                        self.flag(ACKED_UNSEEN, events)
                     if a_off > peer.acked_off:
                         peer.acked_off = a_off
                         if peer.pending:
-                            self._skip_to(peer, side ^ 1, self._data_limit(peer, a_off))
+                            peer.skip_to(peer.data_limit(a_off))
                 if not self.established:
                     self._check_handshake(pkt, side, flow, peer, events)
             if length == 0 and not flags & CONTROL:
                 if analysis.is_dup_ack(flow, peer, ack, pkt.window, off):
-                    self._flag(DUP_ACK, events)
+                    self.flag(DUP_ACK, events)
                     flow.dup_acks += 1
                 elif ack != flow.last_ack:
                     flow.dup_acks = 0
@@ -193,7 +187,7 @@ class Stream:
             flow.last_win = pkt.window
 
         if analysis.is_zero_window(flags, pkt.window):
-            self._flag(ZERO_WINDOW, events)
+            self.flag(ZERO_WINDOW, events)
             self.history.count(side, "W")
 
         if not flags & RST:
@@ -205,15 +199,15 @@ class Stream:
             if end > start or keep_alive:
                 flow.keepalive = keep_alive
             if keep_alive:
-                self._flag(KEEP_ALIVE, events)
+                self.flag(KEEP_ALIVE, events)
             elif end > start:
                 if start > high:
-                    self._flag(LOST_SEGMENT, events)
+                    self.flag(LOST_SEGMENT, events)
                 elif start < high:
                     kind = analysis.old_segment_kind(flow, peer, seq, ts, end, high, self.rtt)
                     if kind == FAST_RETRANSMISSION:
-                        self._flag(RETRANSMISSION, None)  # counted as both, as Wireshark
-                    self._flag(kind, events)
+                        self.flag(RETRANSMISSION, None)  # counted as both, as Wireshark
+                    self.flag(kind, events)
                     if length and kind != OUT_OF_ORDER:
                         self.history.count(side, "T")
                 if end > high:
@@ -225,13 +219,13 @@ class Stream:
         if length and not keep_alive:
             payload = pkt.payload
             if d == 0:
-                self._deliver(flow, side, payload, pkt.frame, ts)
+                flow.deliver(payload, pkt.frame, ts)
                 if flow.pending:
-                    self._drain(flow, side)
+                    flow.drain()
             elif d < 0:
-                self._overlap(pkt, flow, side, -d, off)
+                flow.overlap(payload, pkt.frame, ts, -d, off)
             elif len(payload):
-                self._hold(flow, side, payload, off, pkt.frame, ts)
+                flow.hold(payload, off, pkt.frame, ts)
 
         history = self.history
         if flags & CONTROL or history.marks[side] & zeek.MARKS_DATA_AND_ACK != \
@@ -250,7 +244,7 @@ class Stream:
     def end(self) -> float:
         return max(self.flows[0].last_seen, self.flows[1].last_seen)
 
-    def _flag(self, kind: str, events: list[str] | None) -> None:
+    def flag(self, kind: str, events: list[str] | None) -> None:
         """Count one analysis kind (vocabulary.ANALYSIS_KEYS), and record it as the
         packet's event when the stream is kept."""
         counts = self.analysis
@@ -259,6 +253,13 @@ class Stream:
         counts[kind] = counts.get(kind, 0) + 1
         if events is not None:
             events.append(kind)
+
+    def conflict(self, conflict: Conflict) -> None:
+        """A retransmission whose bytes differ from the first copy (see `Flow.overlap`)."""
+        self.flag(OVERLAP_CONFLICT, None)
+        if self.conflicts is None:
+            self.conflicts = []
+        self.conflicts.append(conflict)
 
     def _refresh_steady(self) -> None:
         """Which directions the fast path may handle until the next slow-path packet."""
@@ -406,114 +407,6 @@ class Stream:
             if events is not None:
                 events.append(EVENT_HANDSHAKE_ACK)
 
-    def _deliver(self, flow: Flow, side: int, data: bytes, frame: int,
-                 ts: float) -> None:
-        """Append in-order bytes to a direction."""
-        size = len(data)
-        hasher = flow.hasher
-        if hasher is None:
-            hasher = flow.hasher = new_sha256()
-        hasher.update(data)
-        flow.next_off += size
-        flow.next_raw = (flow.next_raw + size) & MASK32
-        window = self.tracker.conflict_window
-        if window:
-            flow.remember(data, window)
-        if self.chunks is not None:
-            self.chunks.append(Chunk(side == 0, frame, ts, bytes(data)))
-
-    def _overlap(self, pkt: Packet, flow: Flow, side: int, old: int, off: int) -> None:
-        """A segment starting before the next expected byte: compare, then take the new part."""
-        payload = pkt.payload
-        captured = len(payload)
-        seen = min(old, captured)
-        tail = b"".join(flow.tail or ())
-        tail_start = flow.next_off - flow.tail_len
-        low, high = max(off, tail_start), off + seen
-        ranges = [(low, high)] if high > low else []
-        for hole_start, hole_end in flow.tail_holes or ():  # never seen: nothing to compare
-            ranges = [piece for a, b in ranges
-                      for piece in ((a, min(b, hole_start)), (max(a, hole_end), b))
-                      if piece[1] > piece[0]]
-        if any(tail[a - tail_start:b - tail_start] != payload[a - off:b - off]
-               for a, b in ranges):
-            first = tail[low - tail_start:high - tail_start]
-            self._flag(OVERLAP_CONFLICT, None)
-            if self.conflicts is None:
-                self.conflicts = []
-            self.conflicts.append(Conflict(side == 0, pkt.frame, low, bytes(first),
-                                           bytes(payload[low - off:seen])))
-        if captured > old:
-            self._deliver(flow, side, payload[old:], pkt.frame, pkt.ts)
-            if flow.pending:
-                self._drain(flow, side)
-
-    def _hold(self, flow: Flow, side: int, payload: bytes, off: int,
-              frame: int, ts: float) -> None:
-        """Buffer a segment that arrived ahead of the next expected byte."""
-        pending, keys = flow.pending, flow.pending_keys
-        if pending is None or keys is None:
-            pending = flow.pending = {}
-            keys = flow.pending_keys = []
-        if off not in pending:
-            pending[off] = (payload, frame, ts)
-            heapq.heappush(keys, off)
-            flow.pending_bytes += len(payload)
-        if flow.pending_bytes > self.tracker.out_of_order_limit:
-            self.tracker.warn(f"tcp stream {self.number}: out-of-order buffer over "
-                              f"{self.tracker.out_of_order_limit} bytes; gap recorded")
-            self._skip_to(flow, side, keys[0])
-        elif flow.acked_off > flow.next_off:
-            self._skip_to(flow, side, self._data_limit(flow, flow.acked_off))
-
-    def _drain(self, flow: Flow, side: int) -> None:
-        """Deliver buffered segments that the frontier has reached."""
-        keys = flow.pending_keys
-        pending = flow.pending
-        if keys is None or pending is None:
-            return
-        while keys and keys[0] <= flow.next_off:
-            key = heapq.heappop(keys)
-            data, frame, ts = pending.pop(key)
-            flow.pending_bytes -= len(data)
-            skip = flow.next_off - key
-            if skip < len(data):
-                self._deliver(flow, side, data[skip:] if skip else data, frame, ts)
-
-    def _gap(self, flow: Flow, side: int, length: int) -> None:
-        if flow.gaps is None:
-            flow.gaps = []
-        flow.gaps.append((flow.next_off, length))
-        flow.next_off += length
-        flow.next_raw = (flow.next_raw + length) & MASK32
-        window = self.tracker.conflict_window
-        if window and length <= window:
-            # Keep the tail contiguous: zeros for the hole, remembered as a hole.
-            tail_start = flow.next_off - length - flow.tail_len
-            holes = [h for h in flow.tail_holes or () if h[1] > tail_start]
-            holes.append((flow.next_off - length, flow.next_off))
-            flow.tail_holes = holes
-            flow.remember(bytes(length), window)
-        else:
-            flow.forget_tail()
-        self.history.count(side, "G")
-
-    def _skip_to(self, flow: Flow, side: int, target: int) -> None:
-        """The receiver has everything before `target`: holes before it are gaps."""
-        keys = flow.pending_keys
-        while flow.next_off < target and keys:
-            first = keys[0]
-            if first > flow.next_off:
-                self._gap(flow, side, min(first, target) - flow.next_off)
-            self._drain(flow, side)
-
-    @staticmethod
-    def _data_limit(flow: Flow, offset: int) -> int:
-        """An acknowledged offset, not counting the FIN's sequence number."""
-        if flow.fin_off is not None and offset > flow.fin_off:
-            return flow.fin_off
-        return offset
-
     def _record(self, pkt: Packet, side: int, flow: Flow, peer: Flow,
                 events: list[str]) -> None:
         if self.watch and not pkt.flags & CONTROL and pkt.flags & ACK:
@@ -539,17 +432,9 @@ class Stream:
     # -- the end --------------------------------------------------------------------------
 
     def finish(self, evicted: bool = False) -> TcpStreamResult:
-        for side, flow in enumerate(self.flows):
-            if not flow.seen:
-                continue
-            limit = self._data_limit(flow, max(flow.acked_off, flow.fin_off or 0))
-            keys = flow.pending_keys
-            while keys:
-                if keys[0] > flow.next_off:
-                    self._gap(flow, side, keys[0] - flow.next_off)
-                self._drain(flow, side)
-            if limit > flow.next_off:
-                self._gap(flow, side, limit - flow.next_off)
+        for flow in self.flows:
+            if flow.seen:
+                flow.flush()
         if self.syn_side is not None:
             client_side = self.syn_side
         elif self.flows[0].syn != self.flows[1].syn:
