@@ -66,7 +66,7 @@ class TcpTracker:
     (FIN both ways, or RST) stream is finished and its state freed (bounds memory on SYN
     floods and long captures); max_active: a hard cap on streams tracked at once, and
     another on streams parked. An open stream quiet for `park_timeout` capture seconds is
-    parked (`_park`): frozen into one record of ~0.3-0.6 KB (its digests' running states
+    parked (`_park`, parking.py): frozen into one record of ~0.3-0.6 KB (its digests' running states
     included, digest.py) put in `parking` (a `ParkingStore`: `read` gives an
     `analyzer.spill.SpillFile`, a temporary file; by default a `MemoryStore`), and thawed
     by its next packet; the tracker itself keeps ~150 bytes a parked stream (an index by
