@@ -252,6 +252,7 @@ class TftpClient:
         # put
         self._pending = bytearray()  # encoded file bytes not yet cut into blocks
         self._eof = False
+        self._file_bytes = 0  # file bytes read (before netascii encoding)
         self._waiting_data = False
         self._window: list[tuple[int, bytes]] = []  # (absolute block, payload) unacked
         self._next_block = 1
@@ -324,6 +325,7 @@ class TftpClient:
         self._waiting_data = False
         chunk = bytes(data)
         self._hash.update(chunk)
+        self._file_bytes += len(chunk)
         self._pending += netascii_encode(chunk) if self._netascii else chunk
         self._eof = eof
         return self._fill_window()
@@ -633,7 +635,8 @@ class TftpClient:
             request="WRQ" if self.config.put else "RRQ",
             filename=self.config.filename, mode=self.config.mode, options=self.options,
             oack=self.oack, blksize=self.blksize, windowsize=self.windowsize,
-            status=status, error=error, bytes=self.done_bytes,
+            status=status, error=error,
+            bytes=self._file_bytes if self.config.put else self.done_bytes,
             sha256=self._hash.hexdigest(), retransmitted=self.retransmitted,
             duplicates=self.duplicates, reason=reason, notes=tuple(self.notes),
             tsize=self.total if not self.config.put else self.config.put_size,
