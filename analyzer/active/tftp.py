@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import select
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -264,14 +264,20 @@ class TftpClientDriver:
               cancel: threading.Event) -> ClientOutcome:
         sock = self.sock
         assert sock is not None
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        recv = sock.recvfrom
+        # A blocking socket whose receive times out in the kernel (SO_RCVTIMEO): one
+        # system call per datagram, as in C clients (a Python-level timeout adds a poll).
+        sock.setblocking(True)
+        buffer = bytearray(MAX_DATAGRAM)
+        view = memoryview(buffer)
+        recv_into = sock.recvfrom_into
+        setsockopt = sock.setsockopt
         send = sock.sendto
+        receive = machine.receive
         monotonic = time.monotonic
         deadline: float | None = None
+        timer: float | None = None  # a SetTimer's seconds, started once the actions are done
+        current_wait = -1.0
         progress = self.on_progress
-        progress_count = 0
         actions = machine.start()
         while True:
             # Carry out the actions; NeedData's answer appends more to this same list.
@@ -279,64 +285,63 @@ class TftpClientDriver:
             while i < len(actions):
                 action = actions[i]
                 i += 1
-                kind = type(action)
-                if kind is Send:
-                    assert isinstance(action, Send)
+                # Most frequent first: Write, Send, SetTimer for each block of a get.
+                if isinstance(action, Write):
+                    sink.write(action.data)  # type: ignore[union-attr]
+                elif isinstance(action, Send):
                     try:
                         if action.stray:
-                            assert self.stray is not None
-                            self.stray.sendto(action.payload, action.to)
+                            self.stray.sendto(action.payload, action.to)  # type: ignore[union-attr]
                         else:
                             send(action.payload, action.to)
                     except (BlockingIOError, ConnectionRefusedError, InterruptedError):
                         pass  # lost like a dropped datagram: the timer covers it
-                elif kind is SetTimer:
-                    assert isinstance(action, SetTimer)
-                    deadline = monotonic() + action.seconds
-                elif kind is Write:
-                    assert isinstance(action, Write) and sink is not None
-                    sink.write(action.data)
-                elif kind is Progress:
-                    assert isinstance(action, Progress)
-                    progress_count += 1
-                    if progress is not None and (progress_count & 31 == 0
-                                                 or action.done == action.total):
+                elif isinstance(action, SetTimer):
+                    timer = action.seconds
+                elif isinstance(action, Progress):
+                    if progress is not None:
                         progress(action.done, action.total)
-                elif kind is NeedData:
-                    assert isinstance(action, NeedData) and self._source is not None
-                    data = self._source.read(action.size)
+                elif isinstance(action, NeedData):
+                    data = self._source.read(action.size)  # type: ignore[union-attr]
                     actions.extend(machine.provide(data, len(data) < action.size))
-                elif kind is CancelTimer:
-                    deadline = None
-                elif kind is Finished:
-                    assert isinstance(action, Finished)
+                elif isinstance(action, CancelTimer):
+                    deadline = timer = None
+                elif isinstance(action, Finished):
                     if progress is not None:
                         progress(action.outcome.bytes, machine.total)
                     return action.outcome
-            actions = []
-            # Read what is queued, without waiting.
-            while True:
-                try:
-                    datagram, address = recv(MAX_DATAGRAM)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except ConnectionRefusedError:
-                    continue  # an ICMP error about an earlier datagram
-                actions = machine.receive(datagram, (address[0], address[1]))
-                if actions:
-                    break
-            if actions:
-                continue
             if cancel.is_set():
                 actions = machine.abort()
                 continue
             now = monotonic()
-            if deadline is not None and now >= deadline:
+            if timer is not None:
+                deadline = now + timer
+                timer = None
+            elif deadline is not None and now >= deadline:
                 deadline = None
                 actions = machine.timer_expired()
                 continue
             wait = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - now)
-            poller.poll(max(wait, 0.0) * 1000.0)
+            if wait != current_wait:
+                setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(wait))
+                current_wait = wait
+            try:
+                size, address = recv_into(buffer)
+            except (BlockingIOError, TimeoutError):
+                actions = []
+                continue
+            except (ConnectionRefusedError, InterruptedError):
+                actions = []  # an ICMP error about an earlier datagram; a signal
+                continue
+            if len(address) != 2:
+                address = (address[0], address[1])  # IPv6: drop flow info and scope
+            actions = receive(bytes(view[:size]), address)
+
+
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval for SO_RCVTIMEO; never zero (zero means wait forever)."""
+    micro = max(int(seconds * 1_000_000), 1000)
+    return struct.pack("@ll", micro // 1_000_000, micro % 1_000_000)
 
 
 def _netascii_file_size(source: IO[bytes]) -> int:

@@ -129,13 +129,13 @@ def test_missing_remote_file_json(hpa_server, tmp_path: Path) -> None:
 @pytest.mark.parametrize("args, words", [
     (["tftp", "get", "no-such-host.invalid", "x"], "cannot resolve"),
     (["tftp", "get", "[::1", "x"], "bad server address"),
-    (["tftp", "get", "127.0.0.2:99999", "x"], "bad port"),
-    (["tftp", "get", "127.0.0.2", "x", "--blksize", "7"], "--blksize 7"),
-    (["tftp", "get", "127.0.0.2", "x", "--blksize", "65465"], "--blksize 65465"),
-    (["tftp", "get", "127.0.0.2", "x", "--windowsize", "0"], "--windowsize 0"),
-    (["tftp", "get", "127.0.0.2", "x", "--timeout", "abc"], "--timeout"),
-    (["tftp", "get", "127.0.0.2", "x", "-o", "/nonexistent-dir/x"], "cannot write"),
-    (["tftp", "put", "127.0.0.2", "/nonexistent-file"], "cannot read"),
+    (["tftp", "get", "127.0.0.7:99999", "x"], "bad port"),
+    (["tftp", "get", "127.0.0.7", "x", "--blksize", "7"], "--blksize 7"),
+    (["tftp", "get", "127.0.0.7", "x", "--blksize", "65465"], "--blksize 65465"),
+    (["tftp", "get", "127.0.0.7", "x", "--windowsize", "0"], "--windowsize 0"),
+    (["tftp", "get", "127.0.0.7", "x", "--timeout", "abc"], "--timeout"),
+    (["tftp", "get", "127.0.0.7", "x", "-o", "/nonexistent-dir/x"], "cannot write"),
+    (["tftp", "put", "127.0.0.7", "/nonexistent-file"], "cannot read"),
 ])
 def test_unusable_input_is_exit_2(args: list[str], words: str) -> None:
     line = one_line_error(run_analyzer(*args), 2)
@@ -147,15 +147,15 @@ def test_unreadable_local_file_is_exit_2(tmp_path: Path) -> None:
     # are not, for anyone.
     plain = tmp_path / "plain.bin"
     plain.write_bytes(b"x")
-    line = one_line_error(run_analyzer("tftp", "put", "127.0.0.2", tmp_path), 2)
+    line = one_line_error(run_analyzer("tftp", "put", "127.0.0.7", tmp_path), 2)
     assert "cannot read" in line and "directory" in line
-    line = one_line_error(run_analyzer("tftp", "put", "127.0.0.2", plain / "inner"), 2)
+    line = one_line_error(run_analyzer("tftp", "put", "127.0.0.7", plain / "inner"), 2)
     assert "cannot read" in line and "Not a directory" in line
 
 
 def test_timeout_is_exit_1(tmp_path: Path) -> None:
-    # Nothing listens on 127.0.0.2:9 (discard): no answer, only retries.
-    done = run_analyzer("tftp", "get", "127.0.0.2:9", "x", "-o", tmp_path / "x",
+    # Nothing listens on 127.0.0.7:9 (an address no server test uses): only retries.
+    done = run_analyzer("tftp", "get", "127.0.0.7:9", "x", "-o", tmp_path / "x",
                         "--timeout", "0.1", "--retries", "2")
     line = one_line_error(done, 1)
     assert "timed out" in line
