@@ -232,3 +232,37 @@ def test_missing_file_is_a_server_error_1(server, tmp_path: Path) -> None:
     assert outcome.error.code == 1 or (server.name == "tftpy" and outcome.error.code in (0, 1))
     assert not local.exists()
     assert list(tmp_path.iterdir()) == [], "no temporary file left behind"
+
+
+# -------------------------------------------------------------------- misbehaviour hooks
+
+def test_stray_ack_from_a_second_port_gets_error_5(dnsmasq_server, tmp_path: Path,
+                                                   recorder) -> None:
+    """The hook sends ACK 1 again from a second local socket; dnsmasq answers that port
+    with ERROR 5 (RFC 1350) and the transfer goes on. tshark reads the capture."""
+    import subprocess
+
+    from analyzer.tftp.client import Misbehaviour
+    from tests.conftest import require_tool
+
+    content = random_bytes(3000, seed=77)
+    dnsmasq_server.add_file("stray.bin", content)
+    spec = TransferSpec(server=dnsmasq_server.ip, remote="stray.bin",
+                        local=str(tmp_path / "stray.bin"),
+                        misbehaviour=Misbehaviour(stray_ack=1))
+    driver = TftpClientDriver(spec)
+    endpoints = driver.bind()
+    assert len(endpoints) == 2 and endpoints[0][1] != endpoints[1][1]
+    with recorder.capture(dnsmasq_server) as sniff:
+        outcome = driver.run()
+    assert outcome.ok and outcome.sha256 == sha(content)
+    fields = subprocess.run(
+        [require_tool("tshark"), "-r", str(sniff.path), "-d", f"udp.port=={endpoints[1][1]},tftp",
+         "-T", "fields", "-e", "udp.srcport", "-e", "udp.dstport", "-e", "tftp.opcode",
+         "-e", "tftp.error.code"], capture_output=True, text=True, check=True, timeout=60)
+    rows = [line.split("\t") for line in fields.stdout.splitlines()]
+    stray_port = str(endpoints[1][1])
+    sent_by_stray = [row for row in rows if row[0] == stray_port]
+    answered = [row for row in rows if row[1] == stray_port]
+    assert sent_by_stray and sent_by_stray[0][2] == "4", rows  # our stray ACK
+    assert answered and answered[0][2:] == ["5", "5"], rows  # dnsmasq's ERROR 5
