@@ -448,16 +448,18 @@ class TftpClient:
         self.done_bytes += size
         self._gap_acked = False
         data = bytes(payload)
-        self._hash.update(data)
-        actions: list[Action] = [Write(data)]
-        if expected & PROGRESS_EVERY == 0:
-            actions.append(Progress(self.done_bytes, self.total))
+        actions: list[Action] = []
+        # The ACK goes first: the server prepares the next block while the driver writes.
         if expected - self._acked >= self.windowsize:
             self._acked = expected
             self._dups_since_ack = 0
             send = Send(_ACK.pack(codec.ACK, expected & 0xFFFF), self.peer)  # type: ignore[arg-type]
             self._last = [send]
             actions.append(send)
+        actions.append(Write(data))
+        self._hash.update(data)
+        if expected & PROGRESS_EVERY == 0:
+            actions.append(Progress(self.done_bytes, self.total))
         actions.append(self._base_timer)
         return actions
 
