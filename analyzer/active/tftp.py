@@ -277,6 +277,7 @@ class TftpClientDriver:
         deadline: float | None = None
         timer: float | None = None  # a SetTimer's seconds, started once the actions are done
         current_wait = -1.0
+        rounds = 0
         progress = self.on_progress
         actions = machine.start()
         while True:
@@ -310,7 +311,9 @@ class TftpClientDriver:
                     if progress is not None:
                         progress(action.outcome.bytes, machine.total)
                     return action.outcome
-            if cancel.is_set():
+            # `cancel` is looked at every 64 datagrams (a few ms) and on every timeout.
+            rounds += 1
+            if rounds & 63 == 0 and cancel.is_set():
                 actions = machine.abort()
                 continue
             now = monotonic()
@@ -321,14 +324,16 @@ class TftpClientDriver:
                 deadline = None
                 actions = machine.timer_expired()
                 continue
-            wait = POLL_SECONDS if deadline is None else min(POLL_SECONDS, deadline - now)
+            wait = POLL_SECONDS
+            if deadline is not None and deadline - now < POLL_SECONDS:
+                wait = deadline - now
             if wait != current_wait:
                 setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(wait))
                 current_wait = wait
             try:
                 size, address = recv_into(buffer)
             except (BlockingIOError, TimeoutError):
-                actions = []
+                actions = machine.abort() if cancel.is_set() else []
                 continue
             except (ConnectionRefusedError, InterruptedError):
                 actions = []  # an ICMP error about an earlier datagram; a signal
