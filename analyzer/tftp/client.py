@@ -467,9 +467,9 @@ class TftpClient:
         expected = self._expected
         offset = (message.block - expected) & 0xFFFF  # 0: in order; small: ahead
         if offset != 0:
-            behind = (expected - message.block) & 0xFFFF
-            if 1 <= behind <= max(self.windowsize, 1) * 2 and expected - behind >= 1:
-                return self._on_duplicate()
+            behind = 0x10000 - offset
+            if offset >= 0x8000 and expected - behind >= 1:
+                return self._on_duplicate()  # a block we have (late, resent, duplicated)
             if offset < self.windowsize:
                 return self._on_gap()
             return self._fail_client(
@@ -584,8 +584,8 @@ class TftpClient:
         ahead = (message.block - first) & 0xFFFF
         if ahead < len(window):
             acked = first + ahead
-        elif behind == 1:
-            # A duplicate ACK: never resend DATA for it (Sorcerer's Apprentice).
+        elif 1 <= behind < 0x8000 and first - behind >= 0:
+            # A duplicate (or late) ACK: never resend DATA for it (Sorcerer's Apprentice).
             self.duplicates += 1
             return []
         else:

@@ -306,6 +306,22 @@ def test_put_never_resends_data_on_a_duplicate_ack() -> None:
     assert outcome.sha256 == hashlib.sha256(b"d" * 600).hexdigest()
 
 
+def test_late_old_packets_are_duplicates_not_failures() -> None:
+    # Reordering can deliver a copy of an old block (get) or ACK (put) well after it.
+    client, _ = get_client()
+    run_get(client, [b"a" * 512] * 5)
+    actions = client.receive(encode_data(2, b"a" * 512), PEER)
+    assert finished(actions) is None and written(actions) == b""
+    client, _ = put_client()
+    client.receive(encode_ack(0), PEER)
+    client.provide(b"p" * 512 * 4, eof=False)
+    for block in (1, 2, 3):
+        client.receive(encode_ack(block), PEER)
+        client.provide(b"p" * 512, eof=False)
+    assert sent(client.receive(encode_ack(1), PEER)) == []
+    assert client.state == "transferring" and client.duplicates == 1
+
+
 def test_put_timeout_resends_the_unacknowledged_data() -> None:
     client, _ = put_client()
     client.receive(encode_ack(0), PEER)
