@@ -17,6 +17,7 @@ stdout. An upload reads the local file in pieces as the machine asks for them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import os
 import socket
@@ -26,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO
 
 from analyzer.errors import InputError
@@ -217,7 +218,8 @@ class TftpClientDriver:
             server=self.server, filename=spec.remote, put=spec.put, mode=spec.mode,
             blksize=spec.blksize, windowsize=spec.windowsize, timeout_option=timeout_option,
             tsize=spec.tsize, put_size=self.put_size, use_options=spec.use_options,
-            timeout=timeout, retries=spec.retries, misbehaviour=spec.misbehaviour)
+            timeout=timeout, retries=spec.retries, misbehaviour=spec.misbehaviour,
+            hash_get=False)
 
     def run(self, cancel: threading.Event | None = None) -> ClientOutcome:
         """Make the transfer; the outcome says how it went (never raises for the peer's
@@ -279,6 +281,8 @@ class TftpClientDriver:
         current_wait = -1.0
         rounds = 0
         progress = self.on_progress
+        digest = hashlib.sha256()  # of a get's file: hashed here, after the ACK went out
+        update = digest.update
         actions = machine.start()
         while True:
             # Carry out the actions; NeedData's answer appends more to this same list.
@@ -286,10 +290,8 @@ class TftpClientDriver:
             while i < len(actions):
                 action = actions[i]
                 i += 1
-                # Most frequent first: Write, Send, SetTimer for each block of a get.
-                if isinstance(action, Write):
-                    sink.write(action.data)  # type: ignore[union-attr]
-                elif isinstance(action, Send):
+                # Most frequent first: Send (the ACK), Write, SetTimer for a get's block.
+                if isinstance(action, Send):
                     try:
                         if action.stray:
                             self.stray.sendto(action.payload, action.to)  # type: ignore[union-attr]
@@ -297,6 +299,9 @@ class TftpClientDriver:
                             send(action.payload, action.to)
                     except (BlockingIOError, ConnectionRefusedError, InterruptedError):
                         pass  # lost like a dropped datagram: the timer covers it
+                elif isinstance(action, Write):
+                    sink.write(action.data)  # type: ignore[union-attr]
+                    update(action.data)
                 elif isinstance(action, SetTimer):
                     timer = action.seconds
                 elif isinstance(action, Progress):
@@ -310,7 +315,9 @@ class TftpClientDriver:
                 elif isinstance(action, Finished):
                     if progress is not None:
                         progress(action.outcome.bytes, machine.total)
-                    return action.outcome
+                    if self.spec.put:
+                        return action.outcome
+                    return replace(action.outcome, sha256=digest.hexdigest())
             # `cancel` is looked at every 64 datagrams (a few ms) and on every timeout.
             rounds += 1
             if rounds & 63 == 0 and cancel.is_set():

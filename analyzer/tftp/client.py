@@ -140,6 +140,7 @@ class ClientConfig:
 
     `tsize`: ask for it (get: we send 0; put: we send `put_size`, the wire size, if known).
     `raw_options`: send exactly these options instead of the ones built from the fields.
+    `hash_get`: False leaves a get's `sha256` empty for the driver to fill in.
     """
 
     server: Endpoint
@@ -156,6 +157,7 @@ class ClientConfig:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     misbehaviour: Misbehaviour = field(default_factory=Misbehaviour)
+    hash_get: bool = True  # False: the driver computes a get's sha256 from the Writes
 
     def options(self) -> Options:
         if self.raw_options is not None:
@@ -239,7 +241,9 @@ class TftpClient:
         self.retransmitted = 0
         self.duplicates = 0
         self.foreign = 0
-        self._hash = hashlib.sha256()
+        # A get's driver may hash the written data itself, after sending the ACK
+        # (`hash_get=False`): hashing is then off the ACK's critical path.
+        self._hash = hashlib.sha256() if config.put or config.hash_get else None
         self._tries = 0  # consecutive timeouts
         self._wait = config.timeout
         self._last: list[Send] = []  # what a timeout resends
@@ -339,7 +343,7 @@ class TftpClient:
             return []
         self._waiting_data = False
         chunk = bytes(data)
-        self._hash.update(chunk)
+        self._hash.update(chunk)  # type: ignore[union-attr]  # always hashed for a put
         self._file_bytes += len(chunk)
         self._pending += netascii_encode(chunk) if self._netascii else chunk
         self._eof = eof
@@ -457,7 +461,8 @@ class TftpClient:
             self._last = [send]
             actions.append(send)
         actions.append(Write(data))
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         if expected & PROGRESS_EVERY == 0:
             actions.append(Progress(self.done_bytes, self.total))
         actions.append(self._base_timer)
@@ -498,7 +503,8 @@ class TftpClient:
                 data += self._decoder.flush()
         if data:
             chunk = bytes(data)
-            self._hash.update(chunk)
+            if self._hash is not None:
+                self._hash.update(chunk)
             self.done_bytes += len(chunk)
             actions.append(Write(chunk))
             actions.append(Progress(self.done_bytes, self.total))
@@ -681,7 +687,8 @@ class TftpClient:
             oack=self.oack, blksize=self.blksize, windowsize=self.windowsize,
             status=status, error=error,
             bytes=self._file_bytes if self.config.put else self.done_bytes,
-            sha256=self._hash.hexdigest(), retransmitted=self.retransmitted,
+            sha256=self._hash.hexdigest() if self._hash is not None else "",
+            retransmitted=self.retransmitted,
             duplicates=self.duplicates, reason=reason, notes=tuple(self.notes),
             tsize=self.total if not self.config.put else self.config.put_size,
             foreign=self.foreign,
