@@ -109,11 +109,6 @@ class Progress(NamedTuple):
     total: int | None
 
 
-class Finished(NamedTuple):
-    outcome: ClientOutcome
-
-
-Action = Send | SetTimer | CancelTimer | Write | NeedData | Progress | Finished
 
 
 # ---------------------------------------------------------------- configuration, outcome
@@ -217,6 +212,14 @@ class ClientOutcome:
 
     def with_run(self, seconds: float, local: str | None) -> ClientOutcome:
         return replace(self, seconds=seconds, local=local)
+
+
+# Defined after ClientOutcome: a NamedTuple field naming a later class crashes mypyc code.
+class Finished(NamedTuple):
+    outcome: ClientOutcome
+
+
+Action = Send | SetTimer | CancelTimer | Write | NeedData | Progress | Finished
 
 
 # ---------------------------------------------------------------- the machine
