@@ -285,11 +285,9 @@ class TftpClientDriver:
         update = digest.update
         actions = machine.start()
         while True:
-            # Carry out the actions; NeedData's answer appends more to this same list.
-            i = 0
-            while i < len(actions):
-                action = actions[i]
-                i += 1
+            # Carry out the actions. NeedData's answer is appended to this same list, and a
+            # for loop over a list also visits what is appended while it runs.
+            for action in actions:
                 # Most frequent first: Send (the ACK), Write, SetTimer for a get's block.
                 if isinstance(action, Send):
                     try:

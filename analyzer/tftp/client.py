@@ -71,6 +71,7 @@ DEFAULT_TIMEOUT: Final = 1.0
 DEFAULT_RETRIES: Final = 5
 MAX_BACKOFF: Final = 8.0  # the retransmit wait grows up to this many times the base
 _ACK: Final = struct.Struct("!HH")
+_DATA: Final = codec.DATA
 PROGRESS_EVERY: Final = 31  # a get reports progress every 32 blocks (and at the end)
 
 
@@ -281,8 +282,8 @@ class TftpClient:
 
     def receive(self, datagram: bytes | memoryview, sender: Endpoint) -> list[Action]:
         # Fast path: the next DATA of a get from the locked peer, the bulk of a download.
-        if (sender == self.peer and len(datagram) >= 4 and datagram[1] == codec.DATA
-                and datagram[0] == 0 and self.state == TRANSFERRING and not self.config.put):
+        if (sender == self.peer and self.state == TRANSFERRING and not self.config.put
+                and len(datagram) >= 4 and datagram[1] == _DATA and datagram[0] == 0):
             block = (datagram[2] << 8) | datagram[3]
             if (block == self._expected & 0xFFFF and len(datagram) - 4 == self.blksize
                     and self._plain_get and self._tries == 0 and (
