@@ -35,8 +35,10 @@ from analyzer.tftp import codec
 from analyzer.tftp.client import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
+    Action,
     CancelTimer,
     ClientConfig,
+    ClientError,
     ClientOutcome,
     Endpoint,
     Finished,
@@ -222,23 +224,32 @@ class TftpClientDriver:
             hash_get=False)
 
     def run(self, cancel: threading.Event | None = None) -> ClientOutcome:
-        """Make the transfer; the outcome says how it went (never raises for the peer's
-        misbehaviour; raises OSError only for local trouble such as a full disk)."""
+        """Make the transfer; the outcome says how it went. Local trouble (a full disk)
+        is an outcome too, with ERROR 3 sent to the server; only a failure to create the
+        temporary file or to rename it raises OSError."""
         if self.sock is None:
             self.bind()
         cancel = cancel or threading.Event()
         started = time.monotonic()
         sink, temp = self._open_sink()
         outcome: ClientOutcome | None = None
+        saved = False  # the download's bytes are all on disk (or on stdout)
         try:
             outcome = self._loop(TftpClient(self.config()), sink, cancel)
-            if sink is not None:
-                sink.flush()
-                if temp is not None:
-                    sink.close()
+            if sink is not None and outcome.ok:
+                try:
+                    sink.flush()
+                    if temp is not None:
+                        sink.close()  # no fsync: as fast as the C clients, which have none
+                    saved = True
+                except OSError as exc:
+                    # The server has every block already: too late for an ERROR.
+                    outcome = replace(outcome, status="error", error=ClientError(
+                        codec.ERR_DISK_FULL, _local_error("write", exc), "client"),
+                        reason=_local_error("write", exc))
         finally:
             if temp is not None:
-                if outcome is not None and outcome.ok and self.target is not None:
+                if saved and self.target is not None:
                     os.replace(temp, self.target)
                 else:
                     with contextlib.suppress(OSError):
@@ -287,6 +298,7 @@ class TftpClientDriver:
         while True:
             # Carry out the actions. NeedData's answer is appended to this same list, and a
             # for loop over a list also visits what is appended while it runs.
+            failure: list[Action] | None = None
             for action in actions:
                 # Most frequent first: Send (the ACK), Write, SetTimer for a get's block.
                 if isinstance(action, Send):
@@ -298,7 +310,11 @@ class TftpClientDriver:
                     except (BlockingIOError, ConnectionRefusedError, InterruptedError):
                         pass  # lost like a dropped datagram: the timer covers it
                 elif isinstance(action, Write):
-                    sink.write(action.data)  # type: ignore[union-attr]
+                    try:
+                        sink.write(action.data)  # type: ignore[union-attr]
+                    except OSError as exc:
+                        failure = machine.local_failure(_local_error("write", exc))
+                        break
                     update(action.data)
                 elif isinstance(action, SetTimer):
                     timer = action.seconds
@@ -306,7 +322,12 @@ class TftpClientDriver:
                     if progress is not None:
                         progress(action.done, action.total)
                 elif isinstance(action, NeedData):
-                    data = self._source.read(action.size)  # type: ignore[union-attr]
+                    try:
+                        data = self._source.read(action.size)  # type: ignore[union-attr]
+                    except OSError as exc:
+                        failure = machine.local_failure(_local_error("read", exc),
+                                                        codec.ERR_NOT_DEFINED)
+                        break
                     actions.extend(machine.provide(data, len(data) < action.size))
                 elif isinstance(action, CancelTimer):
                     deadline = timer = None
@@ -316,6 +337,9 @@ class TftpClientDriver:
                     if self.spec.put:
                         return action.outcome
                     return replace(action.outcome, sha256=digest.hexdigest())
+            if failure is not None:
+                actions = failure
+                continue
             # `cancel` is looked at every 64 datagrams (a few ms) and on every timeout.
             rounds += 1
             if rounds & 63 == 0 and cancel.is_set():
@@ -346,6 +370,11 @@ class TftpClientDriver:
             if len(address) != 2:
                 address = (address[0], address[1])  # IPv6: drop flow info and scope
             actions = receive(bytes(view[:size]), address)
+
+
+def _local_error(verb: str, exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"cannot {verb} the local file: {where}{exc.strerror or exc}"
 
 
 def _timeval(seconds: float) -> bytes:

@@ -13,6 +13,7 @@ list of actions the driver must carry out, in order:
     timer_expired()                         Write(data)          file bytes of a get
     provide(data, eof)   (put: file bytes)  NeedData(n)          a put wants n more bytes
     abort()              (user's Ctrl-C)    Progress(done, total)
+    local_failure(msg)   (disk full, ...)
                                             Finished(outcome)    always the last action
 
 States (`client.state`):
@@ -340,6 +341,13 @@ class TftpClient:
             actions.append(Send(Error(error.code, error.message).encode(), to))
         actions += self._finish("aborted", error, "cancelled by the user (Ctrl-C)")
         return actions
+
+    def local_failure(self, message: str,
+                      code: int = codec.ERR_DISK_FULL) -> list[Action]:
+        """The driver could not write (or read) the local file: tell the peer, stop."""
+        if self.state == DONE:
+            return []
+        return self._fail_client(code, message)
 
     def provide(self, data: bytes | memoryview, eof: bool) -> list[Action]:
         """File bytes for a put, answering NeedData."""

@@ -572,3 +572,13 @@ def test_raw_request_bytes_and_raw_options() -> None:
                                                  {"BLKSIZE": "7", "foo": "bar"})
     client.receive(oack(foo="bar"), PEER)  # asked for, so accepted
     assert client.state == "transferring"
+
+
+def test_local_failure_sends_error_3_and_fails() -> None:
+    client, _ = get_client()
+    client.receive(encode_data(1, b"a" * 512), PEER)
+    actions = client.local_failure("cannot write the local file: No space left on device")
+    assert errors(actions) == [3] and sent(actions)[0][1] == PEER
+    outcome = failed(actions)
+    assert outcome.error is not None and outcome.error.origin == "client"
+    assert "No space left" in outcome.reason
