@@ -54,7 +54,8 @@ from analyzer.tftp.extract import safe_name
 from analyzer.tftp.netascii import netascii_size
 
 MAX_DATAGRAM = 65536 + 4
-POLL_SECONDS = 0.1  # the longest wait between two looks at `cancel`
+POLL_SECONDS = 0.1  # the longest wait for a datagram before looking at `cancel` again
+CANCEL_CHECK = 0.05  # while datagrams keep coming, look at `cancel` this often
 SOCKET_BUFFER = 4 << 20  # room for a whole window of large blocks
 READ_CHUNK = 1 << 20
 STDOUT = "-"
@@ -290,7 +291,7 @@ class TftpClientDriver:
         deadline: float | None = None
         timer: float | None = None  # a SetTimer's seconds, started once the actions are done
         current_wait = -1.0
-        rounds = 0
+        next_cancel_check = 0.0
         progress = self.on_progress
         digest = hashlib.sha256()  # of a get's file: hashed here, after the ACK went out
         update = digest.update
@@ -340,12 +341,13 @@ class TftpClientDriver:
             if failure is not None:
                 actions = failure
                 continue
-            # `cancel` is looked at every 64 datagrams (a few ms) and on every timeout.
-            rounds += 1
-            if rounds & 63 == 0 and cancel.is_set():
-                actions = machine.abort()
-                continue
             now = monotonic()
+            # `cancel` is looked at every CANCEL_CHECK seconds and on every timeout.
+            if now >= next_cancel_check:
+                next_cancel_check = now + CANCEL_CHECK
+                if cancel.is_set():
+                    actions = machine.abort()
+                    continue
             if timer is not None:
                 deadline = now + timer
                 timer = None
