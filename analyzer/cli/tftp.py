@@ -1,14 +1,18 @@
-"""`analyzer tftp extract CAPTURE -o DIR` and `analyzer tftp show CAPTURE N`: arguments."""
+"""`analyzer tftp extract | show` (transfers of a capture): arguments; `tftp get | put` are
+in `tftp_client.py`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from analyzer.cli import tftp_client
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    tftp = subparsers.add_parser("tftp", help="TFTP transfers: extract files, show one",
-                                 description="TFTP transfers of a capture.")
+    tftp = subparsers.add_parser(
+        "tftp", help="TFTP: transfers of a capture (extract, show); a client (get, put)",
+        description="TFTP transfers of a capture, and a TFTP client that watches itself.")
     sub = tftp.add_subparsers(dest="tftp_command", required=True, metavar="SUBCOMMAND")
 
     extract = sub.add_parser(
@@ -30,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     show.add_argument("transfer", metavar="N", type=int, help="transfer number (1-based)")
     _common(show)
     show.set_defaults(handler=run_show)
+
+    tftp_client.register(sub)  # tftp get / tftp put
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
