@@ -21,6 +21,7 @@ PACKAGE_DIR = os.path.dirname(__file__)
 
 # Relative to the package; the order does not matter (mypyc compiles them as one group).
 COMPILED_MODULES = (
+    "active/tftp.py",
     "capture/chunks.py",
     "capture/frame.py",
     "capture/merge.py",
@@ -42,6 +43,7 @@ COMPILED_MODULES = (
     "tcp/tracker.py",
     "tcp/vocabulary.py",
     "tcp/zeek.py",
+    "tftp/client.py",
     "tftp/codec.py",
     "tftp/findings.py",
     "tftp/matching.py",
