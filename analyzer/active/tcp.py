@@ -25,14 +25,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from analyzer.active.endpoint import CLOSE_MODES, SERVE_CLOSE_MODES, Endpoint
 from analyzer.active.sockets import bind_error, local_endpoint, resolve
 from analyzer.errors import InputError
-from analyzer.run.session import Endpoint
 
 POLL_SECONDS = 0.1
 READ_SIZE = 1 << 16
-CLOSE_MODES = ("fin", "half", "rst")
-SERVE_CLOSE_MODES = ("fin", "rst", "wait")
 # Connections a server handles at once; more wait in the listen backlog.
 MAX_HANDLERS = 64
 LISTEN_BACKLOG = 128

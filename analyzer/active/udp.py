@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from analyzer.active.endpoint import Endpoint
 from analyzer.active.sockets import bind_error, local_endpoint, resolve, source_address_for
 from analyzer.errors import InputError
-from analyzer.run.session import Endpoint
 
 MAX_DATAGRAM = 65535
 POLL_SECONDS = 0.1  # how often a waiting driver looks at `cancel`

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from analyzer.decode import Packet
 from analyzer.errors import InputError
-from analyzer.run.session import Driver, SessionResult
+
+if TYPE_CHECKING:
+    from analyzer.decode import Packet
+    from analyzer.run.session import Driver, SessionResult
 
 T = TypeVar("T")
 CHUNK = 1 << 16

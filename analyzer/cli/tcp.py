@@ -69,7 +69,7 @@ def run_ladder(args: argparse.Namespace) -> int:
 
 
 def register_active(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from analyzer.active.tcp import CLOSE_MODES, SERVE_CLOSE_MODES
+    from analyzer.active.endpoint import CLOSE_MODES, SERVE_CLOSE_MODES
     from analyzer.cli.active import add_active_options
 
     connect = sub.add_parser(

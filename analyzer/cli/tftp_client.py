@@ -12,14 +12,17 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analyzer.active.tftp import TftpClientDriver
 from analyzer.cli.active import add_active_options, watched
 from analyzer.errors import InputError
-from analyzer.run.session import Endpoint
 from analyzer.tftp import codec
-from analyzer.tftp.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ClientOutcome
+from analyzer.tftp.codec import DEFAULT_RETRIES, DEFAULT_TIMEOUT
+
+if TYPE_CHECKING:
+    from analyzer.active.endpoint import Endpoint
+    from analyzer.active.tftp import TftpClientDriver
+    from analyzer.tftp.client import ClientOutcome
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -126,6 +129,7 @@ def run_put(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, put: bool) -> int:
+    from analyzer.active.tftp import TftpClientDriver
     from analyzer.report.net_view import print_watch
 
     spec = _spec(args, put)
@@ -149,6 +153,8 @@ class _SessionDriver:
         self.driver = driver
 
     def bind(self) -> list[Endpoint]:
+        from analyzer.active.endpoint import Endpoint
+
         return [Endpoint("udp", local, self.driver.server) for local in self.driver.bind()]
 
     def run(self, cancel: threading.Event) -> ClientOutcome:

@@ -8,7 +8,6 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from analyzer.active.sockets import parse_port, split_host_port
 from analyzer.cli.active import add_active_options, check_encoding, encode_text, watched
 from analyzer.errors import InputError
 
@@ -113,6 +112,7 @@ def _finish(result, args: argparse.Namespace, datagrams) -> None:  # type: ignor
 
 def _send(args: argparse.Namespace, host: str, broadcast: bool,
           interface: str | None) -> int:
+    from analyzer.active.sockets import parse_port
     from analyzer.active.udp import UdpSendDriver
     from analyzer.udp.datagrams import DatagramLog
 
@@ -159,6 +159,7 @@ def run_broadcast(args: argparse.Namespace) -> int:
 
 
 def run_listen(args: argparse.Namespace) -> int:
+    from analyzer.active.sockets import parse_port
     from analyzer.active.udp import UdpListenDriver
     from analyzer.udp.datagrams import DatagramLog
 
@@ -179,6 +180,7 @@ def run_listen(args: argparse.Namespace) -> int:
 
 
 def run_chat(args: argparse.Namespace) -> int:
+    from analyzer.active.sockets import parse_port, split_host_port
     from analyzer.active.udp import UdpChatDriver
 
     encoding = check_encoding(args)

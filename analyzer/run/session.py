@@ -34,16 +34,20 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Generic, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from analyzer.active.sockets import source_address_for
-from analyzer.capture import Frame
-from analyzer.capture.live import ANY, LiveCapture
-from analyzer.decode import Packet
+from analyzer.active.endpoint import Endpoint
 from analyzer.errors import InputError
-from analyzer.pipeline import Analysis, Analyzer
-from analyzer.tcp.tracker import TcpTracker
-from analyzer.tftp.tracker import TftpTracker
+
+if TYPE_CHECKING:
+    from analyzer.capture import Frame
+    from analyzer.capture.live import LiveCapture
+    from analyzer.decode import Packet
+    from analyzer.pipeline import Analysis, Analyzer
+
+__all__ = ["Driver", "Endpoint", "SessionResult", "interface_for", "run_session", "sniff",
+           "watch_filter"]
+ANY = "any"  # as capture.live.ANY (imported there on use: the command line starts fast)
 
 # Loopback delivery is synchronous, but the capture thread reads the socket on its own
 # schedule: this long after the driver's last packet, every packet has been read.
@@ -51,15 +55,6 @@ SETTLE_SECONDS = 0.2
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-
-
-class Endpoint(NamedTuple):
-    """One socket of a driver: `transport` "udp" or "tcp", the local (address, port) it
-    is bound to, and the peer's (address, port) when known (None for a listener)."""
-
-    transport: str
-    local: tuple[str, int]
-    remote: tuple[str, int] | None = None
 
 
 class Driver(Protocol[T_co]):
@@ -95,6 +90,11 @@ def run_session(driver: Driver[T], *, watch: bool = False, write: str | None = N
     every decoded packet after the trackers (the UDP datagram log); `bpf` replaces the
     filter built from the endpoints (a driver whose ports are not known up front, such as
     the server checker's many transfers, watches by the server's address instead)."""
+    from analyzer.capture.live import LiveCapture
+    from analyzer.pipeline import Analyzer
+    from analyzer.tcp.tracker import TcpTracker
+    from analyzer.tftp.tracker import TftpTracker
+
     endpoints = driver.bind()
     capture: LiveCapture | None = None
     no_watch: str | None = None if watch or write else "not asked to watch"
@@ -202,6 +202,8 @@ def interface_for(endpoints: Sequence[Endpoint]) -> str:
         if _is_unspecified(local):
             if endpoint.remote is None or _is_unspecified(endpoint.remote[0]):
                 return ANY  # a listener on every address: traffic may come on any of them
+            from analyzer.active.sockets import source_address_for
+
             source = source_address_for(endpoint.remote[0])
             if source is None:
                 return ANY

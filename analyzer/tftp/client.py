@@ -59,7 +59,16 @@ from dataclasses import dataclass, field, replace
 from typing import Final, NamedTuple
 
 from analyzer.tftp import codec
-from analyzer.tftp.codec import Ack, Data, Error, OAck, Options, Request
+from analyzer.tftp.codec import (  # noqa: F401 - the defaults are the client's API
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    Ack,
+    Data,
+    Error,
+    OAck,
+    Options,
+    Request,
+)
 from analyzer.tftp.netascii import NetasciiDecoder, netascii_encode
 
 Endpoint = tuple[str, int]
@@ -68,8 +77,6 @@ REQUESTING: Final = "requesting"
 TRANSFERRING: Final = "transferring"
 DONE: Final = "done"
 
-DEFAULT_TIMEOUT: Final = 1.0
-DEFAULT_RETRIES: Final = 5
 MAX_BACKOFF: Final = 8.0  # the retransmit wait grows up to this many times the base
 _ACK: Final = struct.Struct("!HH")
 _DATA: Final = codec.DATA

@@ -30,6 +30,11 @@ OPCODE_NAMES: Final = {
 TFTP_PORT: Final = 69
 DEFAULT_BLKSIZE: Final = 512
 DEFAULT_WINDOWSIZE: Final = 1
+# The client's (tftp/client.py) defaults: seconds before a resend, resends in a row
+# before giving up. Here, not there: the command line shows them on every start, and
+# this module is light to import.
+DEFAULT_TIMEOUT: Final = 1.0
+DEFAULT_RETRIES: Final = 5
 
 # RFC 1350 error codes, plus 8 from RFC 2347.
 ERROR_NAMES: Final = {
