@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from analyzer.cli import tftp_client
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tftp = subparsers.add_parser("tftp", help="TFTP transfers: extract files, show one",
@@ -30,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     show.add_argument("transfer", metavar="N", type=int, help="transfer number (1-based)")
     _common(show)
     show.set_defaults(handler=run_show)
+
+    tftp_client.register(sub)  # tftp get / tftp put
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,391 @@
+"""The socket driver of `tftp get` and `tftp put`: sockets, clock and files around the
+sans-IO `TftpClient` machine.
+
+`TftpClientDriver(...)` checks its input (the host resolves, the local file can be read or
+the target directory written) and raises `InputError` otherwise; `bind()` opens and binds
+the UDP socket(s) and returns their local endpoints (a session builds its capture filter
+from them before any packet is sent); `run(cancel)` makes the transfer and returns the
+machine's `ClientOutcome`. It waits with poll (at most 0.1 s at a time, so `cancel` is
+seen promptly) and reads every datagram already queued before waiting again.
+
+A download is written to a temporary file beside the target and renamed over it only
+when the transfer is complete; on any failure the temporary file is removed, so nothing
+appears under the target name and a file already there is left untouched. `-` writes to
+stdout. An upload reads the local file in pieces as the machine asks for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO
+
+from analyzer.errors import InputError
+from analyzer.tftp import codec
+from analyzer.tftp.client import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    CancelTimer,
+    ClientConfig,
+    ClientOutcome,
+    Endpoint,
+    Finished,
+    Misbehaviour,
+    NeedData,
+    Progress,
+    Send,
+    SetTimer,
+    TftpClient,
+    Write,
+)
+from analyzer.tftp.extract import safe_name
+from analyzer.tftp.netascii import netascii_size
+
+MAX_DATAGRAM = 65536 + 4
+POLL_SECONDS = 0.1  # the longest wait between two looks at `cancel`
+SOCKET_BUFFER = 4 << 20  # room for a whole window of large blocks
+READ_CHUNK = 1 << 20
+STDOUT = "-"
+
+ProgressCallback = Callable[[int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class TransferSpec:
+    """What the user asked for: `server` is HOST[:PORT] as typed, `local` a path or '-'."""
+
+    server: str
+    remote: str
+    local: str
+    put: bool = False
+    port: int | None = None
+    mode: str = "octet"
+    blksize: int | None = None
+    windowsize: int | None = None
+    timeout: float | None = None
+    tsize: bool = False
+    retries: int = DEFAULT_RETRIES
+    use_options: bool = True
+    misbehaviour: Misbehaviour = field(default_factory=Misbehaviour)
+
+
+def parse_server(text: str, port: int | None = None) -> tuple[str, int]:
+    """HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address -> (host, port)."""
+    host, found_port = text.strip(), None
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise InputError(f"bad server address {text!r}: missing ']'")
+        rest = host[end + 1:]
+        host = host[1:end]
+        if rest:
+            if not rest.startswith(":"):
+                raise InputError(f"bad server address {text!r}")
+            found_port = rest[1:]
+    elif host.count(":") == 1:
+        host, found_port = host.split(":")
+    if not host:
+        raise InputError(f"bad server address {text!r}: no host")
+    number = codec.TFTP_PORT
+    if found_port is not None:
+        if not found_port.isdigit():
+            raise InputError(f"bad port in {text!r}")
+        number = int(found_port)
+    if port is not None:
+        number = port
+    if not 1 <= number <= 65535:
+        raise InputError(f"bad port {number}: ports are 1 to 65535")
+    return host, number
+
+
+def resolve(host: str, port: int) -> tuple[int, Endpoint]:
+    """(address family, (ip, port)) of the server; InputError when it does not resolve."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise InputError(f"cannot resolve {host!r}: {reason}") from None
+    # Prefer IPv4 for names like "localhost" that resolve to both (most servers bind v4).
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, _, _, _, address = infos[0]
+    return family, (str(address[0]), int(address[1]))
+
+
+class TftpClientDriver:
+    """One `tftp get` or `tftp put` over real sockets."""
+
+    def __init__(self, spec: TransferSpec,
+                 on_progress: ProgressCallback | None = None) -> None:
+        self.spec = spec
+        self.on_progress = on_progress
+        host, port = parse_server(spec.server, spec.port)
+        self.family, self.server = resolve(host, port)
+        self.server_text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.sock: socket.socket | None = None
+        self.stray: socket.socket | None = None
+        self._source: IO[bytes] | None = None
+        self.put_size: int | None = None
+        if spec.put:
+            self._open_source()
+        else:
+            self.target = self._target_path()
+
+    # ------------------------------------------------------------ input checks
+
+    def _open_source(self) -> None:
+        path = self.spec.local
+        try:
+            source = open(path, "rb")  # noqa: SIM115 - closed at the end of run()
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        stat = os.fstat(source.fileno())
+        import stat as stat_module
+
+        if stat_module.S_ISDIR(stat.st_mode):
+            source.close()
+            raise InputError(f"cannot read {path}: it is a directory")
+        if stat_module.S_ISREG(stat.st_mode):
+            if self.spec.mode.lower() == "netascii":
+                self.put_size = _netascii_file_size(source)
+            else:
+                self.put_size = stat.st_size
+        self._source = source
+
+    def _target_path(self) -> str | None:
+        """The download's final path (None: stdout); its directory must be writable."""
+        local = self.spec.local
+        if local == STDOUT:
+            return None
+        if not local:
+            local = safe_name(self.spec.remote, 1)
+        elif os.path.isdir(local):
+            local = os.path.join(local, safe_name(self.spec.remote, 1))
+        directory = os.path.dirname(os.path.abspath(local))
+        if not os.path.isdir(directory):
+            raise InputError(f"cannot write {local}: no directory {directory}")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise InputError(f"cannot write {local}: {directory} is not writable")
+        return local
+
+    # ------------------------------------------------------------ sockets
+
+    def bind(self) -> list[Endpoint]:
+        """Open and bind the socket(s); the local endpoints the transfer will use."""
+        wildcard = "::" if self.family == socket.AF_INET6 else "0.0.0.0"
+        # Bind on the address that routes to the server (loopback stays loopback).
+        local_ip = _source_address(self.family, self.server) or wildcard
+        endpoints: list[Endpoint] = []
+        try:
+            self.sock = _udp_socket(self.family, local_ip)
+            endpoints.append(_endpoint_of(self.sock))
+            if self.spec.misbehaviour.stray_ack is not None:
+                self.stray = _udp_socket(self.family, local_ip)
+                endpoints.append(_endpoint_of(self.stray))
+        except OSError as exc:
+            self.close()
+            raise InputError(f"cannot open a UDP socket: {exc.strerror or exc}") from None
+        return endpoints
+
+    def close(self) -> None:
+        for sock in (self.sock, self.stray):
+            if sock is not None:
+                sock.close()
+        self.sock = self.stray = None
+        if self._source is not None:
+            self._source.close()
+            self._source = None
+
+    # ------------------------------------------------------------ the transfer
+
+    def config(self) -> ClientConfig:
+        spec = self.spec
+        timeout = spec.timeout if spec.timeout is not None else DEFAULT_TIMEOUT
+        timeout_option = None
+        if spec.timeout is not None and float(spec.timeout).is_integer() \
+                and 1 <= spec.timeout <= 255:
+            timeout_option = int(spec.timeout)
+        return ClientConfig(
+            server=self.server, filename=spec.remote, put=spec.put, mode=spec.mode,
+            blksize=spec.blksize, windowsize=spec.windowsize, timeout_option=timeout_option,
+            tsize=spec.tsize, put_size=self.put_size, use_options=spec.use_options,
+            timeout=timeout, retries=spec.retries, misbehaviour=spec.misbehaviour)
+
+    def run(self, cancel: threading.Event | None = None) -> ClientOutcome:
+        """Make the transfer; the outcome says how it went (never raises for the peer's
+        misbehaviour; raises OSError only for local trouble such as a full disk)."""
+        if self.sock is None:
+            self.bind()
+        cancel = cancel or threading.Event()
+        started = time.monotonic()
+        sink, temp = self._open_sink()
+        outcome: ClientOutcome | None = None
+        try:
+            outcome = self._loop(TftpClient(self.config()), sink, cancel)
+            if sink is not None:
+                sink.flush()
+                if temp is not None:
+                    sink.close()
+        finally:
+            if temp is not None:
+                if outcome is not None and outcome.ok and self.target is not None:
+                    os.replace(temp, self.target)
+                else:
+                    with contextlib.suppress(OSError):
+                        sink.close()  # type: ignore[union-attr]
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temp)
+            self.close()
+        local = self.spec.local if self.spec.put else (self.target or STDOUT)
+        return outcome.with_run(time.monotonic() - started, local)
+
+    def _open_sink(self) -> tuple[IO[bytes] | None, str | None]:
+        if self.spec.put:
+            return None, None
+        if self.target is None:
+            return sys.stdout.buffer, None
+        directory = os.path.dirname(os.path.abspath(self.target))
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(self.target)}.",
+                                    suffix=".part", dir=directory)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would have made it
+        return os.fdopen(fd, "wb", buffering=READ_CHUNK), temp
+
+    def _loop(self, machine: TftpClient, sink: IO[bytes] | None,
+              cancel: threading.Event) -> ClientOutcome:
+        sock = self.sock
+        assert sock is not None
+        # A blocking socket whose receive times out in the kernel (SO_RCVTIMEO): one
+        # system call per datagram, as in C clients (a Python-level timeout adds a poll).
+        sock.setblocking(True)
+        buffer = bytearray(MAX_DATAGRAM)
+        view = memoryview(buffer)
+        recv_into = sock.recvfrom_into
+        setsockopt = sock.setsockopt
+        send = sock.sendto
+        receive = machine.receive
+        monotonic = time.monotonic
+        deadline: float | None = None
+        timer: float | None = None  # a SetTimer's seconds, started once the actions are done
+        current_wait = -1.0
+        rounds = 0
+        progress = self.on_progress
+        actions = machine.start()
+        while True:
+            # Carry out the actions; NeedData's answer appends more to this same list.
+            i = 0
+            while i < len(actions):
+                action = actions[i]
+                i += 1
+                # Most frequent first: Write, Send, SetTimer for each block of a get.
+                if isinstance(action, Write):
+                    sink.write(action.data)  # type: ignore[union-attr]
+                elif isinstance(action, Send):
+                    try:
+                        if action.stray:
+                            self.stray.sendto(action.payload, action.to)  # type: ignore[union-attr]
+                        else:
+                            send(action.payload, action.to)
+                    except (BlockingIOError, ConnectionRefusedError, InterruptedError):
+                        pass  # lost like a dropped datagram: the timer covers it
+                elif isinstance(action, SetTimer):
+                    timer = action.seconds
+                elif isinstance(action, Progress):
+                    if progress is not None:
+                        progress(action.done, action.total)
+                elif isinstance(action, NeedData):
+                    data = self._source.read(action.size)  # type: ignore[union-attr]
+                    actions.extend(machine.provide(data, len(data) < action.size))
+                elif isinstance(action, CancelTimer):
+                    deadline = timer = None
+                elif isinstance(action, Finished):
+                    if progress is not None:
+                        progress(action.outcome.bytes, machine.total)
+                    return action.outcome
+            # `cancel` is looked at every 64 datagrams (a few ms) and on every timeout.
+            rounds += 1
+            if rounds & 63 == 0 and cancel.is_set():
+                actions = machine.abort()
+                continue
+            now = monotonic()
+            if timer is not None:
+                deadline = now + timer
+                timer = None
+            elif deadline is not None and now >= deadline:
+                deadline = None
+                actions = machine.timer_expired()
+                continue
+            wait = POLL_SECONDS
+            if deadline is not None and deadline - now < POLL_SECONDS:
+                wait = deadline - now
+            if wait != current_wait:
+                setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(wait))
+                current_wait = wait
+            try:
+                size, address = recv_into(buffer)
+            except (BlockingIOError, TimeoutError):
+                actions = machine.abort() if cancel.is_set() else []
+                continue
+            except (ConnectionRefusedError, InterruptedError):
+                actions = []  # an ICMP error about an earlier datagram; a signal
+                continue
+            if len(address) != 2:
+                address = (address[0], address[1])  # IPv6: drop flow info and scope
+            actions = receive(bytes(view[:size]), address)
+
+
+def _timeval(seconds: float) -> bytes:
+    """A struct timeval for SO_RCVTIMEO; never zero (zero means wait forever)."""
+    micro = max(int(seconds * 1_000_000), 1000)
+    return struct.pack("@ll", micro // 1_000_000, micro % 1_000_000)
+
+
+def _netascii_file_size(source: IO[bytes]) -> int:
+    size = 0
+    while chunk := source.read(READ_CHUNK):
+        size += netascii_size(chunk)
+    source.seek(0)
+    return size
+
+
+def _udp_socket(family: int, local_ip: str) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        sock.bind((local_ip, 0))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _source_address(family: int, server: Endpoint) -> str | None:
+    """The local address the kernel would use towards `server` (no packet is sent)."""
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.connect(server)
+        address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    if ipaddress.ip_address(address).is_unspecified:
+        return None
+    return address
+
+
+def _endpoint_of(sock: socket.socket) -> Endpoint:
+    name = sock.getsockname()
+    return str(name[0]), int(name[1])
