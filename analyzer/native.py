@@ -36,8 +36,12 @@ COMPILED_MODULES = (
     "tcp/tracker.py",
     "tcp/zeek.py",
     "tftp/codec.py",
+    "tftp/findings.py",
+    "tftp/matching.py",
     "tftp/netascii.py",
     "tftp/tracker.py",
+    "tftp/transfer.py",
+    "tftp/verdicts.py",
     "pipeline.py",
 )
 # mypyc's group: its shared runtime library becomes the module analyzer._native__mypyc.

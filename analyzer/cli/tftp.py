@@ -7,6 +7,7 @@ import sys
 
 from analyzer.cli import tftp_client
 
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     tftp = subparsers.add_parser("tftp", help="TFTP transfers: extract files, show one",
                                  description="TFTP transfers of a capture.")
@@ -75,11 +76,10 @@ def run_show(args: argparse.Namespace) -> int:
     transfer = one_tftp_transfer(args.capture, args.transfer, args.filter,
                                  tuple(args.tftp_port))
     if args.json:
-        from analyzer.report.jsonl import tftp_transfer_object, write_objects
+        from analyzer.report.jsonl import write_objects
+        from analyzer.report.tftp_json import tftp_show_object
 
-        obj = tftp_transfer_object(transfer)
-        obj["timeline"] = [e._asdict() for e in transfer.events or []]
-        write_objects([obj], sys.stdout)
+        write_objects([tftp_show_object(transfer)], sys.stdout)
         return 0
     from analyzer.report.console import stdout_console
     from analyzer.report.tftp_view import transfer_details

@@ -178,8 +178,10 @@ class LiveView:
             table.add_column(column)
         for row in self.analyzer.tcp.live_rows(8):
             table.add_row("tcp", *row)
-        for row in self.analyzer.tftp.live_rows(4):
-            table.add_row("tftp", *row)
+        from analyzer.report.tftp_view import live_rows as tftp_live_rows
+
+        for tftp_row in tftp_live_rows(self.analyzer.tftp.transfers, 4):
+            table.add_row("tftp", *tftp_row)
         return Group(header, table) if table.row_count else Group(header)
 
     def start(self, capture: LiveCapture) -> Callable[[], None] | None:

@@ -11,10 +11,12 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from analyzer.report.tftp_json import tftp_transfer_object
+
 if TYPE_CHECKING:
     from analyzer.pipeline import Analysis, CaptureSummary
     from analyzer.tcp.result import TcpStreamResult
-    from analyzer.tftp.tracker import TftpTransfer
+    from analyzer.tftp.transfer import TftpTransfer
 
 
 # One encoder for every line: json.dumps with a keyword builds a new one per call.
@@ -33,11 +35,6 @@ def tcp_stream_line(result: TcpStreamResult) -> str:
 
 def tcp_stream_object(result: TcpStreamResult) -> dict[str, Any]:
     return result.to_json()
-
-
-def tftp_transfer_object(transfer: TftpTransfer) -> dict[str, Any]:
-    """The SPEC `tftp_transfer` object, plus `findings`."""
-    return transfer.to_json()
 
 
 def tftp_transfer_line(transfer: TftpTransfer) -> str:

@@ -11,8 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.report.summary import format_bytes
-from analyzer.tftp.codec import error_name
-from analyzer.tftp.tracker import CLIENT, SERVER, TftpTransfer, TimelineEvent
+from analyzer.tftp.codec import error_name, format_options
+from analyzer.tftp.transfer import CLIENT, SERVER, TftpTransfer, TimelineEvent
 
 STATUS_STYLES = {"complete": "green", "error": "red", "incomplete": "yellow"}
 
@@ -48,7 +48,7 @@ def options_text(transfer: TftpTransfer, compact: bool = False) -> Text:
         if requested and compact:
             return printable(f"{requested} (no OACK)")
         return printable(requested or "-")
-    acked = " ".join(f"{k}={v}" for k, v in transfer.oack)
+    acked = format_options(transfer.oack)
     if compact and acked == requested:
         return printable(f"{requested} (acked)")
     return printable(f"{requested or '-'} → {acked}")
@@ -137,6 +137,22 @@ def findings_text(results: Sequence[TftpTransfer]) -> Text:
             text.append(f.code, style="magenta")
             text.append(f"{where}: {f.message}\n")
     return text
+
+
+def live_rows(transfers: Sequence[TftpTransfer], limit: int) -> list[tuple[Text, str, str]]:
+    """(connection, packets, state) of the newest transfers, for the live sniff view (the
+    file name from the wire made printable, never read as markup)."""
+    rows = []
+    for t in transfers[-limit:]:
+        if t.error is not None:
+            state = f"error {t.error.code} {error_name(t.error.code)}"
+        elif t.ended:
+            state = f"done, {t.bytes:,} bytes"
+        else:
+            state = f"{t.blocks} blocks, {t.bytes:,} bytes"
+        rows.append((printable(f"#{t.number} {t.client} → {t.server} {t.request.name} "
+                               f"{t.request.filename}"), str(t.packets), state))
+    return rows
 
 
 def extraction_table(results: Sequence[TftpTransfer]) -> RenderableType:

@@ -185,16 +185,14 @@ def decode(buf: bytes | memoryview) -> Message:
     raise MalformedPacket(f"unknown opcode {opcode}")
 
 
-def opcode_of(buf: bytes | memoryview) -> int | None:
-    """The opcode of a payload without decoding the rest (None when too short)."""
-    if len(buf) < 2:
-        return None
-    return (buf[0] << 8) | buf[1]
-
-
 def options_dict(options: Options | None) -> dict[str, str]:
     """Effective options: names lower-cased (RFC 2347: case-insensitive), last one wins."""
     return {name.lower(): value for name, value in options or ()}
+
+
+def format_options(options: Options) -> str:
+    """Options as the wire gave them: "name=value name=value"."""
+    return " ".join(f"{name}={value}" for name, value in options)
 
 
 def option_int(value: str | None) -> int | None:

@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 from analyzer.errors import InputError
 
 if TYPE_CHECKING:
-    from analyzer.tftp.tracker import TftpTransfer
+    from analyzer.tftp.transfer import TftpTransfer
 
 MAX_NAME_BYTES = 200  # leaves room for "-NNN.partial.json" within NAME_MAX (255)
 MAX_OPEN_FILES = 32  # transfers in flight at once keep at most this many descriptors

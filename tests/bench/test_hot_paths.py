@@ -22,6 +22,7 @@ from analyzer.capture import Frame, open_capture
 from analyzer.decode import Decoder, Packet
 from analyzer.decode.packet import PROTO_TCP, PROTO_UDP
 from analyzer.pipeline import analyze_file
+from analyzer.report.tftp_json import tftp_transfer_object
 from analyzer.tcp.tombstones import NONE, Tombstones, isn_of, pack_isns
 from analyzer.tcp.tracker import TcpTracker
 from analyzer.tftp.tracker import TftpTracker
@@ -154,7 +155,7 @@ def test_tftp_tracker(benchmark: Callable, packets: list[Packet],
         tracker.finish()
         return tracker
 
-    transfers = [result.to_json() for result in benchmark(track).results()]
+    transfers = [tftp_transfer_object(result) for result in benchmark(track).results()]
     stages = capture[1]["tftp_stages"]
     assert len(transfers) == capture[1]["tftp_transfers"]
     statuses = [transfer["status"] for transfer in transfers]
@@ -172,7 +173,7 @@ def test_analyze_file(benchmark: Callable, capture: tuple[Path, dict]) -> None:
     streams = {(s["client"], s["server"]): s
                for s in (result.to_json() for result in analysis.tcp.results())}
     transfers = {(t["client"], t["filename"]): t
-                 for t in (result.to_json() for result in analysis.tftp.results())}
+                 for t in (tftp_transfer_object(result) for result in analysis.tftp.results())}
     assert len(streams) == summary["tcp_connections"]
     assert len(transfers) == summary["tftp_transfers"]
     # Every flow that sent all its packets: the same bytes, hashed, as the generator sent.

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.pipeline import analyze_file
+from analyzer.report.tftp_json import tftp_transfer_object
 from tests.conftest import require_tool
 from tests.support.tshark import export_tftp_objects
 
@@ -27,7 +28,7 @@ def test_corpus_transfer_matches_tshark(corpus_dir: Path, capture: str, tmp_path
     truth = hashlib.sha256(exported[name].read_bytes()).hexdigest()
     analysis = analyze_file(corpus_dir / capture, extract_dir=tmp_path / "ours")
     (transfer,) = analysis.tftp.results()
-    t = transfer.to_json()
+    t = tftp_transfer_object(transfer)
     assert (t["request"], t["filename"], t["mode"]) == ("RRQ", name, "octet")
     assert (t["status"], t["bytes"], t["blocks"], t["sha256"]) == ("complete", size, blocks, truth)
     assert t["options"] == options and t["missing_blocks"] == [] and t["retransmissions"] == 0

@@ -7,6 +7,7 @@ import hashlib
 import random
 from pathlib import Path
 
+from analyzer.report.tftp_json import tftp_transfer_object
 from analyzer.tftp.tracker import TftpTracker
 from tests.tftp import craft
 from tests.tftp.craft import Capture, chunks
@@ -36,8 +37,8 @@ def lockstep_rrq(cap: Capture, content: bytes, blksize: int = 512, *, wire: byte
 
 def only(analysis):  # type: ignore[no-untyped-def]
     results = analysis.tftp.results()
-    assert len(results) == 1, [r.to_json() for r in results]
-    return results[0].to_json()
+    assert len(results) == 1, [tftp_transfer_object(r) for r in results]
+    return tftp_transfer_object(results[0])
 
 
 def codes(transfer: dict) -> set[str]:
@@ -242,7 +243,7 @@ def test_error_only_transfers(tmp_path: Path) -> None:
     cap.udp(other, LISTEN, craft.rrq("opt.bin", options=[("blksize", "9000")]))
     cap.udp(("10.0.0.1", 50002), other, craft.oack([("blksize", "9000")]))
     cap.udp(other, ("10.0.0.1", 50002), craft.error(8, "blksize unacceptable"))
-    results = [r.to_json() for r in cap.analyze(tmp_path).tftp.results()]
+    results = [tftp_transfer_object(r) for r in cap.analyze(tmp_path).tftp.results()]
     assert [(r["filename"], r["status"], r["error"]) for r in results] == [
         ("missing.bin", "error", {"code": 1, "message": "File not found"}),
         ("opt.bin", "error", {"code": 8, "message": "blksize unacceptable"}),
@@ -280,7 +281,7 @@ def test_stray_tid_answered_with_error_5(tmp_path: Path) -> None:
             cap.udp(TID, stray, craft.error(5, "Unknown transfer ID"))
     results = cap.analyze(tmp_path).tftp.results()
     assert len(results) == 1
-    t = results[0].to_json()
+    t = tftp_transfer_object(results[0])
     assert (t["status"], t["sha256"], t["retransmissions"]) == ("complete", sha(content), 0)
     strays = [f for f in t["findings"] if f["code"] == "stray-tid"]
     assert len(strays) == 1 and strays[0]["frame"] == stray_frame
@@ -453,7 +454,7 @@ def test_same_client_port_new_request_after_completion(tmp_path: Path) -> None:
     lockstep_rrq(cap, first)
     cap.udp(CLIENT, LISTEN, craft.rrq("a"), after=2.0)
     lockstep_rrq(cap, second, tid=(SERVER_IP, 50002))
-    results = [r.to_json() for r in cap.analyze(tmp_path).tftp.results()]
+    results = [tftp_transfer_object(r) for r in cap.analyze(tmp_path).tftp.results()]
     assert [(r["server"], r["sha256"]) for r in results] == [
         ("10.0.0.1:50001", sha(first)), ("10.0.0.1:50002", sha(second))]
 
@@ -500,7 +501,7 @@ def test_rollover_past_65535_blocks() -> None:
             tracker.on_packet(pkt)
         tracker.finish()
         (result,) = tracker.results()
-        t = result.to_json()
+        t = tftp_transfer_object(result)
         assert (t["status"], t["bytes"], t["sha256"]) == ("complete", len(content), sha(content))
         assert (t["blocks"], t["retransmissions"], t["missing_blocks"]) == (65540, 0, [])
         rollover = [f for f in t["findings"] if f["code"] == "rollover"]
@@ -535,7 +536,7 @@ def test_client_port_and_server_tid_both_reused(tmp_path: Path) -> None:
     lockstep_rrq(cap, first)
     cap.udp(CLIENT, LISTEN, craft.rrq("two"), after=5.0)
     lockstep_rrq(cap, second)  # the same TID again
-    results = [r.to_json() for r in cap.analyze(tmp_path).tftp.results()]
+    results = [tftp_transfer_object(r) for r in cap.analyze(tmp_path).tftp.results()]
     assert [(r["filename"], r["status"], r["sha256"]) for r in results] == [
         ("one", "complete", sha(first)), ("two", "complete", sha(second))]
 
@@ -716,9 +717,9 @@ def test_garbage_never_crashes_the_tracker() -> None:
     tracker.finish()
     mine = [t for t in tracker.results() if t.request.filename == "fuzz.bin"
             and t.client_port == 40001]
-    assert mine, [t.to_json() for t in tracker.results()]
+    assert mine, [tftp_transfer_object(t) for t in tracker.results()]
     for t in tracker.results():
-        t.to_json()  # every result serializes
+        tftp_transfer_object(t)  # every result serializes
     assert any(t.sha256 == sha(content) for t in mine)
 
 
@@ -768,14 +769,14 @@ def test_a_long_capture_holds_only_the_transfers_under_way(tmp_path: Path) -> No
     settled: list = []
     held: list[int] = []
     tracker = TftpTracker(on_result=lambda t: (settled.append(t), held.append(
-        len(tracker._live))))
+        tracker.live())))
     for pkt in iter_packets(cap.write(tmp_path / "long.pcap")):
         tracker.on_packet(pkt)
     during = len(settled)
     tracker.finish()
     assert during >= 180  # settled while the capture went on, not at its end
     assert max(held) <= 14
-    assert tracker.results() == [] and not tracker._live and not tracker._flows
+    assert tracker.results() == [] and not tracker.live() and not tracker.matcher.flows
     assert [t.number for t in settled] == list(range(1, 201))
     assert [(t.status, t.sha256) for t in settled] == \
         [("complete", sha(content)) for content in contents]

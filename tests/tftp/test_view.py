@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from analyzer.report.tftp_view import fold_timeline, transfer_details, transfers_table
+from analyzer.report.tftp_view import fold_timeline, live_rows, transfer_details, transfers_table
 from analyzer.tftp.tracker import TftpTracker
 from tests.tftp import craft
 from tests.tftp.craft import Capture, chunks
@@ -51,6 +51,30 @@ def test_transfers_table(tmp_path: Path) -> None:
     assert "[bold]x\\x1b.bin" in rows[0] and "5,121" in rows[0] and "11, +1 resent" in rows[0]
     assert "complete" in rows[0]
     assert "gone" in rows[1] and "error (1 File not found)" in rows[1]
+
+
+def test_live_rows_follow_transfers_as_they_go(tmp_path: Path) -> None:
+    from analyzer.pipeline import iter_packets
+
+    tracker = TftpTracker()
+    packets = iter_packets(_capture(tmp_path))
+    for _ in range(4):  # RRQ, DATA 1, ACK 1, DATA 2
+        tracker.on_packet(next(packets))
+    # The ESC from the wire is shown as text, and "[bold]" is not read as markup.
+    first = "#1 10.0.0.2:40001 → 10.0.0.1:50001 RRQ [bold]x\\x1b.bin"
+
+    def plain(limit: int) -> list[tuple[str, str, str]]:
+        return [(c.plain, p, s) for c, p, s in live_rows(tracker.transfers, limit)]
+
+    assert plain(4) == [(first, "4", "2 blocks, 1,024 bytes")]
+    assert render(live_rows(tracker.transfers, 4)[0][0]).rstrip("\n") == first
+    for pkt in packets:
+        tracker.on_packet(pkt)
+    # 11 DATA (one sent twice) and 11 ACKs after the request; the file is 10 * 512 + 1.
+    assert plain(4) == [
+        (first, "24", "done, 5,121 bytes"),
+        ("#2 10.0.0.2:40002 → 10.0.0.1:50002 RRQ gone", "2", "error 1 File not found")]
+    assert plain(1)[0][0].startswith("#2 ")
 
 
 def test_transfers_table_on_a_narrow_terminal(tmp_path: Path) -> None:
