@@ -86,15 +86,18 @@ class SessionResult(Generic[T]):
 def run_session(driver: Driver[T], *, watch: bool = False, write: str | None = None,
                 tftp_ports: Sequence[int] = (), interface: str | None = None,
                 keep_streams: bool = True,
-                observers: Sequence[Callable[[Packet], object]] = ()) -> SessionResult[T]:
+                observers: Sequence[Callable[[Packet], object]] = (),
+                bpf: str | None = None) -> SessionResult[T]:
     """Run `driver` while watching its own traffic when `watch` or `write` asks for it
     (see the module docstring). `interface` overrides the one chosen from the endpoints;
     `keep_streams` keeps every TCP stream's packets for the ladder view; `observers` see
-    every decoded packet after the trackers (the UDP datagram log)."""
+    every decoded packet after the trackers (the UDP datagram log); `bpf` replaces the
+    filter built from the endpoints (a driver whose ports are not known up front, such as
+    the server checker's many transfers, watches by the server's address instead)."""
     endpoints = driver.bind()
     capture: LiveCapture | None = None
     no_watch: str | None = None if watch or write else "not asked to watch"
-    bpf = watch_filter(endpoints)
+    bpf = bpf or watch_filter(endpoints)
     chosen = interface or interface_for(endpoints)
     if no_watch is None:
         try:
