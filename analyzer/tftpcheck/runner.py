@@ -49,8 +49,8 @@ from analyzer.tftpcheck.checks import (
 
 RETRIES = 3  # retransmissions in a row before a transfer gives up
 RAW_LISTEN = 1.0  # seconds a raw probe waits for answers after the last one
-RETRANSMIT_WINDOW = 12.0  # how long `retransmit` watches DATA 1 come again
-RETRANSMIT_QUIET = 5.0  # ... or until the server has been silent this long
+RETRANSMIT_WINDOW = 16.0  # how long `retransmit` watches DATA 1 come again
+RETRANSMIT_QUIET = 7.0  # ... or until silent this long (atftpd, tftpy resend every 5 s)
 MIN_GAP = 0.02  # bounded rate: at least this long between two checks
 AFTER_ERROR = 0.3  # a raw probe answered by an ERROR listens this long for more
 # Checks whose exchange every live server answers (a silent server may ignore the rest).
@@ -68,7 +68,7 @@ class CheckOptions:
     skip: tuple[str, ...] = ()
     port: int | None = None
     timeout: float = 1.0  # the client's base retransmit timeout
-    check_timeout: float = 20.0  # each check is cancelled after this
+    check_timeout: float = 30.0  # each check is cancelled after this
     write: str | None = None  # keep the evidence capture here
 
 
@@ -108,9 +108,9 @@ class _ProbeDriver(TftpClientDriver):
     """The client's socket driver with a config given whole and downloads thrown away
     (the tracker rebuilds and hashes the file from the capture)."""
 
-    def __init__(self, spec: TransferSpec, config: Callable[[tuple[str, int]], ClientConfig]
-                 ) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: TransferSpec, config: Callable[[tuple[str, int]], ClientConfig],
+                 local_ip: str) -> None:
+        super().__init__(spec, local_ip=local_ip)
         self._config = config(self.server)
 
     def config(self) -> ClientConfig:
@@ -221,7 +221,7 @@ class ServerChecker:
                                 raw_options=options, timeout=base, retries=RETRIES,
                                 misbehaviour=misbehaviour or Misbehaviour())
 
-        return _ProbeDriver(spec, config)
+        return _ProbeDriver(spec, config, self.local_ip)
 
     def _run_bounded(self, drivers: Sequence[_ProbeDriver]) -> list[ClientOutcome | None]:
         """Run the drivers at once, each cancelled (ERROR 0) at the check's deadline."""
