@@ -189,7 +189,10 @@ def _first_reply(ev: Evidence, probe: Probe) -> Seen | None:
 
 
 def _no_answer(what: str, probe: Probe, ev: Evidence) -> Verdict:
-    return Verdict(FAIL, f"{what}: no answer from the server", _frames(ev.seen(probe)))
+    sent = len(ev.seen(probe))
+    return Verdict(FAIL, f"{what}: no answer from the server "
+                         f"({sent} packet{'s' if sent != 1 else ''} sent)",
+                   _frames(ev.seen(probe)))
 
 
 def _data_from_server(ev: Evidence, probe: Probe) -> list[Seen]:
@@ -219,7 +222,7 @@ def _complete(transfer: TftpTransfer | None) -> bool:
 def _read_check(what: str, ev: Evidence, probe: Probe) -> Verdict:
     transfer = ev.transfer(probe)
     seen = ev.seen(probe)
-    if transfer is None:
+    if transfer is None or not ev.replies(probe):
         return _no_answer(what, probe, ev)
     frames = _transfer_frames(transfer, seen)
     if _complete(transfer):
