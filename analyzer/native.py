@@ -23,6 +23,7 @@ PACKAGE_DIR = os.path.dirname(__file__)
 COMPILED_MODULES = (
     "capture/chunks.py",
     "capture/frame.py",
+    "capture/merge.py",
     "capture/pcap.py",
     "capture/pcapng.py",
     "decode/decoder.py",

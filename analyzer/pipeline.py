@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final
 
@@ -179,7 +179,8 @@ class Analyzer:
         return Analysis(summary, self.tcp, self.tftp)
 
 
-def analyze_file(path: str | os.PathLike[str], *, tftp_ports: Iterable[int] = (),
+def analyze_file(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                 tftp_ports: Iterable[int] = (),
                  extract_dir: str | os.PathLike[str] | None = None, bpf: str | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
@@ -235,7 +236,8 @@ def track_second_half(path: str | os.PathLike[str], bpf: str | None,
     return counted.stats
 
 
-def iter_packets(path: str | os.PathLike[str], bpf: str | None = None) -> Iterator[Packet]:
+def iter_packets(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                 bpf: str | None = None) -> Iterator[Packet]:
     """The decoded packets of a file, in order (for commands that look at one stream)."""
     decoder = Decoder()
     with open_capture(path) as cap:

@@ -2,6 +2,7 @@
 # Install what the real-server tests need (run as root; idempotent, quick when all is there):
 #   - Debian packages: tcpdump, tshark, tftpd-hpa (in.tftpd), tftp-hpa (tftp client),
 #     dnsmasq-base (dnsmasq), atftp (atftp client); iproute2, util-linux (setpriv), curl,
+#     socat and netcat-openbsd (independent peers of the udp/tcp active-mode tests),
 #     for the benchmark tcpflow, hyperfine and GNU time; gcc and python3-dev for the mypyc
 #     build of the hot path, libssl-dev for its savable SHA-256 (scripts/build_native.py);
 #   - atftpd, unpacked into .deps/atftpd/ (its package conflicts with tftpd-hpa, so it is
@@ -12,7 +13,7 @@ set -euo pipefail
 repo_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 atftpd_dir="$repo_dir/.deps/atftpd"
 atftpd_bin="$atftpd_dir/usr/sbin/atftpd"
-packages=(tcpdump tshark tftpd-hpa tftp-hpa dnsmasq-base atftp iproute2 util-linux curl tcpflow hyperfine time gcc python3-dev libssl-dev)
+packages=(tcpdump tshark tftpd-hpa tftp-hpa dnsmasq-base atftp iproute2 util-linux curl socat netcat-openbsd tcpflow hyperfine time gcc python3-dev libssl-dev)
 # atftpd's run-time libraries (its Depends); libc is always there.
 atftpd_libs=(libwrap0 libpcre2-8-0)
 

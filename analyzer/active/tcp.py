@@ -184,20 +184,7 @@ class TcpConnectDriver:
 
     def _read(self, sock: socket.socket, exchange: TcpExchange, cancel: threading.Event,
               idle: float | None) -> bool:
-        """Read until the peer closes (True), `idle` quiet seconds or cancel (False)."""
-        quiet_since = time.monotonic()
-        while not cancel.is_set():
-            if idle is not None and time.monotonic() - quiet_since >= idle:
-                return False
-            if not select.select([sock], [], [], POLL_SECONDS)[0]:
-                continue
-            data = sock.recv(READ_SIZE)
-            if not data:
-                return True
-            quiet_since = time.monotonic()
-            exchange.received(data)
-            self._emit("data", exchange, data)
-        return False
+        return _read_until_closed(sock, exchange, cancel, idle, self._emit, echo=False)
 
     def _emit(self, kind: str, exchange: TcpExchange, data: bytes = b"") -> None:
         if self.on_event is not None:
@@ -239,7 +226,6 @@ class TcpServeDriver:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(self.address)
-            sock.listen(LISTEN_BACKLOG)
         except OSError as exc:
             sock.close()
             raise bind_error(exc, "tcp", self.address, "listen on") from None
@@ -249,6 +235,13 @@ class TcpServeDriver:
     def run(self, cancel: threading.Event) -> TcpServeOutcome:
         sock = self.sock
         assert sock is not None
+        # Listening only now, once the session's capture is open: a client that connects
+        # the moment the port listens still has its handshake in the evidence.
+        try:
+            sock.listen(LISTEN_BACKLOG)
+        except OSError as exc:
+            sock.close()
+            raise bind_error(exc, "tcp", self.address, "listen on") from None
         outcome = TcpServeOutcome()
         handlers: list[threading.Thread] = []
         try:
@@ -261,8 +254,9 @@ class TcpServeDriver:
                     continue
                 conn, address = sock.accept()
                 outcome.accepted += 1
+                # "wait" is how we close, not how the connection ends: both sides FIN.
                 exchange = TcpExchange(local_endpoint(conn), (str(address[0]), address[1]),
-                                       self.close)
+                                       "fin" if self.close == "wait" else self.close)
                 with self._lock:
                     outcome.exchanges.append(exchange)
                 handler = threading.Thread(target=self._handle,
@@ -315,27 +309,35 @@ class TcpServeDriver:
 
     def _read(self, conn: socket.socket, exchange: TcpExchange, cancel: threading.Event,
               echo: bool, idle: float | None = None) -> bool:
-        quiet_since = time.monotonic()
-        while not cancel.is_set():
-            if idle is not None and time.monotonic() - quiet_since >= idle:
-                return False
-            if not select.select([conn], [], [], POLL_SECONDS)[0]:
-                continue
-            data = conn.recv(READ_SIZE)
-            if not data:
-                return True
-            quiet_since = time.monotonic()
-            exchange.received(data)
-            self._emit("data", exchange, data)
-            if echo:
-                conn.sendall(data)
-                exchange.sent(data)
-        return False
+        return _read_until_closed(conn, exchange, cancel, idle, self._emit, echo)
 
     def _emit(self, kind: str, exchange: TcpExchange, data: bytes = b"") -> None:
         if self.on_event is not None:
             with self._lock:
                 self.on_event(TcpEvent(kind, exchange, data))
+
+
+def _read_until_closed(sock: socket.socket, exchange: TcpExchange, cancel: threading.Event,
+                       idle: float | None, emit: Callable[[str, TcpExchange, bytes], None],
+                       echo: bool) -> bool:
+    """Read (and with `echo` send back) until the peer closes (True), `idle` quiet
+    seconds or cancel (False); each piece of data goes to `emit` as it comes."""
+    quiet_since = time.monotonic()
+    while not cancel.is_set():
+        if idle is not None and time.monotonic() - quiet_since >= idle:
+            return False
+        if not select.select([sock], [], [], POLL_SECONDS)[0]:
+            continue
+        data = sock.recv(READ_SIZE)
+        if not data:
+            return True
+        quiet_since = time.monotonic()
+        exchange.received(data)
+        emit("data", exchange, data)
+        if echo:
+            sock.sendall(data)
+            exchange.sent(data)
+    return False
 
 
 def _send_all(sock: socket.socket, payload: Iterable[bytes], exchange: TcpExchange,

@@ -32,6 +32,8 @@ SIOCGIFADDR = 0x8915
 SIOCGIFBRDADDR = 0x8919
 SO_BINDTODEVICE = 25
 IP_PKTINFO = 8
+IP_RECVERR = 11
+IPV6_RECVERR = 25
 
 
 class Datagram(NamedTuple):
@@ -130,8 +132,9 @@ class _UdpDriver:
         try:
             payload, ancillary, _flags, source = self.sock.recvmsg(MAX_DATAGRAM, 256)
         except ConnectionRefusedError:
-            # an ICMP port unreachable for an earlier datagram (Linux reports it here)
+            # an ICMP port unreachable for an earlier datagram (IP_RECVERR reports it)
             self.outcome.error = "the destination port is closed (ICMP port unreachable)"
+            self._drain_errors()
             return None
         except (BlockingIOError, InterruptedError):
             return None
@@ -160,12 +163,25 @@ class _UdpDriver:
         return destination == known
 
     def _ask_packet_info(self, sock: socket.socket) -> None:
-        """Have the kernel tell each datagram's destination address (was it a broadcast?)."""
+        """Have the kernel tell each datagram's destination address (was it a broadcast?)
+        and the ICMP errors our datagrams met (an unconnected socket hears of them only
+        with IP_RECVERR)."""
         with contextlib.suppress(OSError):
             if sock.family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
             else:
                 sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+
+    def _drain_errors(self) -> None:
+        """Empty the socket's error queue (else it stays readable for ever)."""
+        assert self.sock is not None
+        while True:
+            try:
+                self.sock.recvmsg(512, 512, socket.MSG_ERRQUEUE | socket.MSG_DONTWAIT)
+            except OSError:
+                return
 
     def close(self) -> None:
         if self.sock is not None:

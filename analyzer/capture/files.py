@@ -4,12 +4,14 @@ either), one-line errors for unusable input, and streaming iteration over its fr
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import os
 import stat
+import sys
 import zlib
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Iterator, Sequence
+from typing import Any, BinaryIO, Protocol
 
 from analyzer.capture.chunks import ChunkReader
 from analyzer.capture.frame import CaptureInfo, Frame
@@ -18,6 +20,7 @@ from analyzer.capture.pcapng import SHB_TYPE, read_pcapng
 from analyzer.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
+STDIN = "-"  # the path that means standard input (a pipe: `tcpdump -w - | analyzer read -`)
 
 
 class CaptureFile:
@@ -28,13 +31,14 @@ class CaptureFile:
         self.info = CaptureInfo(path=self.path)
         self._raw = _open_raw(self.path)
         status = os.fstat(self._raw.fileno())
-        self.size = status.st_size
+        self.size = status.st_size if stat.S_ISREG(status.st_mode) else 0
         stream: BinaryIO = self._raw
-        head = self._raw.read(4)
+        head = _read_exactly(self._raw, 4)
         if head[:2] == GZIP_MAGIC:
             self.info.compressed = True
-            self._raw.seek(0)
-            stream = gzip.GzipFile(fileobj=self._raw, mode="rb")  # type: ignore[assignment]
+            # (no seek back: a pipe cannot; the bytes already read go in front)
+            stream = gzip.GzipFile(fileobj=_Prefixed(head, self._raw),  # type: ignore[assignment]
+                                   mode="rb")
             try:
                 head = stream.read(4)
             except (OSError, EOFError, zlib.error) as exc:
@@ -100,7 +104,48 @@ class CaptureFile:
         self.close()
 
 
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    """n bytes, or fewer only at the end (a pipe gives what was written so far)."""
+    data = stream.read(n)
+    while data and len(data) < n:
+        more = stream.read(n - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+class _Prefixed(io.RawIOBase):
+    """`prefix`, then the rest of `stream`: a stream read from again as if from its start."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO) -> None:
+        self._prefix = prefix
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._prefix:
+            n = min(len(view), len(self._prefix))
+            view[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._stream.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def tell(self) -> int:
+        return self._stream.tell() - len(self._prefix)
+
+
 def _open_raw(path: str) -> BinaryIO:
+    if path == STDIN:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InputError("-: standard input is a terminal, not a capture (pipe one in: "
+                             "tcpdump -U -w - | analyzer read -)")
+        return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     try:
         return open(path, "rb")  # noqa: SIM115 - closed by CaptureFile.close
     except FileNotFoundError:
@@ -113,6 +158,115 @@ def _open_raw(path: str) -> BinaryIO:
         raise InputError(f"{path}: cannot open ({exc.strerror})") from None
 
 
-def open_capture(path: str | os.PathLike[str]) -> CaptureFile:
-    """Open a pcap/pcapng file (plain or gzip); raises InputError when it is unusable."""
-    return CaptureFile(path)
+class Capture(Protocol):
+    """What the pipeline reads: one capture file, or several merged (`MergedCapture`)."""
+
+    info: CaptureInfo
+    size: int
+
+    @property
+    def bytes_read(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Capture: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class MergedCapture:
+    """Several captures read as one, their frames merged in time order as `mergecap`
+    merges them (`capture/merge.py`): a ring buffer's files, or a directory of them. Each
+    file's format, link types and warnings are kept (`files`); a file that cannot be
+    read at all is reported and skipped, the rest analyzed."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.files: list[CaptureFile] = []
+        skipped: list[str] = []
+        for path in paths:
+            try:
+                self.files.append(CaptureFile(path))
+            except InputError as exc:
+                skipped.append(f"{exc}; that file is skipped")
+        if not self.files:
+            raise InputError(skipped[0] if len(skipped) == 1 else
+                             f"none of the {len(paths)} files is a capture ({skipped[0]})")
+        first = self.files[0].info
+        formats = sorted({f.info.format for f in self.files})
+        self.info = CaptureInfo(path=" ".join(f.path for f in self.files),
+                                format=formats[0] if len(formats) == 1 else "mixed",
+                                compressed=any(f.info.compressed for f in self.files),
+                                byte_order=first.byte_order)
+        self.info.warnings.extend(skipped)
+        self.info.files = [f.info for f in self.files]
+        self.size = sum(f.size for f in self.files)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(f.bytes_read for f in self.files)
+
+    def __iter__(self) -> Iterator[Frame]:
+        from analyzer.capture.merge import merge_frames
+
+        # Interface ids: each file's come after those of the files before it. A pcap
+        # file has its one interface from its header; a pcapng file's grow as its
+        # interface blocks are read, so its offset is fixed by the files before it only
+        # when those are complete: counted from their headers' interfaces as read so far.
+        offsets = []
+        count = 0
+        for file in self.files:
+            offsets.append(count)
+            count += max(len(file.info.interfaces), 1)
+        yield from merge_frames([iter(f) for f in self.files], offsets)
+        self._collect()
+
+    def _collect(self) -> None:
+        """Every file's interfaces, sections and warnings, into the merged info."""
+        info = self.info
+        info.interfaces = []
+        info.sections = 0
+        for file in self.files:
+            for iface in file.info.interfaces:
+                iface.id = len(info.interfaces)
+                info.interfaces.append(iface)
+            info.sections += file.info.sections
+            info.warnings.extend(f"{file.path}: {w}" for w in file.info.warnings)
+
+    def close(self) -> None:
+        for file in self.files:
+            file.close()
+
+    def __enter__(self) -> MergedCapture:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def capture_paths(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+                  ) -> list[str]:
+    """The files a command reads: one path, several, or a directory's files (by name)."""
+    paths = [os.fspath(path)] if isinstance(path, str | os.PathLike) else \
+        [os.fspath(p) for p in path]
+    found = []
+    for item in paths:
+        if item != STDIN and os.path.isdir(item):
+            entries = sorted(e.path for e in os.scandir(item) if e.is_file())
+            if not entries:
+                raise InputError(f"{item}: an empty directory, no capture in it")
+            found.extend(entries)
+        else:
+            found.append(item)
+    return found
+
+
+def open_capture(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Capture:
+    """Open a pcap/pcapng file (plain or gzip; "-" is standard input), or several of
+    them, or a directory of them, merged in time order; raises InputError when it is
+    unusable."""
+    paths = capture_paths(path)
+    if len(paths) == 1:
+        return CaptureFile(paths[0])
+    return MergedCapture(paths)

@@ -63,3 +63,4 @@ class CaptureInfo:
         self.sections = sections
         self.interfaces = [] if interfaces is None else interfaces
         self.warnings = [] if warnings is None else warnings
+        self.files: list[CaptureInfo] = []  # several files read as one: each one's info

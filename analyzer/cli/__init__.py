@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     read = sub.add_parser("read", help="full report of a pcap/pcapng file",
                           description="Analyze a pcap/pcapng capture (plain or gzip): summary, "
                                       "TCP streams, TFTP transfers.")
-    read.add_argument("capture", metavar="CAPTURE")
+    read.add_argument("capture", metavar="CAPTURE", nargs="+",
+                      help="a capture file, - for standard input, or several files or a "
+                           "directory of them (a ring buffer) read as one, merged in time "
+                           "order")
     add_report_options(read)
     read.add_argument("--no-progress", action="store_true",
                       help="no progress bar, even on a terminal")
@@ -87,7 +90,8 @@ def port_number(text: str) -> int:
 def run_read(args: argparse.Namespace) -> int:
     from analyzer.run.read import read_report
 
-    read_report(args.capture, as_json=args.json, bpf=args.filter, extract_dir=args.extract,
+    captures = args.capture[0] if len(args.capture) == 1 else args.capture
+    read_report(captures, as_json=args.json, bpf=args.filter, extract_dir=args.extract,
                 tftp_ports=tuple(args.tftp_port),
                 progress=not args.no_progress and sys.stderr.isatty())
     return _done()

@@ -52,7 +52,8 @@ def run_extract(args: argparse.Namespace) -> int:
     analysis = extract_files(args.capture, args.output, args.filter, tuple(args.tftp_port))
     results = analysis.tftp.results()
     if args.json:
-        from analyzer.report.jsonl import tftp_transfer_object, write_objects
+        from analyzer.report.jsonl import write_objects
+        from analyzer.report.tftp_json import tftp_transfer_object
 
         write_objects((tftp_transfer_object(t) for t in results), sys.stdout)
         return 0

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from analyzer.report.tftp_json import tftp_transfer_object
 
 if TYPE_CHECKING:
+    from analyzer.capture import CaptureInfo
     from analyzer.pipeline import Analysis, CaptureSummary
     from analyzer.tcp.result import TcpStreamResult
     from analyzer.tftp.transfer import TftpTransfer
@@ -74,7 +75,17 @@ def capture_object(summary: CaptureSummary) -> dict[str, Any]:
         "truncated": stats.truncated,
         "filtered_out": summary.filtered_out,
         "warnings": summary.warnings,
-    }
+    } | ({"files": [_file_object(f) for f in info.files]} if info.files else {})
+
+
+def _file_object(info: CaptureInfo) -> dict[str, Any]:
+    """One of several files read as one: its own format and link types."""
+    from analyzer.capture.linktypes import linktype_name
+
+    return {"file": info.path, "format": info.format, "compressed": info.compressed,
+            "sections": info.sections,
+            "packets": sum(i.packets for i in info.interfaces),
+            "link_types": sorted({linktype_name(i.linktype) for i in info.interfaces})}
 
 
 def write_objects(objects: Iterable[dict[str, Any]], out: TextIO) -> None:

@@ -44,7 +44,12 @@ def capture_summary(summary: CaptureSummary) -> RenderableType:
     fmt = data["format"] + (" (gzip)" if data["compressed"] else "")
     if data["sections"] > 1:
         fmt += f", {data['sections']} sections"
-    table.add_row("file", data["file"])
+    files = data.get("files", [])
+    if files:
+        table.add_row("files", f"{len(files)} files merged in time order: "
+                               f"{files[0]['file']} … {files[-1]['file']}")
+    else:
+        table.add_row("file", data["file"])
     table.add_row("format", fmt)
     table.add_row("packets", f"{data['packets']:,}"
                   + (f" ({data['filtered_out']:,} filtered out)" if data["filtered_out"] else ""))

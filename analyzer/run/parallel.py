@@ -70,9 +70,12 @@ class SplitAnalysis:
         self.tftp_lines = tftp_lines  # worker 0 tracks TFTP
 
 
-def can_split(path: str | os.PathLike[str]) -> bool:
-    """Worth two processes: a large file, two cores, fork; ANALYZER_WORKERS=1 says no."""
-    if os.environ.get("ANALYZER_WORKERS") == "1":
+def can_split(path: object) -> bool:
+    """Worth two processes: one large file (not a pipe, not several files), two cores,
+    fork; ANALYZER_WORKERS=1 says no."""
+    if os.environ.get("ANALYZER_WORKERS") == "1" or not isinstance(path, str | os.PathLike):
+        return False
+    if os.path.isdir(path):
         return False
     try:
         big = os.path.getsize(path) >= MIN_FILE_SIZE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, TextIO
 
@@ -15,12 +16,13 @@ from analyzer.tcp.tracker import TcpTracker
 if TYPE_CHECKING:
     from analyzer.report.console import FileProgress
     from analyzer.tcp.result import TcpStreamResult
-    from analyzer.tftp.tracker import TftpTransfer
+    from analyzer.tftp.transfer import TftpTransfer
 
 Path = str | os.PathLike[str]
+Source = Path | Sequence[Path]  # a file, "-", several files or a directory (capture.files)
 
 
-def read_report(path: Path, *, as_json: bool, bpf: str | None = None,
+def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
                 extract_dir: Path | None = None, tftp_ports: tuple[int, ...] = (),
                 progress: bool = False, out: TextIO | None = None) -> None:
     """`analyzer read`: the report of a whole capture on `out` (stdout): JSON Lines, or
@@ -41,14 +43,14 @@ def read_report(path: Path, *, as_json: bool, bpf: str | None = None,
     # rich (analyzer.report.console) takes ~60 ms to import: only for a progress bar or
     # the table view, never for JSON into a pipe.
     bar: FileProgress | None = None
-    if progress:
+    if progress and path != "-":  # a pipe has no size to show progress over
         from analyzer.report.console import file_progress
 
         bar = file_progress()
     if as_json:
         from analyzer.run.parallel import analyze_file_split, can_split
 
-        if can_split(path):
+        if isinstance(path, str | os.PathLike) and can_split(path):
             with bar or nullcontext():
                 split = analyze_file_split(path, tftp_ports=tftp_ports,
                                            extract_dir=extract_dir, bpf=bpf,
@@ -89,7 +91,7 @@ def read_report(path: Path, *, as_json: bool, bpf: str | None = None,
         console.print_analysis(analysis, table=table)
 
 
-def one_tcp_stream(path: Path, stream: int, bpf: str | None = None) -> TcpStreamResult:
+def one_tcp_stream(path: Source, stream: int, bpf: str | None = None) -> TcpStreamResult:
     """Stream number `stream` of a capture, with its packets and data kept (for Follow and
     the ladder); InputError when there is no such stream."""
     if stream < 0:
@@ -105,7 +107,7 @@ def one_tcp_stream(path: Path, stream: int, bpf: str | None = None) -> TcpStream
                      f"{f', 0..{count - 1}' if count else ''})")
 
 
-def one_tftp_transfer(path: Path, number: int, bpf: str | None = None,
+def one_tftp_transfer(path: Source, number: int, bpf: str | None = None,
                       tftp_ports: tuple[int, ...] = ()) -> TftpTransfer:
     """TFTP transfer `number` (1-based, as `read` numbers them) with its timeline."""
     from analyzer.tftp.tracker import TftpTracker
@@ -121,7 +123,7 @@ def one_tftp_transfer(path: Path, number: int, bpf: str | None = None,
     return results[number - 1]
 
 
-def extract_files(path: Path, out_dir: Path, bpf: str | None = None,
+def extract_files(path: Source, out_dir: Path, bpf: str | None = None,
                   tftp_ports: tuple[int, ...] = ()) -> Analysis:
     """Every TFTP file of a capture, written into `out_dir` (`tftp extract`)."""
     return analyze_file(path, tftp_ports=tftp_ports, extract_dir=out_dir, bpf=bpf,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from analyzer.pipeline import Analysis
     from analyzer.run.parallel import SplitAnalysis
     from analyzer.tcp.result import TcpStreamResult
-    from analyzer.tftp.tracker import TftpTransfer
+    from analyzer.tftp.transfer import TftpTransfer
 
 
 # An index record, at rank * size in the index file: the result's first frame, where its

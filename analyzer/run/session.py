@@ -33,7 +33,7 @@ import ipaddress
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Generic, NamedTuple, Protocol, TypeVar
 
 from analyzer.active.sockets import source_address_for
@@ -151,18 +151,26 @@ def sniff(interface: str, *, bpf: str | None, count: int | None, duration: float
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    saved = {signum: signal.signal(signum, lambda *_: stop.set())
+def _on_signals(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """`handler` for Ctrl-C and SIGTERM while the block runs (main thread only: signals
+    reach no other; a caller on another thread stops the session itself)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {signum: signal.signal(signum, handler)
              for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+        for signum, previous in saved.items():
+            signal.signal(signum, previous)
 
 
-@contextmanager
-def _cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
+def _stop_on_signals(stop: threading.Event) -> AbstractContextManager[None]:
+    return _on_signals(lambda signum, frame: stop.set())
+
+
+def _cancel_on_signals(cancel: threading.Event) -> AbstractContextManager[None]:
     """The first Ctrl-C or SIGTERM asks the driver to end cleanly; a second interrupts."""
 
     def handler(signum: int, frame: object) -> None:
@@ -170,16 +178,7 @@ def _cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
             raise KeyboardInterrupt
         cancel.set()
 
-    if threading.current_thread() is not threading.main_thread():
-        yield  # (signals reach only the main thread: a caller on another one cancels)
-        return
-    saved = {signum: signal.signal(signum, handler)
-             for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, saved_handler in saved.items():
-            signal.signal(signum, saved_handler)
+    return _on_signals(handler)
 
 
 def watch_filter(endpoints: Sequence[Endpoint]) -> str:

@@ -212,11 +212,6 @@ class TftpTransfer:
         """The final block is in the file (gaps or not)."""
         return self._final is not None and self._next > self._final
 
-    @property
-    def full_size(self) -> int:
-        """Bytes of a non-final block (the blksize, or what the sender really used)."""
-        return self._full_size
-
     # -- findings and timeline -----------------------------------------------------------
 
     def note(self, kind: FindingKind, frame: int | None, **params: object) -> None:

@@ -8,6 +8,7 @@ gives exit 0, the packets before the damage and a warning.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
@@ -25,6 +26,7 @@ from tests.conftest import CAPTURES_DIR as CAPTURES_DIR_FOR_CLI
 from tests.conftest import require_root, require_tool, synthetic_capture
 from tests.craft import BAD_INPUT_NAMES, DAMAGED_NAMES, READABLE_NAMES, CraftedCapture
 from tests.oracle import real_capture_params, tshark_five_tuples, tshark_frames
+from tests.oracle import tshark_fields as tshark_fields_for_cli
 from tests.support.analyzer_cli import run_analyzer
 
 
@@ -369,3 +371,109 @@ def test_tftp_port_out_of_range_is_refused(command: list[str], port: str, tmp_pa
                         "--tftp-port", port)
     assert done.returncode == 2
     assert "--tftp-port" in done.stderr and "Traceback" not in done.stderr
+
+
+def _from_stdin(data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "analyzer", *args], input=data,
+                          capture_output=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize("name, compress", [("tour.pcapng", False), ("http-fetch.pcap", False),
+                                            ("tour.pcapng", True)],
+                         ids=["pcapng", "pcap", "pcapng-gzip"])
+def test_read_from_a_pipe_gives_what_the_file_gives(name: str, compress: bool) -> None:
+    """`tcpdump -w - | analyzer read -`: no seeking (gzip too), the same JSON lines as
+    the file, but for the capture's name."""
+    import gzip
+
+    path = CAPTURES_DIR_FOR_CLI / name
+    data = path.read_bytes()
+    piped = _from_stdin(gzip.compress(data) if compress else data, "read", "-", "--json")
+    assert piped.returncode == 0, piped.stderr
+    from_file = run_analyzer("read", path, "--json")
+    ours = [json.loads(line) for line in piped.stdout.splitlines()]
+    theirs = [json.loads(line) for line in from_file.stdout.splitlines()]
+    assert ours[-1].pop("file") == "-"
+    theirs[-1].pop("file")
+    assert ours[-1].pop("compressed") is compress
+    theirs[-1].pop("compressed")
+    assert ours == theirs
+
+
+def test_the_one_stream_commands_read_a_pipe_too(tmp_path) -> None:
+    data = (CAPTURES_DIR_FOR_CLI / "tour.pcapng").read_bytes()
+    for args in (["tcp", "follow", "-", "0", "--format", "raw"], ["tcp", "ladder", "-", "1"],
+                 ["tftp", "show", "-", "1", "--json"]):
+        piped = _from_stdin(data, *args)
+        from_file = run_analyzer(*[str(CAPTURES_DIR_FOR_CLI / "tour.pcapng") if a == "-"
+                                   else a for a in args])
+        assert piped.returncode == 0, piped.stderr
+        assert piped.stdout.decode() == from_file.stdout, args
+    piped = _from_stdin(data, "tftp", "extract", "-", "-o", str(tmp_path / "out"))
+    assert piped.returncode == 0, piped.stderr
+    extracted = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    assert hashlib.sha256(extracted["notes.txt"]).hexdigest() == json.loads(
+        run_analyzer("tftp", "show", CAPTURES_DIR_FOR_CLI / "tour.pcapng", "1",
+                     "--json").stdout)["sha256"]
+
+
+def test_an_empty_pipe_is_one_line_and_exit_2() -> None:
+    piped = _from_stdin(b"", "read", "-")
+    assert piped.returncode == 2
+    assert piped.stderr.decode().strip().splitlines() == ["analyzer: -: empty file, not a capture"]
+
+
+@pytest.fixture(scope="module")
+def ring_buffer(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """A long recording split into a ring buffer's files with editcap -c, as `dumpcap -b`
+    leaves them: connections and transfers span files."""
+    editcap = require_tool("editcap")
+    folder = tmp_path_factory.mktemp("ring")
+    whole = synthetic_capture(folder, 20_000, seed=7, concurrency=40)
+    parts = folder / "parts"
+    parts.mkdir()
+    subprocess.run([editcap, "-F", "pcap", "-c", "3000", str(whole), str(parts / "ring.pcap")],
+                   check=True,
+                   capture_output=True, timeout=120)
+    return whole, sorted(parts.iterdir())
+
+
+def _lines_but_the_capture(stdout: str) -> tuple[list[str], dict]:
+    lines = stdout.splitlines()
+    return lines[:-1], json.loads(lines[-1])
+
+
+def test_several_files_read_as_one_are_what_mergecap_makes_of_them(ring_buffer,
+                                                                    tmp_path) -> None:
+    """`read A B C` (and `read DIR`) merge the files in time order: every stream and
+    transfer that spans files is one, numbered as Wireshark numbers the mergecap'd file."""
+    mergecap = require_tool("mergecap")
+    _, parts = ring_buffer
+    assert len(parts) == 7
+    merged = tmp_path / "merged.pcap"
+    subprocess.run([mergecap, "-F", "pcap", "-w", str(merged), *map(str, parts)], check=True,
+                   capture_output=True, timeout=120)
+    expected, _ = _lines_but_the_capture(run_analyzer("read", merged, "--json").stdout)
+    for args in ([*map(str, reversed(parts))], [str(parts[0].parent)]):
+        done = run_analyzer("read", *args, "--json")
+        assert done.returncode == 0, done.stderr
+        lines, capture = _lines_but_the_capture(done.stdout)
+        assert lines == expected
+        assert capture["packets"] == 20_000
+        assert [f["packets"] for f in capture["files"]] == [
+            3000, 3000, 3000, 3000, 3000, 3000, 2000][::-1 if len(args) > 1 else 1]
+        assert {f["format"] for f in capture["files"]} == {"pcap"}
+    streams = {row["tcp.stream"] for row in tshark_fields_for_cli(merged, ["tcp.stream"])
+               if row["tcp.stream"]}
+    assert len([line for line in expected if '"tcp_stream"' in line]) == len(streams)
+
+
+def test_a_file_that_is_not_a_capture_in_the_middle_is_skipped(ring_buffer, tmp_path) -> None:
+    _, parts = ring_buffer
+    junk = tmp_path / "junk.pcap"
+    junk.write_bytes(b"not a capture at all")
+    done = run_analyzer("read", parts[0], junk, parts[1], "--json")
+    assert done.returncode == 0, done.stderr
+    _, capture = _lines_but_the_capture(done.stdout)
+    assert capture["packets"] == 6000
+    assert any("junk.pcap" in w and "skipped" in w for w in capture["warnings"])
