@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from analyzer.errors import InputError
+
+if TYPE_CHECKING:
+    from analyzer.tftpcheck.runner import CheckOptions, CheckReport
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -47,7 +51,7 @@ def _ids(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _options(args: argparse.Namespace) -> object:
+def _options(args: argparse.Namespace) -> CheckOptions:
     from analyzer.cli.tftp_client import _number
     from analyzer.tftpcheck.runner import CheckOptions
 
@@ -60,11 +64,9 @@ def _options(args: argparse.Namespace) -> object:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from analyzer.tftpcheck.runner import CheckOptions, run_checks, select_checks
+    from analyzer.tftpcheck.runner import run_checks, select_checks
 
     options = _options(args)
-    assert isinstance(options, CheckOptions)
-    select_checks(options.only, options.skip)  # an unknown id: one line, exit 2
     if args.write:
         directory = os.path.dirname(os.path.abspath(args.write))
         if not os.path.isdir(directory):
@@ -72,19 +74,11 @@ def run_check(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise InputError("tftp check needs root: its verdicts come from a capture of the "
                          "exchange (run it with sudo)")
-    progress = None
-    console = None
+    checks = select_checks(options.only, options.skip)
     if not args.json and sys.stderr.isatty():
-        from rich.console import Console
-
-        console = Console(stderr=True)
-
-        def progress(check: object, state: str) -> None:
-            assert console is not None
-            console.print(f"  {getattr(check, 'id', check)}: {state}", style="dim",
-                          markup=False, highlight=False)
-
-    report = run_checks(options, on_check=progress)
+        report = _with_progress_row(options, len(checks))
+    else:
+        report = run_checks(options)
     if args.json:
         from analyzer.report.jsonl import write_objects
         from analyzer.report.tftp_check import tftp_check_object
@@ -105,3 +99,21 @@ def run_check(args: argparse.Namespace) -> int:
                   "evidence: not kept (use -w OUT.pcapng)", markup=False, highlight=False)
     failed = any(r.verdict.verdict == "fail" for r in report.results)
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _with_progress_row(options: CheckOptions, total: int) -> CheckReport:
+    """Run the checks under a live row on stderr: which check runs, how many are done."""
+    from rich.console import Console
+
+    from analyzer.tftpcheck.runner import run_checks
+
+    console = Console(stderr=True)
+    done = 0
+    with console.status("starting the capture", spinner="dots") as status:
+
+        def on_check(check: object, state: str) -> None:
+            nonlocal done
+            done += 1
+            status.update(f"check {done}/{total}: {getattr(check, 'id', '')} ({state})")
+
+        return run_checks(options, on_check=on_check)

@@ -24,6 +24,7 @@ from analyzer.tftp import codec
 from analyzer.tftp.client import ClientOutcome, Misbehaviour
 from analyzer.tftp.findings import (
     BLKSIZE_EXCEEDED,
+    CAPTURE_GAP,
     SAME_PORT_REPLY,
     SHORT_BLOCK,
     SORCERERS_APPRENTICE,
@@ -51,6 +52,7 @@ CONCURRENT: Final = 8
 # an OACK option never asked ends the transfer; unknown-option judges that, not these.
 PLAIN_BLKSIZE: Final = (("blksize", "512"),)
 TIMEOUT_OPTION: Final = 2  # seconds asked by timeout-option
+ROLLOVER_BUDGET: Final = 600.0  # 65,536 lock-step blocks and more, on a slow link too
 
 
 class Seen(NamedTuple):
@@ -146,6 +148,7 @@ class Check:
     purpose: str
     drive: Drive
     judge: Judge
+    budget: float | None = None  # seconds before the runner cancels it (None: default)
 
 
 # ------------------------------------------------------------------ helpers for verdicts
@@ -788,6 +791,10 @@ def judge_rollover(ev: Evidence) -> Verdict:
     frames = _transfer_frames(transfer, ev.seen(probe))
     if transfer.rollover_frame is not None:
         frames = (*frames, transfer.rollover_frame)
+    gaps = _has_finding(transfer, CAPTURE_GAP)
+    if gaps and not _complete(transfer):
+        return Verdict(SKIPPED, f"{probe.what}: the capture could not keep up (blocks "
+                                f"missing from the evidence): no verdict", frames)
     if transfer.blocks <= 65535 and _complete(transfer):
         return Verdict(SKIPPED, f"{probe.what}: only {transfer.blocks} blocks; the file "
                                 f"must have more than 65,535", frames)
@@ -874,8 +881,8 @@ def judge_wrq(ev: Evidence) -> Verdict:
 
 
 def _c(id_: str, rfc: str, needs: tuple[str, ...], purpose: str, drive: Drive,
-       judge: Judge) -> Check:
-    return Check(id_, rfc, needs, purpose, drive, judge)
+       judge: Judge, budget: float | None = None) -> Check:
+    return Check(id_, rfc, needs, purpose, drive, judge, budget)
 
 
 F = (NEEDS_FILE,)
@@ -931,7 +938,8 @@ CHECKS: Final = (
        "a size that is a multiple of blksize ends with an empty DATA",
        drive_final_empty_block, judge_final_empty_block),
     _c("rollover", "RFC 1350 section 5", (NEEDS_BIG_FILE,),
-       "block numbers wrap past 65535", drive_rollover, judge_rollover),
+       "block numbers wrap past 65535", drive_rollover, judge_rollover,
+       budget=ROLLOVER_BUDGET),
     _c("error-on-oack", "RFC 2347", F, "ERROR 8 in answer to the OACK ends the transfer",
        drive_error_on_oack, judge_error_on_oack),
     _c("concurrent", "RFC 1350 section 4", F,

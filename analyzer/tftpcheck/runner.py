@@ -51,6 +51,7 @@ RETRIES = 3  # retransmissions in a row before a transfer gives up
 RAW_LISTEN = 1.0  # seconds a raw probe waits for answers after the last one
 RETRANSMIT_WINDOW = 16.0  # how long `retransmit` watches DATA 1 come again
 RETRANSMIT_QUIET = 7.0  # ... or until silent this long (atftpd, tftpy resend every 5 s)
+SEND_INTERVAL = 0.0002  # at most 5,000 datagrams a second from one transfer
 MIN_GAP = 0.02  # bounded rate: at least this long between two checks
 AFTER_ERROR = 0.3  # a raw probe answered by an ERROR listens this long for more
 # Checks whose exchange every live server answers (a silent server may ignore the rest).
@@ -104,6 +105,26 @@ class _NullSink:
         pass
 
 
+class _PacedSocket:
+    """A socket whose sends are spaced at least `interval` apart: a bounded rate for the
+    server, and a pace the capture (and so the evidence) keeps up with."""
+
+    def __init__(self, sock: socket.socket, interval: float) -> None:
+        self._sock = sock
+        self._interval = interval
+        self._next = 0.0
+
+    def sendto(self, payload: bytes, address: tuple[str, int]) -> int:
+        now = time.monotonic()
+        if now < self._next:
+            time.sleep(self._next - now)
+        self._next = max(now, self._next) + self._interval
+        return self._sock.sendto(payload, address)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
 class _ProbeDriver(TftpClientDriver):
     """The client's socket driver with a config given whole and downloads thrown away
     (the tracker rebuilds and hashes the file from the capture)."""
@@ -115,6 +136,12 @@ class _ProbeDriver(TftpClientDriver):
 
     def config(self) -> ClientConfig:
         return self._config
+
+    def bind(self) -> list[tuple[str, int]]:
+        endpoints = super().bind()
+        if self.sock is not None:
+            self.sock = _PacedSocket(self.sock, SEND_INTERVAL)  # type: ignore[assignment]
+        return endpoints
 
     def _target_path(self) -> str | None:
         return None
@@ -171,7 +198,7 @@ class ServerChecker:
                 if self.on_check is not None:
                     self.on_check(check, "running")
                 started = time.monotonic()
-                self._deadline = started + self.options.check_timeout
+                self._deadline = started + (check.budget or self.options.check_timeout)
                 probes = check.drive(self)
                 self.probes[check.id] = probes
                 self.seconds[check.id] = time.monotonic() - started
