@@ -12,11 +12,13 @@ and leaves bare CRs in netascii; tftpy answers from 127.0.0.1.
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.analyzer_cli import run_analyzer
 from tests.support.tftp_raw import DATA, ERROR, OACK, RRQ, RawTftpClient
 from tests.tftpcheck.conftest import CONTENT, FILE_NAME, Card
 
@@ -252,3 +254,23 @@ def test_retransmit_spacing_measured_by_tshark(card: Card) -> None:
     assert len(copies) >= 2
     spacing = copies[1] - copies[0]
     assert f"{spacing:.2f}" in card.checks["retransmit"]["detail"]
+
+
+def test_rollover_with_a_big_file(card: Card, tmp_path: Path) -> None:
+    """tftpd-hpa counts blocks in an unsigned short, so block 65535 is followed by 0 (its
+    tftpd.c); tshark reads that DATA 0 in the evidence, and the file is the one on disk."""
+    if card.server.name != "tftpd-hpa":
+        pytest.skip("one big transfer is enough: run against tftpd-hpa only")
+    big = bytes(range(256)) * (2 * 65536 + 8)  # 65,536 blocks of 512 bytes and more
+    card.server.add_file("big.bin", big)
+    capture = tmp_path / "rollover.pcapng"
+    done = run_analyzer("tftp", "check", card.server.ip, "--big-file", "big.bin", "--only",
+                        "rollover", "--json", "-w", capture, timeout=600)
+    objects = [json.loads(line) for line in done.stdout.splitlines()]
+    check = objects[0]
+    assert (check["check"], check["verdict"]) == ("rollover", "pass"), check
+    transfer = objects[1]
+    assert transfer["sha256"] == hashlib.sha256(big).hexdigest()
+    heads = [tftp_head(row[0]) for row in tshark_fields(capture, check["frames"],
+                                                        "udp.payload")]
+    assert (DATA, 0) in heads  # the block after 65535, at the frame the tracker names
