@@ -622,6 +622,13 @@ def judge_retransmit(ev: Evidence) -> Verdict:
     if not copies:
         return _no_answer(probe.what, probe, ev)
     if len(copies) == 1:
+        broken = [s for s in ev.replies(probe) if s.frame > copies[0].frame
+                  and s.message() is None]
+        if broken:
+            return Verdict(FAIL, f"{probe.what}: DATA 1 was resent as a malformed "
+                                 f"{len(broken[0].payload)}-byte packet "
+                                 f"({broken[0].payload[:8].hex()}), {len(broken)} times",
+                           _frames([copies[0], *broken]))
         return Verdict(FAIL, f"{probe.what}: DATA 1 was never resent", _frames(copies))
     gaps = [b.ts - a.ts for a, b in zip(copies, copies[1:], strict=False)]
     spacing = ", ".join(f"{g:.2f}" for g in gaps[:6]) + (" ..." if len(gaps) > 6 else "")
