@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from analyzer.errors import InputError
 
 if TYPE_CHECKING:
+    from analyzer.tftpcheck.checks import Check
     from analyzer.tftpcheck.runner import CheckOptions, CheckReport
 
 EXIT_OK = 0
@@ -107,13 +108,16 @@ def _with_progress_row(options: CheckOptions, total: int) -> CheckReport:
 
     from analyzer.tftpcheck.runner import run_checks
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, highlight=False)
     done = 0
     with console.status("starting the capture", spinner="dots") as status:
 
-        def on_check(check: object, state: str) -> None:
+        def on_check(check: Check, state: str) -> None:
             nonlocal done
-            done += 1
-            status.update(f"check {done}/{total}: {getattr(check, 'id', '')} ({state})")
+            if state == "running":
+                done += 1
+                status.update(f"check {done}/{total}: {check.id}")
+            else:  # one row per check that ran; the verdicts need the whole capture
+                console.print(f"  {check.id:<22} ran", style="dim", markup=False)
 
         return run_checks(options, on_check=on_check)

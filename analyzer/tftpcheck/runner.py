@@ -202,6 +202,8 @@ class ServerChecker:
                 probes = check.drive(self)
                 self.probes[check.id] = probes
                 self.seconds[check.id] = time.monotonic() - started
+                if self.on_check is not None:
+                    self.on_check(check, "done")
                 if any(p.answered for p in probes):
                     answered = True
                 elif not answered and probes and check.id in EXPECT_ANSWER:
