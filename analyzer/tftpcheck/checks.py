@@ -97,6 +97,7 @@ class Exchange(Protocol):
     big_file: str | None
     writable: bool
     file_size: int | None  # bytes of --file as the first read saw them
+    token: str  # unique to this run (time, process, random): in every invented name
 
     def transfer(self, what: str, filename: str, *, put: bool = False,
                  data: bytes = b"", mode: str = "octet",
@@ -311,7 +312,7 @@ def judge_unknown_mode(ev: Evidence) -> Verdict:
 
 
 def drive_file_not_found(x: Exchange) -> list[Probe]:
-    name = f"{CHECKER_MARK}-no-such-file-{id(x):x}"
+    name = f"{CHECKER_MARK}-no-such-file-{x.token}"
     return [x.transfer(f"RRQ {name} (absent)", name)]
 
 
@@ -860,7 +861,7 @@ def upload_data(size: int = 3000) -> bytes:
 
 
 def drive_wrq(x: Exchange) -> list[Probe]:
-    name = f"{CHECKER_MARK}-upload-{id(x):x}.txt"
+    name = f"{CHECKER_MARK}-upload-{x.token}.txt"
     data = upload_data()
     put = x.transfer(f"WRQ {name} ({len(data)} bytes)", name, put=True, data=data)
     get = x.transfer(f"RRQ {name} (read back)", name)

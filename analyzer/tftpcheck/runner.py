@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 import socket
 import tempfile
 import threading
@@ -167,6 +168,8 @@ class ServerChecker:
         self.big_file = options.big_file
         self.writable = options.writable
         self.file_size: int | None = None
+        self.token = (f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}-"
+                      f"{secrets.token_hex(3)}")
         self.probes: dict[str, list[Probe]] = {}
         self.skipped: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
@@ -391,17 +394,23 @@ def _watch_filter(server_ip: str, local_ip: str) -> str:
 
 
 class _PacketLog:
-    """The session observer: every UDP datagram of the capture, kept by port."""
+    """The session observer: every UDP datagram to or from our address, kept by our
+    port (the checker's sockets are all bound to `local_ip`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, local_ip: str) -> None:
+        self.local = ipaddress.ip_address(local_ip).packed
         self.by_port: dict[int, list[Seen]] = {}
 
     def __call__(self, pkt: Packet) -> None:
         if pkt.proto != PROTO_UDP:
             return
+        ours = {port for addr, port in ((pkt.src, pkt.sport), (pkt.dst, pkt.dport))
+                if addr == self.local}
+        if not ours:
+            return
         seen = Seen(pkt.frame, pkt.ts, (_ip(pkt.src), pkt.sport), (_ip(pkt.dst), pkt.dport),
                     bytes(pkt.payload))
-        for port in {pkt.sport, pkt.dport}:
+        for port in ours:
             self.by_port.setdefault(port, []).append(seen)
 
 
@@ -415,7 +424,7 @@ def run_checks(options: CheckOptions,
     the capture cannot be opened (the verdicts need it)."""
     checks = select_checks(options.only, options.skip)
     checker = ServerChecker(options, checks, on_check)
-    log = _PacketLog()
+    log = _PacketLog(checker.local_ip)
     session = run_session(checker, watch=True, write=options.write,
                           tftp_ports=(checker.server[1],),
                           interface=interface_for(checker.bind()), observers=[log],
@@ -424,8 +433,10 @@ def run_checks(options: CheckOptions,
         raise InputError(f"cannot capture the evidence: {session.no_watch}")
     transfers = list(session.analysis.tftp.results())
     by_port: dict[int, list[TftpTransfer]] = {}
+    local = ipaddress.ip_address(checker.local_ip).packed
     for transfer in transfers:
-        by_port.setdefault(transfer.client_port, []).append(transfer)
+        if transfer.client_addr == local:
+            by_port.setdefault(transfer.client_port, []).append(transfer)
     results = []
     for check in checks:
         if check.id in checker.skipped:
