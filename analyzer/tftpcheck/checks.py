@@ -358,7 +358,10 @@ def judge_path_traversal(ev: Evidence) -> Verdict:
         data = _data_from_server(ev, probe)
         first = _first_reply(ev, probe)
         if data:
-            escapes = not probe.what.startswith("RRQ ../") or probe.what.count("../") > 1
+            # The name as captured: one leading ../ may fall back into a chrooted root.
+            request = seen[0].message() if seen else None
+            name = request.filename if isinstance(request, codec.Request) else ""
+            escapes = name.startswith("/") or name.count("../") != 1
             worst = FAIL if escapes else (worst if worst == FAIL else WARN)
             answers.append(f"{probe.what}: served ({_describe(data[0].message())})")
         else:
