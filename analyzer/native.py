@@ -21,6 +21,7 @@ PACKAGE_DIR = os.path.dirname(__file__)
 
 # Relative to the package; the order does not matter (mypyc compiles them as one group).
 COMPILED_MODULES = (
+    "active/tftp.py",
     "capture/chunks.py",
     "capture/frame.py",
     "capture/merge.py",
@@ -30,12 +31,19 @@ COMPILED_MODULES = (
     "decode/fragments.py",
     "decode/packet.py",
     "decode/partition.py",
+    "report/tcp_json.py",
+    "tcp/analysis.py",
     "tcp/completeness.py",
+    "tcp/flow.py",
     "tcp/lifecycle.py",
+    "tcp/parking.py",
     "tcp/result.py",
+    "tcp/stream.py",
     "tcp/tombstones.py",
     "tcp/tracker.py",
+    "tcp/vocabulary.py",
     "tcp/zeek.py",
+    "tftp/client.py",
     "tftp/codec.py",
     "tftp/findings.py",
     "tftp/matching.py",

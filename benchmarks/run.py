@@ -601,6 +601,10 @@ def main(argv: list[str] | None = None) -> int:
                              "present: tmpfs, so disk writeback does not add noise)")
     parser.add_argument("--analyzer", default=venv_executable("analyzer"),
                         help="analyzer executable (default: the repo venv's)")
+    parser.add_argument("--baseline", metavar="EXECUTABLE",
+                        help="another analyzer (a worktree of the previous commit, say) timed "
+                             "as tool analyzer-base, alternating run by run with this one: the "
+                             "A/B a change is judged by")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help="markdown document to update (default docs/performance.md)")
     parser.add_argument("--no-write", action="store_true",
@@ -621,6 +625,10 @@ def main(argv: list[str] | None = None) -> int:
     analyzer = args.analyzer or "analyzer"
     tools = [t for t in build_tools(analyzer, python, args.scapy_max)
              if wanted is None or t.name in wanted]
+    if args.baseline:
+        baseline = args.baseline
+        tools.insert(1, Tool("analyzer-base", "analyzer read F --json (baseline)",
+                             lambda f, d: [baseline, "read", str(f), "--json"], baseline))
     for tool in tools:
         if shutil.which(tool.needs) is None and not Path(tool.needs).exists():
             print(f"skipping {tool.name}: {tool.needs} not found", file=sys.stderr)

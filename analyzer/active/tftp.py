@@ -17,6 +17,7 @@ stdout. An upload reads the local file in pieces as the machine asks for them.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import os
 import socket
@@ -26,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO
 
 from analyzer.errors import InputError
@@ -34,8 +35,10 @@ from analyzer.tftp import codec
 from analyzer.tftp.client import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
+    Action,
     CancelTimer,
     ClientConfig,
+    ClientError,
     ClientOutcome,
     Endpoint,
     Finished,
@@ -51,7 +54,8 @@ from analyzer.tftp.extract import safe_name
 from analyzer.tftp.netascii import netascii_size
 
 MAX_DATAGRAM = 65536 + 4
-POLL_SECONDS = 0.1  # the longest wait between two looks at `cancel`
+POLL_SECONDS = 0.1  # the longest wait for a datagram before looking at `cancel` again
+CANCEL_CHECK = 0.05  # while datagrams keep coming, look at `cancel` this often
 SOCKET_BUFFER = 4 << 20  # room for a whole window of large blocks
 READ_CHUNK = 1 << 20
 STDOUT = "-"
@@ -219,26 +223,36 @@ class TftpClientDriver:
             server=self.server, filename=spec.remote, put=spec.put, mode=spec.mode,
             blksize=spec.blksize, windowsize=spec.windowsize, timeout_option=timeout_option,
             tsize=spec.tsize, put_size=self.put_size, use_options=spec.use_options,
-            timeout=timeout, retries=spec.retries, misbehaviour=spec.misbehaviour)
+            timeout=timeout, retries=spec.retries, misbehaviour=spec.misbehaviour,
+            hash_get=False)
 
     def run(self, cancel: threading.Event | None = None) -> ClientOutcome:
-        """Make the transfer; the outcome says how it went (never raises for the peer's
-        misbehaviour; raises OSError only for local trouble such as a full disk)."""
+        """Make the transfer; the outcome says how it went. Local trouble (a full disk)
+        is an outcome too, with ERROR 3 sent to the server; only a failure to create the
+        temporary file or to rename it raises OSError."""
         if self.sock is None:
             self.bind()
         cancel = cancel or threading.Event()
         started = time.monotonic()
         sink, temp = self._open_sink()
         outcome: ClientOutcome | None = None
+        saved = False  # the download's bytes are all on disk (or on stdout)
         try:
             outcome = self._loop(TftpClient(self.config()), sink, cancel)
-            if sink is not None:
-                sink.flush()
-                if temp is not None:
-                    sink.close()
+            if sink is not None and outcome.ok:
+                try:
+                    sink.flush()
+                    if temp is not None:
+                        sink.close()  # no fsync: as fast as the C clients, which have none
+                    saved = True
+                except OSError as exc:
+                    # The server has every block already: too late for an ERROR.
+                    outcome = replace(outcome, status="error", error=ClientError(
+                        codec.ERR_DISK_FULL, _local_error("write", exc), "client"),
+                        reason=_local_error("write", exc))
         finally:
             if temp is not None:
-                if outcome is not None and outcome.ok and self.target is not None:
+                if saved and self.target is not None:
                     os.replace(temp, self.target)
                 else:
                     with contextlib.suppress(OSError):
@@ -269,9 +283,8 @@ class TftpClientDriver:
         # A blocking socket whose receive times out in the kernel (SO_RCVTIMEO): one
         # system call per datagram, as in C clients (a Python-level timeout adds a poll).
         sock.setblocking(True)
-        buffer = bytearray(MAX_DATAGRAM)
-        view = memoryview(buffer)
-        recv_into = sock.recvfrom_into
+        # recvfrom's bytes of the datagram's size: faster than recvfrom_into and a copy.
+        recv = sock.recvfrom
         setsockopt = sock.setsockopt
         send = sock.sendto
         receive = machine.receive
@@ -279,19 +292,18 @@ class TftpClientDriver:
         deadline: float | None = None
         timer: float | None = None  # a SetTimer's seconds, started once the actions are done
         current_wait = -1.0
-        rounds = 0
+        next_cancel_check = 0.0
         progress = self.on_progress
+        digest = hashlib.sha256()  # of a get's file: hashed here, after the ACK went out
+        update = digest.update
         actions = machine.start()
         while True:
-            # Carry out the actions; NeedData's answer appends more to this same list.
-            i = 0
-            while i < len(actions):
-                action = actions[i]
-                i += 1
-                # Most frequent first: Write, Send, SetTimer for each block of a get.
-                if isinstance(action, Write):
-                    sink.write(action.data)  # type: ignore[union-attr]
-                elif isinstance(action, Send):
+            # Carry out the actions. NeedData's answer is appended to this same list, and a
+            # for loop over a list also visits what is appended while it runs.
+            failure: list[Action] | None = None
+            for action in actions:
+                # Most frequent first: Send (the ACK), Write, SetTimer for a get's block.
+                if isinstance(action, Send):
                     try:
                         if action.stray:
                             self.stray.sendto(action.payload, action.to)  # type: ignore[union-attr]
@@ -299,26 +311,44 @@ class TftpClientDriver:
                             send(action.payload, action.to)
                     except (BlockingIOError, ConnectionRefusedError, InterruptedError):
                         pass  # lost like a dropped datagram: the timer covers it
+                elif isinstance(action, Write):
+                    try:
+                        sink.write(action.data)  # type: ignore[union-attr]
+                    except OSError as exc:
+                        failure = machine.local_failure(_local_error("write", exc))
+                        break
+                    update(action.data)
                 elif isinstance(action, SetTimer):
                     timer = action.seconds
                 elif isinstance(action, Progress):
                     if progress is not None:
                         progress(action.done, action.total)
                 elif isinstance(action, NeedData):
-                    data = self._source.read(action.size)  # type: ignore[union-attr]
+                    try:
+                        data = self._source.read(action.size)  # type: ignore[union-attr]
+                    except OSError as exc:
+                        failure = machine.local_failure(_local_error("read", exc),
+                                                        codec.ERR_NOT_DEFINED)
+                        break
                     actions.extend(machine.provide(data, len(data) < action.size))
                 elif isinstance(action, CancelTimer):
                     deadline = timer = None
                 elif isinstance(action, Finished):
                     if progress is not None:
                         progress(action.outcome.bytes, machine.total)
-                    return action.outcome
-            # `cancel` is looked at every 64 datagrams (a few ms) and on every timeout.
-            rounds += 1
-            if rounds & 63 == 0 and cancel.is_set():
-                actions = machine.abort()
+                    if self.spec.put:
+                        return action.outcome
+                    return replace(action.outcome, sha256=digest.hexdigest())
+            if failure is not None:
+                actions = failure
                 continue
             now = monotonic()
+            # `cancel` is looked at every CANCEL_CHECK seconds and on every timeout.
+            if now >= next_cancel_check:
+                next_cancel_check = now + CANCEL_CHECK
+                if cancel.is_set():
+                    actions = machine.abort()
+                    continue
             if timer is not None:
                 deadline = now + timer
                 timer = None
@@ -333,7 +363,7 @@ class TftpClientDriver:
                 setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(wait))
                 current_wait = wait
             try:
-                size, address = recv_into(buffer)
+                datagram, address = recv(MAX_DATAGRAM)
             except (BlockingIOError, TimeoutError):
                 actions = machine.abort() if cancel.is_set() else []
                 continue
@@ -342,7 +372,12 @@ class TftpClientDriver:
                 continue
             if len(address) != 2:
                 address = (address[0], address[1])  # IPv6: drop flow info and scope
-            actions = receive(bytes(view[:size]), address)
+            actions = receive(datagram, address)
+
+
+def _local_error(verb: str, exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"cannot {verb} the local file: {where}{exc.strerror or exc}"
 
 
 def _timeval(seconds: float) -> bytes:

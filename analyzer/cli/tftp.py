@@ -1,4 +1,5 @@
-"""`analyzer tftp extract CAPTURE -o DIR` and `analyzer tftp show CAPTURE N`: arguments."""
+"""`analyzer tftp extract | show` (transfers of a capture): arguments; `tftp get | put` are
+in `tftp_client.py`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from analyzer.cli import tftp_check, tftp_client
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    tftp = subparsers.add_parser("tftp", help="TFTP transfers: extract files, show one",
-                                 description="TFTP transfers of a capture.")
+    tftp = subparsers.add_parser(
+        "tftp", help="TFTP: transfers of a capture (extract, show); a client (get, put)",
+        description="TFTP transfers of a capture, and a TFTP client that watches itself.")
     sub = tftp.add_subparsers(dest="tftp_command", required=True, metavar="SUBCOMMAND")
 
     extract = sub.add_parser(

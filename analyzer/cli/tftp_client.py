@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from analyzer.active.tftp import TftpClientDriver
+from analyzer.cli.active import add_active_options, watched
 from analyzer.errors import InputError
+from analyzer.run.session import Endpoint
 from analyzer.tftp import codec
 from analyzer.tftp.client import DEFAULT_RETRIES, DEFAULT_TIMEOUT, ClientOutcome
 
@@ -67,12 +69,7 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
                              f"(default {DEFAULT_RETRIES})")
     parser.add_argument("--no-options", action="store_true",
                         help="send a plain RFC 1350 request (no options at all)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one tftp_client JSON object (see SPEC) instead of text")
-    parser.add_argument("--watch", action="store_true",
-                        help="capture our own traffic and show its analysis at the end")
-    parser.add_argument("-w", "--write", metavar="OUT.pcapng",
-                        help="save the capture of the transfer as pcapng")
+    add_active_options(parser, encoding=False)
 
 
 def _number(value: str | None, option: str, low: float, high: float | None,
@@ -129,45 +126,33 @@ def run_put(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, put: bool) -> int:
-    from analyzer.active.tftp import TftpClientDriver
+    from analyzer.report.net_view import print_watch
 
     spec = _spec(args, put)
     show_bar = not args.json and sys.stderr.isatty()
+    to_stdout = not put and spec.local == "-"  # the file itself goes to stdout
     with _progress_bar(show_bar, spec.remote if not put else spec.local) as on_progress:
         driver = TftpClientDriver(spec, on_progress=on_progress)
-        outcome = _transfer(driver, args)
-    _report(outcome, driver.server_text, args, to_stderr=not put and spec.local == "-")
+        # the session binds the driver, watches it when asked, and turns Ctrl-C and
+        # SIGTERM into a clean cancel (ERROR 0 to the server)
+        result = watched(_SessionDriver(driver), args)
+    outcome: ClientOutcome = result.outcome
+    _report(outcome, driver.server_text, args, to_stderr=to_stdout)
+    print_watch(result, as_json=args.json, out=sys.stdout, to_stderr=to_stdout)
     return EXIT_OK if outcome.ok else EXIT_FAILED
 
 
-def _transfer(driver: Any, args: argparse.Namespace) -> ClientOutcome:
-    """Run the transfer; Ctrl-C and SIGTERM cancel it (ERROR 0 to the server).
+class _SessionDriver:
+    """The TFTP driver as a session runs it: its local (address, port)s as UDP endpoints."""
 
-    LEAD: the single place for --watch / -w OUT.pcapng: wrap this call with the session
-    layer (analyzer/run/), which binds the driver (`driver.bind()` returns the local
-    endpoints for the capture filter), starts the capture, calls `driver.run(cancel)` and
-    then prints the watched analysis. Until then `args.watch` and `args.write` are parsed
-    and not acted upon.
-    """
-    cancel = threading.Event()
-    driver.bind()
-    with _cancel_on_signals(cancel):
-        return driver.run(cancel)  # type: ignore[no-any-return]
+    def __init__(self, driver: TftpClientDriver) -> None:
+        self.driver = driver
 
+    def bind(self) -> list[Endpoint]:
+        return [Endpoint("udp", local, self.driver.server) for local in self.driver.bind()]
 
-@contextmanager
-def _cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum in previous:
-        signal.signal(signum, lambda *_: cancel.set())
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    def run(self, cancel: threading.Event) -> ClientOutcome:
+        return self.driver.run(cancel)
 
 
 @contextmanager
@@ -212,4 +197,6 @@ def _report(outcome: ClientOutcome, server_text: str, args: argparse.Namespace,
 
 
 def _printable(text: str) -> str:
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+    from analyzer.report.text import escape
+
+    return escape(text)

@@ -24,9 +24,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.report.jsonl import tcp_stream_line
 from analyzer.report.summary import capture_summary
-from analyzer.report.tcp_view import BROKEN, GOOD, SUSPICIOUS, health, streams_table
+from analyzer.report.tcp_json import stream_line
+from analyzer.report.tcp_view import BROKEN, GOOD, SUSPICIOUS, health, live_rows, streams_table
 
 if TYPE_CHECKING:
     from analyzer.capture.live import InterfaceEntry, LiveCapture
@@ -68,7 +68,7 @@ def json_writer() -> Callable[[TcpStreamResult], None]:
     """A TcpTracker result sink that prints each stream's JSON line at once (`--json`)."""
 
     def write(result: TcpStreamResult) -> None:
-        sys.stdout.write(tcp_stream_line(result))
+        sys.stdout.write(stream_line(result))
         sys.stdout.write("\n")
 
     return write
@@ -176,7 +176,7 @@ class LiveView:
         table = Table(box=None, show_header=True, header_style="bold")
         for column in ("kind", "connection", "packets", "state"):
             table.add_column(column)
-        for row in self.analyzer.tcp.live_rows(8):
+        for row in live_rows(self.analyzer.tcp, 8):
             table.add_row("tcp", *row)
         from analyzer.report.tftp_view import live_rows as tftp_live_rows
 

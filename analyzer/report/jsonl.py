@@ -1,8 +1,9 @@
 """JSON Lines (SPEC "Contract: JSON Lines"): one object per line, each with "type".
 
-The encodings of every result type live here (views own the encodings; results are plain
-data). Where finished lines wait before they are printed in order is the application
-layer's business (`analyzer.run.results`).
+Views own the encodings; results are plain data. `tcp_json.py` writes `tcp_stream`
+lines (compiled: one per connection), `tftp_json.py` the TFTP objects, this module the
+`capture` object and the writing of lines. Where finished lines wait before they are
+printed in order is the application layer's business (`analyzer.run.results`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from analyzer.report.tcp_json import stream_line
 from analyzer.report.tftp_json import tftp_transfer_object
 
 if TYPE_CHECKING:
@@ -27,15 +29,6 @@ _ENCODER = json.JSONEncoder(allow_nan=False)
 def encode(obj: dict[str, Any]) -> str:
     """One JSON object as one line of text (no newline)."""
     return _ENCODER.encode(obj)
-
-
-def tcp_stream_line(result: TcpStreamResult) -> str:
-    """The SPEC `tcp_stream` object of one connection, as one line."""
-    return result.json_line()
-
-
-def tcp_stream_object(result: TcpStreamResult) -> dict[str, Any]:
-    return result.to_json()
 
 
 def tftp_transfer_line(transfer: TftpTransfer) -> str:
@@ -98,7 +91,7 @@ def write_results(out: TextIO, tcp: Iterable[TcpStreamResult],
                   tftp: Iterable[TftpTransfer]) -> None:
     """Results kept in memory, as lines: tcp_stream objects, then tftp_transfer objects."""
     for result in tcp:
-        out.write(tcp_stream_line(result))
+        out.write(stream_line(result))
         out.write("\n")
     write_objects((tftp_transfer_object(t) for t in tftp), out)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import RenderableType
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -133,9 +133,10 @@ def exchange_summary(exchange: TcpExchange) -> str:
 
 
 def print_watch(result: SessionResult[Any], *, as_json: bool, out: TextIO,
-                datagrams: DatagramLog | None = None) -> None:
+                datagrams: DatagramLog | None = None, to_stderr: bool = False) -> None:
     """The watched evidence: JSON lines (tcp_stream, tftp_transfer, then the capture), or
-    a ladder per TCP connection, the TFTP transfers and the datagrams seen."""
+    a ladder per TCP connection, the TFTP transfers and the datagrams seen (on stderr
+    with `to_stderr`: when stdout carries a downloaded file)."""
     analysis = result.analysis
     if analysis is None:
         return
@@ -149,7 +150,7 @@ def print_watch(result: SessionResult[Any], *, as_json: bool, out: TextIO,
     from analyzer.report.console import stdout_console
     from analyzer.report.tcp_view import LADDER_WIDTH, ladder
 
-    console = stdout_console()
+    console = Console(stderr=True, highlight=False) if to_stderr else stdout_console()
     if not console.is_terminal:
         console.width = LADDER_WIDTH
     stats = analysis.capture.stats

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from rich.console import Group, RenderableType
 from rich.panel import Panel
@@ -19,22 +20,62 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.decode.packet import flags_text
+from analyzer.report.summary import format_bytes
+from analyzer.tcp import vocabulary as vocab
 from analyzer.tcp.result import PacketRecord, TcpStreamResult
+
+if TYPE_CHECKING:
+    from analyzer.tcp.tracker import TcpTracker
 
 SEPARATOR = "=" * 67 + "\n"
 
 GOOD, SUSPICIOUS, BROKEN = "green", "yellow", "red"
 
-# Analysis counts worth a look, with their short names in the table.
-_FLAG_NAMES = (
-    ("retransmission", "retrans"), ("fast_retransmission", "fast-retrans"),
-    ("out_of_order", "ooo"), ("dup_ack", "dup-ack"), ("zero_window", "zero-win"),
-    ("keep_alive", "keep-alive"), ("lost_segment", "lost"), ("acked_unseen", "acked-unseen"),
-    ("overlap_conflict", "CONFLICT"),
-)
-_BROKEN_COUNTS = ("lost_segment", "acked_unseen", "overlap_conflict")
-_SUSPICIOUS_COUNTS = ("retransmission", "fast_retransmission", "out_of_order", "dup_ack",
-                      "zero_window")
+
+
+class Words(NamedTuple):
+    """What the views say for one code of analyzer.tcp.vocabulary."""
+
+    note: str  # the ladder's note on a packet: a str.format template (see `_notes`)
+    style: str
+    short: str = ""  # an analysis kind's name in the stream table's counts
+
+
+# A SYN-ACK answering a crossing SYN (simultaneous open): a view-only variant of syn-ack.
+_SYN_ACK_CROSSING: Final = "syn-ack crossing"
+
+# The words for every event and analysis kind, by code. Templates may use {me} and
+# {other} (the packet's sender and receiver: "client" / "server"), {seq}, {rel_seq} and
+# {length} (the packet's), and {rtt} (" (initial RTT … ms)" when known).
+WORDS: Final = {
+    vocab.EVENT_PORT_REUSE: Words("new connection on a reused 4-tuple (port reuse)", "yellow"),
+    vocab.EVENT_SYN: Words("{me} opens: SYN, ISN {rel_seq} (raw {seq})", "green"),
+    vocab.EVENT_SYN_ACK: Words("{me} accepts: SYN-ACK, ISN 0 (raw {seq})", "green"),
+    _SYN_ACK_CROSSING: Words("{me} answers the crossing SYN: SYN-ACK", "green"),
+    vocab.EVENT_SIMULTANEOUS_OPEN: Words("simultaneous open: both sides sent a SYN", "yellow"),
+    vocab.EVENT_HANDSHAKE_ACK: Words("handshake complete{rtt}", "green"),
+    vocab.EVENT_SYN_DATA: Words("SYN carries {length} bytes of data (TCP Fast Open?)", "yellow"),
+    vocab.EVENT_ACTIVE_FIN: Words("{me} starts active close: FIN", "blue"),
+    vocab.EVENT_PASSIVE_FIN: Words("{me} closes its side too: FIN (passive close)", "blue"),
+    vocab.EVENT_SIMULTANEOUS_CLOSE: Words("FINs crossed: simultaneous close", "yellow"),
+    vocab.EVENT_FIN_ACKED: Words("{me} ACKs the {other}'s FIN", "blue"),
+    vocab.EVENT_RST: Words("{me} resets the connection", "red"),
+    vocab.EVENT_REFUSED: Words("{me} refuses the connection: RST (nothing listening?)", "red"),
+    vocab.RETRANSMISSION: Words("retransmission", "yellow", "retrans"),
+    vocab.FAST_RETRANSMISSION: Words("fast retransmission (after 3 duplicate ACKs)", "yellow",
+                               "fast-retrans"),
+    vocab.OUT_OF_ORDER: Words("out of order", "yellow", "ooo"),
+    vocab.DUP_ACK: Words("duplicate ACK", "yellow", "dup-ack"),
+    vocab.ZERO_WINDOW: Words("zero window: {me} cannot take more data", "yellow", "zero-win"),
+    vocab.KEEP_ALIVE: Words("keep-alive", "dim", "keep-alive"),
+    vocab.LOST_SEGMENT: Words("previous segment not captured", "red", "lost"),
+    vocab.ACKED_UNSEEN: Words("{me} ACKs bytes the capture never saw", "red", "acked-unseen"),
+    # not an event: the ladder lists each conflict with its bytes (see `_notes`)
+    vocab.OVERLAP_CONFLICT: Words("", "bold red", "CONFLICT"),
+}
+_BROKEN_COUNTS = (vocab.LOST_SEGMENT, vocab.ACKED_UNSEEN, vocab.OVERLAP_CONFLICT)
+_SUSPICIOUS_COUNTS = (vocab.RETRANSMISSION, vocab.FAST_RETRANSMISSION, vocab.OUT_OF_ORDER,
+                      vocab.DUP_ACK, vocab.ZERO_WINDOW)
 
 
 # -- the stream table --------------------------------------------------------------------
@@ -42,7 +83,7 @@ _SUSPICIOUS_COUNTS = ("retransmission", "fast_retransmission", "out_of_order", "
 def health(result: TcpStreamResult) -> str:
     """GOOD, SUSPICIOUS or BROKEN: the colour of a stream's row."""
     analysis = result.analysis
-    if result.gaps or result.close == "rst" or "refused" in result.labels or any(
+    if result.gaps or result.close == "rst" or vocab.LABEL_REFUSED in result.labels or any(
             analysis.get(key) for key in _BROKEN_COUNTS):
         return BROKEN
     if result.handshake != "complete" or result.close != "fin" or any(
@@ -51,16 +92,8 @@ def health(result: TcpStreamResult) -> str:
     return GOOD
 
 
-def _size(count: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024  # type: ignore[assignment]
-    return str(count)
-
-
 def _analysis_text(result: TcpStreamResult) -> str:
-    return " ".join(f"{short}×{result.analysis[key]}" for key, short in _FLAG_NAMES
+    return " ".join(f"{WORDS[key].short}×{result.analysis[key]}" for key in vocab.ANALYSIS_KEYS
                     if result.analysis.get(key))
 
 
@@ -109,7 +142,7 @@ def streams_table(results: Sequence[TcpStreamResult]) -> RenderableType:
             Text(str(result.stream), style=f"bold {colour}"),
             f"{result.client.endpoint}{guessed}\n→ {result.server.endpoint}",
             str(result.packets),
-            f"→ {_size(result.client.bytes)}\n← {_size(result.server.bytes)}",
+            f"→ {format_bytes(result.client.bytes)}\n← {format_bytes(result.server.bytes)}",
             f"{result.duration:.3f}s",
             life, verdicts,
             Text("\n".join(notes), style=colour if notes else ""),
@@ -216,9 +249,9 @@ ARROW_WIDTH = 46
 LADDER_WIDTH = 170  # columns the ladder needs to be read without wrapping
 
 _FLAG_STYLE = (
-    (0x04, "bold red"),  # RST
-    (0x02, "bold green"),  # SYN
-    (0x01, "bold blue"),  # FIN
+    (vocab.RST, "bold red"),
+    (vocab.SYN, "bold green"),
+    (vocab.FIN, "bold blue"),
 )
 
 
@@ -252,7 +285,7 @@ def _options_text(options: dict | None) -> str:
 
 def _arrow(record: PacketRecord) -> Text:
     label = f" {_short_flags(record.flags)} Seq={record.rel_seq}"
-    if record.flags & 0x10:
+    if record.flags & vocab.ACK:
         label += f" Ack={record.rel_ack}"
     label += f" Len={record.length} "
     room = ARROW_WIDTH - 1 - len(label)
@@ -271,38 +304,20 @@ def _arrow(record: PacketRecord) -> Text:
 def _notes(record: PacketRecord, result: TcpStreamResult) -> list[tuple[str, str]]:
     """Plain words for a packet's events: (text, style)."""
     me = "client" if record.from_client else "server"
-    other = "server" if record.from_client else "client"
-    notes: list[tuple[str, str]] = []
-    words = {
-        "port-reuse": ("new connection on a reused 4-tuple (port reuse)", "yellow"),
-        "syn": (f"{me} opens: SYN, ISN {record.rel_seq} (raw {record.seq})", "green"),
-        "syn-ack": (f"{me} accepts: SYN-ACK, ISN 0 (raw {record.seq})"
-                    if not result.labels or "simultaneous-open" not in result.labels
-                    else f"{me} answers the crossing SYN: SYN-ACK", "green"),
-        "simultaneous-open": ("simultaneous open: both sides sent a SYN", "yellow"),
-        "handshake-ack": ("handshake complete" + (
-            f" (initial RTT {result.initial_rtt * 1000:.3f} ms)"
-            if result.initial_rtt is not None else ""), "green"),
-        "syn-data": (f"SYN carries {record.length} bytes of data (TCP Fast Open?)", "yellow"),
-        "active-fin": (f"{me} starts active close: FIN", "blue"),
-        "passive-fin": (f"{me} closes its side too: FIN (passive close)", "blue"),
-        "simultaneous-close": ("FINs crossed: simultaneous close", "yellow"),
-        "fin-acked": (f"{me} ACKs the {other}'s FIN", "blue"),
-        "rst": (f"{me} resets the connection", "red"),
-        "refused": (f"{me} refuses the connection: RST (nothing listening?)", "red"),
-        "retransmission": ("retransmission", "yellow"),
-        "fast-retransmission": ("fast retransmission (after 3 duplicate ACKs)", "yellow"),
-        "out-of-order": ("out of order", "yellow"),
-        "dup-ack": ("duplicate ACK", "yellow"),
-        "zero-window": (f"zero window: {me} cannot take more data", "yellow"),
-        "keep-alive": ("keep-alive", "dim"),
-        "lost-segment": ("previous segment not captured", "red"),
-        "acked-unseen": (f"{me} ACKs bytes the capture never saw", "red"),
+    fields = {
+        "me": me, "other": "server" if record.from_client else "client",
+        "seq": record.seq, "rel_seq": record.rel_seq, "length": record.length,
+        "rtt": (f" (initial RTT {result.initial_rtt * 1000:.3f} ms)"
+                if result.initial_rtt is not None else ""),
     }
+    notes: list[tuple[str, str]] = []
     for event in record.events:
-        if event in words:
-            notes.append(words[event])
-        if event == "rst":
+        if event == vocab.EVENT_SYN_ACK and vocab.LABEL_SIMULTANEOUS_OPEN in result.labels:
+            event = _SYN_ACK_CROSSING
+        words = WORDS.get(event)
+        if words is not None and words.note:
+            notes.append((words.note.format(**fields), words.style))
+        if event == vocab.EVENT_RST:
             cause = result.client.rst_cause if record.from_client else result.server.rst_cause
             if cause:
                 notes.append((f"RST cause: {cause!r}", "red"))
@@ -384,3 +399,24 @@ def find(results: Iterable[TcpStreamResult], stream: int) -> TcpStreamResult | N
         if result.stream == stream:
             return result
     return None
+
+
+# -- the live view of sniff --------------------------------------------------------------
+
+def live_rows(tracker: TcpTracker, limit: int) -> list[tuple[str, str, str]]:
+    """(connection, packets, state) of the newest streams, open or finished."""
+    rows: list[tuple[int, tuple[str, str, str]]] = []
+    for stream in tracker.open_streams(limit):
+        rows.append((stream.number, (
+            f"#{stream.number} {stream.client} → {stream.server}", f"{stream.packets:,}",
+            f"{stream.client_state} / {stream.server_state}, "
+            f"{stream.client_bytes:,} B → {stream.server_bytes:,} B ←")))
+    for result in tracker.recent_results(limit):
+        labels = f" ({', '.join(result.labels)})" if result.labels else ""
+        rows.append((result.stream, (
+            f"#{result.stream} {result.client.endpoint} → {result.server.endpoint}",
+            f"{result.packets:,}",
+            f"done: {result.handshake} handshake, close {result.close}{labels}, "
+            f"{result.client.bytes:,} B → {result.server.bytes:,} B ←")))
+    rows.sort()
+    return [row for _, row in rows[-limit:]]

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from analyzer.report.jsonl import (
     capture_object,
-    tcp_stream_line,
     tftp_transfer_line,
     write_objects,
     write_results,
 )
+from analyzer.report.tcp_json import stream_line
 
 if TYPE_CHECKING:
     from analyzer.pipeline import Analysis
@@ -163,7 +163,7 @@ class TcpLines(ResultLines):
     def __call__(self, result: TcpStreamResult) -> None:
         rank = result.stream  # this tracker's number: all processes' are given at the end
         result.stream = -1
-        self.spill(tcp_stream_line(result), rank, result.first_frame)
+        self.spill(stream_line(result), rank, result.first_frame)
 
 
 class TftpLines(ResultLines):

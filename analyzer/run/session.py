@@ -43,6 +43,7 @@ from analyzer.decode import Packet
 from analyzer.errors import InputError
 from analyzer.pipeline import Analysis, Analyzer
 from analyzer.tcp.tracker import TcpTracker
+from analyzer.tftp.tracker import TftpTracker
 
 # Loopback delivery is synchronous, but the capture thread reads the socket on its own
 # schedule: this long after the driver's last packet, every packet has been read.
@@ -104,8 +105,10 @@ def run_session(driver: Driver[T], *, watch: bool = False, write: str | None = N
             capture = LiveCapture(chosen, bpf=bpf, write=write)
         except InputError as exc:
             no_watch = str(exc)
-    analyzer = Analyzer(tftp_ports=tftp_ports,
-                        tcp_tracker=TcpTracker(keep_all=keep_streams))
+    # An active session is small: keep every TCP stream's packets (the ladder) and every
+    # TFTP transfer's timeline (`tftp show`'s view of our own transfer).
+    analyzer = Analyzer(tcp_tracker=TcpTracker(keep_all=keep_streams),
+                        tftp_tracker=TftpTracker(extra_ports=tftp_ports, timeline=True))
     stop = threading.Event()
     thread = None
     if capture is not None:

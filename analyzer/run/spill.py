@@ -6,7 +6,7 @@ state, or a scan probe's one packet) in a store it is given (`put` -> handle, `g
 for the record. Connections that go quiet and never close pile up for the whole idle
 timeout (an hour), and a port scan parks every probe, so this is what keeps `read`'s
 memory from growing with such captures. `SpillFile` is the store `read` gives it; the
-tracker's default (`tcp.tracker.MemoryStore`) keeps the records in memory, for live views
+tracker's default (`tcp.parking.MemoryStore`) keeps the records in memory, for live views
 and tests.
 
 The file is append-only: freed records' space comes back when none is left (the file is

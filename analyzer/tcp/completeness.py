@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from analyzer.decode.packet import ACK as _ACK
-from analyzer.decode.packet import FIN as _FIN
-from analyzer.decode.packet import RST as _RST
-from analyzer.decode.packet import SYN as _SYN
+from analyzer.tcp.vocabulary import ACK as _ACK
+from analyzer.tcp.vocabulary import CONTROL_AND_ACK, SYN_AND_ACK
+from analyzer.tcp.vocabulary import FIN as _FIN
+from analyzer.tcp.vocabulary import RST as _RST
+from analyzer.tcp.vocabulary import SYN as _SYN
 
 SYN_SENT: Final = 1
 SYN_ACK: Final = 2
@@ -27,10 +28,9 @@ FIN: Final = 16
 RST: Final = 32
 
 
-
 def creation_bits(flags: int, length: int) -> int:
     """Bits the packet creating the conversation sets on top of `on_packet`'s."""
-    if flags & (_SYN | _ACK) == _SYN:
+    if flags & SYN_AND_ACK == _SYN:
         return SYN_SENT | (DATA if length else 0)
     return 0
 
@@ -48,6 +48,10 @@ def on_packet(flags: int, length: int) -> int:
     if flags & _RST:
         bits |= RST
     return bits
+
+
+# `on_packet`'s bits by (flags & CONTROL_AND_ACK) + 32 * has_payload: one lookup a packet.
+BY_PACKET: Final = [on_packet(i & CONTROL_AND_ACK, i >> 5) for i in range(64)]
 
 
 def label(value: int) -> str:

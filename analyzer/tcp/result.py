@@ -2,21 +2,16 @@
 records (`PacketRecord`) and follow chunks (`Chunk`) kept for streams a view asked for.
 
 Results use "client" and "server" (SPEC); internally the tracker numbers directions by
-who sent first, and translates when it builds the result.
+who sent first, and translates when it builds the result. Plain data: views encode them
+(JSON Lines: analyzer/report/tcp_json.py; tables, Follow, the ladder: report/tcp_view.py).
 """
 
 from __future__ import annotations
 
-import math
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
-from analyzer.decode.packet import format_endpoint, parse_tcp_options
+from analyzer.decode.packet import parse_tcp_options
 from analyzer.tcp import completeness as completeness_bits
-
-ANALYSIS_KEYS: Final = ("retransmission", "fast_retransmission", "out_of_order", "dup_ack",
-                 "zero_window", "keep_alive", "lost_segment", "acked_unseen",
-                 "overlap_conflict")
 
 
 class Chunk(NamedTuple):
@@ -49,7 +44,8 @@ class Conflict(NamedTuple):
 class PacketRecord:
     """One packet of a kept stream, for the ladder view.
 
-    `events` are codes (see `analyzer.tcp.tracker` EVENT_*), which views turn into words.
+    `events` are codes of `analyzer.tcp.vocabulary` (EVENT_* and the analysis kinds),
+    which views turn into words.
     `client_state` / `server_state` are RFC 9293 state names after the packet.
     """
 
@@ -201,68 +197,3 @@ class TcpStreamResult:
 
     def server_data(self) -> bytes:
         return b"".join(c.data for c in self.chunks or () if not c.from_client)
-
-    def json_line(self) -> str:
-        """`to_json()` as JSON text, exactly what the standard library's encoder makes of it
-        (ASCII, ", " and ": ", no NaN), written directly: ~3x faster than encoding the
-        dict, and `read --json` does it for every connection (tests compare the two)."""
-        client, server = self.client, self.server
-        gaps = ", ".join([f'{{"direction": "{"client" if g.from_client else "server"}", '
-                          f'"offset": {g.offset}, "length": {g.length}}}' for g in self.gaps])
-        analysis = ", ".join([f"{_text(key)}: {count}" for key, count in self.analysis.items()])
-        labels = ", ".join([_text(label) for label in self.labels])
-        return (
-            f'{{"type": "tcp_stream", "stream": {self.stream}, '
-            f'"client": {_text(client.endpoint)}, "server": {_text(server.endpoint)}, '
-            f'"direction_guessed": {"true" if self.direction_guessed else "false"}, '
-            f'"packets": {self.packets}, "start": {_number(self.start)}, '
-            f'"end": {_number(self.end)}, "handshake": {_text(self.handshake)}, '
-            f'"close": {_text(self.close)}, "labels": [{labels}], '
-            f'"completeness": {self.completeness}, "history": {_text(self.history)}, '
-            f'"conn_state": {_text(self.conn_state)}, "client_bytes": {client.bytes}, '
-            f'"server_bytes": {server.bytes}, "client_sha256": {_text(client.sha256)}, '
-            f'"server_sha256": {_text(server.sha256)}, "gaps": [{gaps}], '
-            f'"analysis": {{{analysis}}}}}')
-
-    def to_json(self) -> dict[str, Any]:
-        """The SPEC `tcp_stream` object."""
-        return {
-            "type": "tcp_stream",
-            "stream": self.stream,
-            "client": self.client.endpoint,
-            "server": self.server.endpoint,
-            "direction_guessed": self.direction_guessed,
-            "packets": self.packets,
-            "start": self.start,
-            "end": self.end,
-            "handshake": self.handshake,
-            "close": self.close,
-            "labels": list(self.labels),
-            "completeness": self.completeness,
-            "history": self.history,
-            "conn_state": self.conn_state,
-            "client_bytes": self.client.bytes,
-            "server_bytes": self.server.bytes,
-            "client_sha256": self.client.sha256,
-            "server_sha256": self.server.sha256,
-            "gaps": [{"direction": "client" if g.from_client else "server",
-                      "offset": g.offset, "length": g.length} for g in self.gaps],
-            "analysis": dict(self.analysis),
-        }
-
-
-def _text(value: str) -> str:
-    """A JSON string as json.dumps writes it (ensure_ascii): its own C function."""
-    return encode_basestring_ascii(value)
-
-
-def _number(value: float) -> str:
-    """A JSON number as json.dumps writes it: repr, and no NaN or infinity (allow_nan=False
-    in the encoder report/jsonl.py uses)."""
-    if value != value or value in (math.inf, -math.inf):
-        raise ValueError(f"out of range float value for JSON: {value!r}")
-    return repr(value)
-
-
-def endpoint_text(addr: bytes, port: int) -> str:
-    return format_endpoint(addr, port)

@@ -23,10 +23,10 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from analyzer.decode.packet import ACK as _ACK
-from analyzer.decode.packet import FIN as _FIN
-from analyzer.decode.packet import RST as _RST
-from analyzer.decode.packet import SYN as _SYN
+from analyzer.tcp.vocabulary import ACK as _ACK
+from analyzer.tcp.vocabulary import FIN as _FIN
+from analyzer.tcp.vocabulary import RST as _RST
+from analyzer.tcp.vocabulary import SYN as _SYN
 
 INACTIVE: Final = "INACTIVE"
 SYN_SENT: Final = "SYN_SENT"

@@ -13,6 +13,7 @@ list of actions the driver must carry out, in order:
     timer_expired()                         Write(data)          file bytes of a get
     provide(data, eof)   (put: file bytes)  NeedData(n)          a put wants n more bytes
     abort()              (user's Ctrl-C)    Progress(done, total)
+    local_failure(msg)   (disk full, ...)
                                             Finished(outcome)    always the last action
 
 States (`client.state`):
@@ -71,6 +72,7 @@ DEFAULT_TIMEOUT: Final = 1.0
 DEFAULT_RETRIES: Final = 5
 MAX_BACKOFF: Final = 8.0  # the retransmit wait grows up to this many times the base
 _ACK: Final = struct.Struct("!HH")
+_DATA: Final = codec.DATA
 PROGRESS_EVERY: Final = 31  # a get reports progress every 32 blocks (and at the end)
 
 
@@ -109,11 +111,6 @@ class Progress(NamedTuple):
     total: int | None
 
 
-class Finished(NamedTuple):
-    outcome: ClientOutcome
-
-
-Action = Send | SetTimer | CancelTimer | Write | NeedData | Progress | Finished
 
 
 # ---------------------------------------------------------------- configuration, outcome
@@ -140,6 +137,7 @@ class ClientConfig:
 
     `tsize`: ask for it (get: we send 0; put: we send `put_size`, the wire size, if known).
     `raw_options`: send exactly these options instead of the ones built from the fields.
+    `hash_get`: False leaves a get's `sha256` empty for the driver to fill in.
     """
 
     server: Endpoint
@@ -156,6 +154,7 @@ class ClientConfig:
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
     misbehaviour: Misbehaviour = field(default_factory=Misbehaviour)
+    hash_get: bool = True  # False: the driver computes a get's sha256 from the Writes
 
     def options(self) -> Options:
         if self.raw_options is not None:
@@ -217,6 +216,14 @@ class ClientOutcome:
         return replace(self, seconds=seconds, local=local)
 
 
+# Defined after ClientOutcome: a NamedTuple field naming a later class crashes mypyc code.
+class Finished(NamedTuple):
+    outcome: ClientOutcome
+
+
+Action = Send | SetTimer | CancelTimer | Write | NeedData | Progress | Finished
+
+
 # ---------------------------------------------------------------- the machine
 
 class TftpClient:
@@ -239,7 +246,9 @@ class TftpClient:
         self.retransmitted = 0
         self.duplicates = 0
         self.foreign = 0
-        self._hash = hashlib.sha256()
+        # A get's driver may hash the written data itself, after sending the ACK
+        # (`hash_get=False`): hashing is then off the ACK's critical path.
+        self._hash = hashlib.sha256() if config.put or config.hash_get else None
         self._tries = 0  # consecutive timeouts
         self._wait = config.timeout
         self._last: list[Send] = []  # what a timeout resends
@@ -274,8 +283,8 @@ class TftpClient:
 
     def receive(self, datagram: bytes | memoryview, sender: Endpoint) -> list[Action]:
         # Fast path: the next DATA of a get from the locked peer, the bulk of a download.
-        if (sender == self.peer and len(datagram) >= 4 and datagram[1] == codec.DATA
-                and datagram[0] == 0 and self.state == TRANSFERRING and not self.config.put):
+        if (sender == self.peer and self.state == TRANSFERRING and not self.config.put
+                and len(datagram) >= 4 and datagram[1] == _DATA and datagram[0] == 0):
             block = (datagram[2] << 8) | datagram[3]
             if (block == self._expected & 0xFFFF and len(datagram) - 4 == self.blksize
                     and self._plain_get and self._tries == 0 and (
@@ -333,13 +342,20 @@ class TftpClient:
         actions += self._finish("aborted", error, "cancelled by the user (Ctrl-C)")
         return actions
 
+    def local_failure(self, message: str,
+                      code: int = codec.ERR_DISK_FULL) -> list[Action]:
+        """The driver could not write (or read) the local file: tell the peer, stop."""
+        if self.state == DONE:
+            return []
+        return self._fail_client(code, message)
+
     def provide(self, data: bytes | memoryview, eof: bool) -> list[Action]:
         """File bytes for a put, answering NeedData."""
         if self.state == DONE:
             return []
         self._waiting_data = False
         chunk = bytes(data)
-        self._hash.update(chunk)
+        self._hash.update(chunk)  # type: ignore[union-attr]  # always hashed for a put
         self._file_bytes += len(chunk)
         self._pending += netascii_encode(chunk) if self._netascii else chunk
         self._eof = eof
@@ -457,7 +473,8 @@ class TftpClient:
             self._last = [send]
             actions.append(send)
         actions.append(Write(data))
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         if expected & PROGRESS_EVERY == 0:
             actions.append(Progress(self.done_bytes, self.total))
         actions.append(self._base_timer)
@@ -467,9 +484,9 @@ class TftpClient:
         expected = self._expected
         offset = (message.block - expected) & 0xFFFF  # 0: in order; small: ahead
         if offset != 0:
-            behind = (expected - message.block) & 0xFFFF
-            if 1 <= behind <= max(self.windowsize, 1) * 2 and expected - behind >= 1:
-                return self._on_duplicate()
+            behind = 0x10000 - offset
+            if offset >= 0x8000 and expected - behind >= 1:
+                return self._on_duplicate()  # a block we have (late, resent, duplicated)
             if offset < self.windowsize:
                 return self._on_gap()
             return self._fail_client(
@@ -498,7 +515,8 @@ class TftpClient:
                 data += self._decoder.flush()
         if data:
             chunk = bytes(data)
-            self._hash.update(chunk)
+            if self._hash is not None:
+                self._hash.update(chunk)
             self.done_bytes += len(chunk)
             actions.append(Write(chunk))
             actions.append(Progress(self.done_bytes, self.total))
@@ -584,8 +602,8 @@ class TftpClient:
         ahead = (message.block - first) & 0xFFFF
         if ahead < len(window):
             acked = first + ahead
-        elif behind == 1:
-            # A duplicate ACK: never resend DATA for it (Sorcerer's Apprentice).
+        elif 1 <= behind < 0x8000 and first - behind >= 0:
+            # A duplicate (or late) ACK: never resend DATA for it (Sorcerer's Apprentice).
             self.duplicates += 1
             return []
         else:
@@ -681,7 +699,8 @@ class TftpClient:
             oack=self.oack, blksize=self.blksize, windowsize=self.windowsize,
             status=status, error=error,
             bytes=self._file_bytes if self.config.put else self.done_bytes,
-            sha256=self._hash.hexdigest(), retransmitted=self.retransmitted,
+            sha256=self._hash.hexdigest() if self._hash is not None else "",
+            retransmitted=self.retransmitted,
             duplicates=self.duplicates, reason=reason, notes=tuple(self.notes),
             tsize=self.total if not self.config.put else self.config.put_size,
             foreign=self.foreign,

@@ -22,6 +22,8 @@ from analyzer.capture import Frame, open_capture
 from analyzer.decode import Decoder, Packet
 from analyzer.decode.packet import PROTO_TCP, PROTO_UDP
 from analyzer.pipeline import analyze_file
+from analyzer.report.jsonl import capture_object
+from analyzer.report.tcp_json import stream_line, stream_object
 from analyzer.report.tftp_json import tftp_transfer_object
 from analyzer.tcp.tombstones import NONE, Tombstones, isn_of, pack_isns
 from analyzer.tcp.tracker import TcpTracker
@@ -80,7 +82,7 @@ def test_tcp_tracker(benchmark: Callable, packets: list[Packet],
         tracker.finish()
         return tracker
 
-    streams = [result.to_json() for result in benchmark(track).results()]
+    streams = [stream_object(result) for result in benchmark(track).results()]
     summary = capture[1]
     assert len(streams) == summary["tcp_connections"]  # no 4-tuple is ever reused
     assert sum(stream["packets"] for stream in streams) == summary["tcp_packets"]
@@ -95,7 +97,7 @@ def test_finish_streams(benchmark: Callable, packets: list[Packet],
 
     def tracked() -> tuple[tuple[TcpTracker], dict]:
         lines.clear()
-        tracker = TcpTracker(on_result=lambda result: lines.append(result.json_line()))
+        tracker = TcpTracker(on_result=lambda result: lines.append(stream_line(result)))
         for pkt in tcp_packets:
             tracker.on_packet(pkt)
         return (tracker,), {}
@@ -115,7 +117,7 @@ def test_tcp_tracker_parking_every_stream_after_every_packet(
     def track(park_timeout: float) -> list[str]:
         lines: list[str] = []
         tracker = TcpTracker(park_timeout=park_timeout,
-                             on_result=lambda result: lines.append(result.json_line()))
+                             on_result=lambda result: lines.append(stream_line(result)))
         for pkt in tcp_packets:
             tracker.on_packet(pkt)
             tracker._sweep(pkt.ts + 1e-6)
@@ -169,9 +171,9 @@ def test_tftp_tracker(benchmark: Callable, packets: list[Packet],
 def test_analyze_file(benchmark: Callable, capture: tuple[Path, dict]) -> None:
     path, summary = capture
     analysis = benchmark(analyze_file, path)
-    assert analysis.capture.to_json()["packets"] == PACKETS
+    assert capture_object(analysis.capture)["packets"] == PACKETS
     streams = {(s["client"], s["server"]): s
-               for s in (result.to_json() for result in analysis.tcp.results())}
+               for s in (stream_object(result) for result in analysis.tcp.results())}
     transfers = {(t["client"], t["filename"]): t
                  for t in (tftp_transfer_object(result) for result in analysis.tftp.results())}
     assert len(streams) == summary["tcp_connections"]

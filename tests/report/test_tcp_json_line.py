@@ -1,6 +1,7 @@
-"""`TcpStreamResult.json_line()` writes the `tcp_stream` line by hand for speed; it must be
-exactly the text the standard library's JSON encoder makes of `to_json()`, for every
-stream of every capture we have (gaps, analysis counts, labels, IPv6 included)."""
+"""`stream_line()` (analyzer/report/tcp_json.py) writes the `tcp_stream` line by hand for
+speed; it must be exactly the text the standard library's JSON encoder makes of
+`stream_object()`, for every stream of every capture we have (gaps, analysis counts,
+labels, IPv6 included)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from analyzer.pipeline import analyze_file
+from analyzer.report.tcp_json import stream_line, stream_object
 from analyzer.tcp.result import SideInfo, TcpStreamResult
 from tests.conftest import CAPTURES_DIR, CORPUS_DIR, synthetic_capture
 
@@ -31,7 +33,7 @@ def busy_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _check(path: Path) -> list[TcpStreamResult]:
     results = analyze_file(path).tcp.results()
     for result in results:
-        assert result.json_line() == ENCODER.encode(result.to_json())
+        assert stream_line(result) == ENCODER.encode(stream_object(result))
     return results
 
 
@@ -55,9 +57,9 @@ def test_odd_strings_escaped_and_no_nan() -> None:
         stream=3, client=side, server=side, direction_guessed=True, packets=1,
         start=1.5e-7, end=1e22, handshake="none", close="none", labels=["a\u2028"],
         completeness=0, history="", conn_state="OTH", gaps=[], analysis={"x\t": 2})
-    assert result.json_line() == ENCODER.encode(result.to_json())
+    assert stream_line(result) == ENCODER.encode(stream_object(result))
     result.end = float("nan")
     with pytest.raises(ValueError):
-        result.json_line()
+        stream_line(result)
     with pytest.raises(ValueError):
-        ENCODER.encode(result.to_json())
+        ENCODER.encode(stream_object(result))

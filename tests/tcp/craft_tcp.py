@@ -18,6 +18,7 @@ from scapy.utils import wrpcap
 
 from analyzer.decode.packet import PROTO_TCP
 from analyzer.pipeline import iter_packets
+from analyzer.report.tcp_json import stream_object
 from analyzer.tcp import TcpStreamResult, TcpTracker
 
 MOD = 1 << 32
@@ -97,5 +98,5 @@ def analyze(path: Path | str, **options) -> list[TcpStreamResult]:
 
 def analyze_one(path: Path | str, **options) -> TcpStreamResult:
     results = analyze(path, **options)
-    assert len(results) == 1, [r.to_json() for r in results]
+    assert len(results) == 1, [stream_object(r) for r in results]
     return results[0]

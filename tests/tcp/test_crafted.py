@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.report.tcp_json import stream_object
 from tests.conftest import require_tool
 from tests.tcp.craft_tcp import Conversation, analyze, analyze_one
 from tests.tcp.tshark_tcp import (
@@ -82,7 +83,7 @@ def test_normal_connection_four_way_close(tmp_path: Path) -> None:
     assert rel[:4] == [(0, 0), (0, 1), (1, 1), (1, 1)]
     assert rel[-1] == (len(REQUEST) + 2, len(RESPONSE) + 2)
     assert result.analysis == dict.fromkeys(result.analysis, 0)
-    assert result.to_json()["type"] == "tcp_stream"
+    assert stream_object(result)["type"] == "tcp_stream"
     _agrees_with_tshark(path, [result])
 
 
@@ -173,7 +174,7 @@ def test_lost_segment_is_a_gap_not_text(tmp_path: Path) -> None:
     result = analyze_one(path)
     assert result.client_data() == b"1" * 100 + b"3" * 100
     assert [(g.from_client, g.offset, g.length) for g in result.gaps] == [(True, 100, 100)]
-    assert result.to_json()["gaps"] == [{"direction": "client", "offset": 100, "length": 100}]
+    assert stream_object(result)["gaps"] == [{"direction": "client", "offset": 100, "length": 100}]
     assert result.client.bytes == 200
     assert result.analysis["lost_segment"] == 1
     assert "G" in result.history

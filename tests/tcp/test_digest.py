@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from analyzer.tcp import digest
+from analyzer.tcp import digest, parking
 from analyzer.tcp import tracker as tracker_module
 from tests.conftest import REPO_DIR, missing_prerequisite
 from tests.tcp.test_parking import FIRST, _other_streams, _pkt
@@ -62,8 +62,8 @@ def test_a_parked_stream_keeps_its_hashers_as_state_and_resumes_them() -> None:
     tracker.on_packet(_pkt(0x18, 101, 501, 0.03, FIRST))
     tracker.on_packet(_pkt(0x18, 501, 101 + len(FIRST), 0.04, b"ok", forward=False))
     _other_streams(tracker, 30.0)
-    record = tracker.parking.get(tracker._parked[_pkt(0, 0, 0, 0).key] >> 64)
-    assert tracker_module._PARKED.unpack_from(record) == (0, False)  # not a lone packet
+    record = tracker.parking.get(parking.parked_handle(tracker._parked[_pkt(0, 0, 0, 0).key]))
+    assert parking.PARKED.unpack_from(record) == (0, False)  # not a lone packet
     assert not tracker._parked_hashers
     tracker.on_packet(_pkt(0x18, 101 + len(FIRST), 503, 40.0, b"more"))
     tracker.finish()

@@ -1,4 +1,4 @@
-"""Parked streams (TcpTracker._park): a quiet open stream frozen into a compact value and
+"""Parked streams (analyzer/tcp/parking.py): a quiet open stream frozen into a compact value and
 thawed by its next packet must be tracked exactly as if it had never been parked."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 
 from analyzer.decode.packet import PROTO_TCP, Packet
 from analyzer.pipeline import iter_packets
+from analyzer.report.tcp_json import stream_line
 from analyzer.run.spill import SpillFile
-from analyzer.tcp import TcpTracker
-from analyzer.tcp import tracker as tracker_module
+from analyzer.tcp import TcpTracker, parking
 from tests.conftest import CAPTURES_DIR, CORPUS_DIR, REPO_DIR, synthetic_capture
 
 
@@ -32,15 +32,16 @@ def _slots(path: Path, class_name: str) -> set[str]:
 def test_every_attribute_is_either_saved_or_remade() -> None:
     """An attribute added to a stream, a direction or the Zeek history without a word in
     the parking lists would be silently lost by a park and thaw."""
-    tracker_py = REPO_DIR / "analyzer" / "tcp" / "tracker.py"
+    stream_py = REPO_DIR / "analyzer" / "tcp" / "stream.py"
+    flow_py = REPO_DIR / "analyzer" / "tcp" / "flow.py"
     zeek_py = REPO_DIR / "analyzer" / "tcp" / "zeek.py"
-    stream_lists = (tracker_module._STREAM_STATE, tracker_module._STREAM_REMADE)
-    flow_lists = (tracker_module._FLOW_STATE, tracker_module._FLOW_REMADE)
-    for slots, (saved, remade) in ((_slots(tracker_py, "_Stream"), stream_lists),
-                                   (_slots(tracker_py, "_Flow"), flow_lists)):
+    stream_lists = (parking.STREAM_STATE, parking.STREAM_REMADE)
+    flow_lists = (parking.FLOW_STATE, parking.FLOW_REMADE)
+    for slots, (saved, remade) in ((_slots(stream_py, "Stream"), stream_lists),
+                                   (_slots(flow_py, "Flow"), flow_lists)):
         assert not set(saved) & set(remade)
         assert set(saved) | set(remade) == slots
-    assert set(tracker_module._HISTORY_STATE) == _slots(zeek_py, "ZeekHistory")
+    assert set(parking.HISTORY_STATE) == _slots(zeek_py, "ZeekHistory")
     assert _slots(zeek_py, "ZeekEndpoints") == {"states"}  # saved as the state's tuple
 
 
@@ -52,7 +53,7 @@ def _json_lines(packets: list[Packet], park: bool, on_disk: bool = False) -> lis
     lines: list[str] = []
     tracker = TcpTracker(park_timeout=0.0 if park else 1e12,
                          lone_park_timeout=0.0 if park else 1e12,
-                         on_result=lambda r: lines.append(r.json_line()),
+                         on_result=lambda r: lines.append(stream_line(r)),
                          parking=SpillFile(block=64) if on_disk else None)
     parked_at_most = 0
     for pkt in packets:
@@ -136,7 +137,7 @@ def test_a_stream_quiet_for_minutes_resumes_with_its_data_and_hash_intact() -> N
     assert (result.packets, result.handshake, result.close) == (7, "complete", "fin")
     assert not result.evicted
     (never_parked,) = _quiet_then_resumed(park_timeout=1e12)
-    assert result.json_line() == never_parked.json_line()
+    assert stream_line(result) == stream_line(never_parked)
 
 
 def test_parked_streams_are_finished_after_the_idle_timeout_or_over_the_cap() -> None:
@@ -210,8 +211,8 @@ def test_a_lone_packet_is_parked_as_itself_and_replayed_exactly() -> None:
     tracker.on_packet(packets[1])
     tracker._sweep(0.2)
     (entry,) = tracker._parked.values()
-    record = tracker.parking.get(entry >> 64)
-    assert tracker_module._PARKED.unpack_from(record) == (0, True)  # stream 0, lone
+    record = tracker.parking.get(parking.parked_handle(entry))
+    assert parking.PARKED.unpack_from(record) == (0, True)  # stream 0, lone
     assert len(record) < 90 and not tracker._parked_hashers
     parked_lines = _json_lines(packets, park=True)
     assert parked_lines == _json_lines(packets, park=False)

@@ -8,6 +8,7 @@ import tracemalloc
 import pytest
 
 from analyzer.decode.packet import Packet
+from analyzer.report.tcp_view import live_rows
 from analyzer.tcp import TcpTracker, zeek
 from analyzer.tcp import completeness as comp
 from analyzer.tcp import lifecycle as lc
@@ -237,16 +238,16 @@ def test_live_rows_show_open_and_finished_streams() -> None:
     tracker.on_packet(_pkt(1000, 80, 0x02, 10, 0, 0.0))
     tracker.on_packet(_pkt(80, 1000, 0x12, 50, 11, 0.1, forward=False))
     tracker.on_packet(_pkt(1000, 80, 0x18, 11, 51, 0.2, data=b"hello"))
-    (row,) = tracker.live_rows(8)
+    (row,) = live_rows(tracker, 8)
     assert row == ("#0 10.0.0.1:1000 → 10.0.0.2:80", "3",
                    "ESTABLISHED / ESTABLISHED, 5 B → 0 B ←")  # the data ACKs the SYN-ACK
     tracker.on_packet(_pkt(80, 1000, 0x14, 51, 16, 0.3, forward=False))  # RST
     for i in range(1, 1025):  # new streams trigger the sweep that finishes stream 0
         tracker.on_packet(_pkt(3000 + i, 80, 0x02, i, 0, 10.0))
-    rows = tracker.live_rows(2000)
+    rows = live_rows(tracker, 2000)
     assert rows[0] == ("#0 10.0.0.1:1000 → 10.0.0.2:80", "4",
                        "done: complete handshake, close rst (reset-by-server), 5 B → 0 B ←")
-    assert len(tracker.live_rows(8)) == 8
+    assert len(live_rows(tracker, 8)) == 8
 
 
 def test_live_rows_show_parked_streams_without_thawing_them() -> None:
@@ -254,9 +255,9 @@ def test_live_rows_show_parked_streams_without_thawing_them() -> None:
     tracker.on_packet(_pkt(1000, 80, 0x02, 10, 0, 0.0))
     tracker.on_packet(_pkt(80, 1000, 0x12, 50, 11, 0.1, forward=False))
     tracker.on_packet(_pkt(1000, 80, 0x18, 11, 51, 0.2, data=b"hello"))
-    before = tracker.live_rows(8)
+    before = live_rows(tracker, 8)
     tracker.on_packet(_pkt(4000, 80, 0x02, 1, 0, 20.0))  # its sweep parks the quiet stream 0
     assert len(tracker._parked) == 1
-    rows = tracker.live_rows(8)
+    rows = live_rows(tracker, 8)
     assert rows[0] == before[0]
     assert len(tracker._parked) == 1 and 0 not in tracker._active  # still parked

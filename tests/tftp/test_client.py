@@ -306,6 +306,22 @@ def test_put_never_resends_data_on_a_duplicate_ack() -> None:
     assert outcome.sha256 == hashlib.sha256(b"d" * 600).hexdigest()
 
 
+def test_late_old_packets_are_duplicates_not_failures() -> None:
+    # Reordering can deliver a copy of an old block (get) or ACK (put) well after it.
+    client, _ = get_client()
+    run_get(client, [b"a" * 512] * 5)
+    actions = client.receive(encode_data(2, b"a" * 512), PEER)
+    assert finished(actions) is None and written(actions) == b""
+    client, _ = put_client()
+    client.receive(encode_ack(0), PEER)
+    client.provide(b"p" * 512 * 4, eof=False)
+    for block in (1, 2, 3):
+        client.receive(encode_ack(block), PEER)
+        client.provide(b"p" * 512, eof=False)
+    assert sent(client.receive(encode_ack(1), PEER)) == []
+    assert client.state == "transferring" and client.duplicates == 1
+
+
 def test_put_timeout_resends_the_unacknowledged_data() -> None:
     client, _ = put_client()
     client.receive(encode_ack(0), PEER)
@@ -556,3 +572,13 @@ def test_raw_request_bytes_and_raw_options() -> None:
                                                  {"BLKSIZE": "7", "foo": "bar"})
     client.receive(oack(foo="bar"), PEER)  # asked for, so accepted
     assert client.state == "transferring"
+
+
+def test_local_failure_sends_error_3_and_fails() -> None:
+    client, _ = get_client()
+    client.receive(encode_data(1, b"a" * 512), PEER)
+    actions = client.local_failure("cannot write the local file: No space left on device")
+    assert errors(actions) == [3] and sent(actions)[0][1] == PEER
+    outcome = failed(actions)
+    assert outcome.error is not None and outcome.error.origin == "client"
+    assert "No space left" in outcome.reason

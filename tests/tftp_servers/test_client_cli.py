@@ -167,3 +167,33 @@ def test_get_over_ipv6_brackets(hpa_ipv6_server, tmp_path: Path) -> None:
     done = run_analyzer("tftp", "get", "[::1]:69", "six.bin", "-o", tmp_path / "six.bin")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "six.bin").read_bytes() == b"six" * 1000
+
+
+def test_full_disk_is_exit_1_error_3_and_no_file(hpa_server, tmp_path: Path,
+                                                 recorder) -> None:
+    """A 64 KiB tmpfs cannot take a 1.5 MB download: one line, exit 1, ERROR 3 sent to
+    the server mid-transfer (seen by tshark in the capture; the client writes in 1 MiB
+    pieces), nothing left in the directory."""
+    import subprocess
+
+    from tests.conftest import require_tool
+
+    hpa_server.add_file("big-for-tmpfs.bin", random_bytes(1_500_000, seed=74))
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+                   check=True, timeout=30)
+    try:
+        with recorder.capture(hpa_server) as sniff:
+            done = run_analyzer("tftp", "get", hpa_server.ip, "big-for-tmpfs.bin", "-o",
+                                small / "out.bin", "--blksize", "1428")
+        line = one_line_error(done, 1)
+        assert "No space left" in line
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=False, timeout=30)
+    fields = subprocess.run(
+        [require_tool("tshark"), "-r", str(sniff.path), "-Y", "tftp.opcode == 5",
+         "-T", "fields", "-e", "ip.dst", "-e", "tftp.error.code"],
+        capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    assert fields == [hpa_server.ip, "3"], fields
