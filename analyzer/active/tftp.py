@@ -128,11 +128,9 @@ class TftpClientDriver:
     """One `tftp get` or `tftp put` over real sockets."""
 
     def __init__(self, spec: TransferSpec,
-                 on_progress: ProgressCallback | None = None,
-                 local_ip: str | None = None) -> None:
+                 on_progress: ProgressCallback | None = None) -> None:
         self.spec = spec
         self.on_progress = on_progress
-        self.local_ip = local_ip  # bind here (None: the address that routes to the server)
         host, port = parse_server(spec.server, spec.port)
         self.family, self.server = resolve(host, port)
         self.server_text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -188,7 +186,7 @@ class TftpClientDriver:
         """Open and bind the socket(s); the local endpoints the transfer will use."""
         wildcard = "::" if self.family == socket.AF_INET6 else "0.0.0.0"
         # Bind on the address that routes to the server (loopback stays loopback).
-        local_ip = self.local_ip or _source_address(self.family, self.server) or wildcard
+        local_ip = _source_address(self.family, self.server) or wildcard
         endpoints: list[Endpoint] = []
         try:
             self.sock = _udp_socket(self.family, local_ip)

@@ -16,22 +16,33 @@ A server that never answers makes the first check fail and the others `skipped`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import secrets
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from analyzer.active.tftp import TftpClientDriver, TransferSpec, parse_server, resolve
+from analyzer.active.tftp import parse_server, resolve
 from analyzer.decode.packet import PROTO_UDP, Packet
 from analyzer.errors import InputError
 from analyzer.run.session import Endpoint, interface_for, run_session
 from analyzer.tftp import codec
-from analyzer.tftp.client import ClientConfig, ClientOutcome, Misbehaviour
+from analyzer.tftp.client import (
+    Action,
+    CancelTimer,
+    ClientConfig,
+    ClientOutcome,
+    Finished,
+    Misbehaviour,
+    NeedData,
+    Send,
+    SetTimer,
+    TftpClient,
+)
 from analyzer.tftp.transfer import TftpTransfer
 from analyzer.tftpcheck.checks import (
     BY_ID,
@@ -52,6 +63,9 @@ RETRIES = 3  # retransmissions in a row before a transfer gives up
 RAW_LISTEN = 1.0  # seconds a raw probe waits for answers after the last one
 RETRANSMIT_WINDOW = 16.0  # how long `retransmit` watches DATA 1 come again
 RETRANSMIT_QUIET = 7.0  # ... or until silent this long (atftpd, tftpy resend every 5 s)
+POLL_SECONDS = 0.1  # the longest wait between two looks at the stop event
+MAX_DATAGRAM = 65536 + 4
+SOCKET_BUFFER = 4 << 20
 SEND_INTERVAL = 0.0002  # at most 5,000 datagrams a second from one transfer
 MIN_GAP = 0.02  # bounded rate: at least this long between two checks
 AFTER_ERROR = 0.3  # a raw probe answered by an ERROR listens this long for more
@@ -98,59 +112,100 @@ def select_checks(only: Sequence[str], skip: Sequence[str]) -> list[Check]:
     return [c for c in CHECKS if (not only or c.id in only) and c.id not in skip]
 
 
-class _NullSink:
-    def write(self, data: bytes) -> int:
-        return len(data)
+class _Transfer:
+    """One transfer of the checker: the sans-IO client machine on its own socket (and a
+    second one for the stray-ACK hook), downloads thrown away (the tracker rebuilds the
+    file from the capture), uploads from memory, sends paced SEND_INTERVAL apart (a
+    bounded rate for the server, and a pace the capture keeps up with), ended by `stop`
+    with ERROR 0. (The `tftp get` driver is compiled by mypyc and writes files; this
+    loop is the few lines the checker needs of it.)"""
 
-    def flush(self) -> None:
-        pass
+    def __init__(self, config: ClientConfig, family: int, local_ip: str,
+                 upload: bytes = b"") -> None:
+        self.config = config
+        self.sock = _udp_socket(family, local_ip)
+        self.stray: socket.socket | None = None
+        if config.misbehaviour.stray_ack is not None:
+            self.stray = _udp_socket(family, local_ip)
+        self.upload = upload
+        self.offset = 0
+        self._next_send = 0.0
 
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
 
-class _PacedSocket:
-    """A socket whose sends are spaced at least `interval` apart: a bounded rate for the
-    server, and a pace the capture (and so the evidence) keeps up with."""
+    @property
+    def stray_port(self) -> int | None:
+        return int(self.stray.getsockname()[1]) if self.stray is not None else None
 
-    def __init__(self, sock: socket.socket, interval: float) -> None:
-        self._sock = sock
-        self._interval = interval
-        self._next = 0.0
+    def run(self, stop: threading.Event) -> ClientOutcome:
+        machine = TftpClient(self.config)
+        actions: list[Action] = machine.start()
+        deadline: float | None = None
+        try:
+            while True:
+                i = 0
+                while i < len(actions):
+                    action = actions[i]
+                    i += 1
+                    if isinstance(action, Send):
+                        self._send(action)
+                    elif isinstance(action, SetTimer):
+                        deadline = time.monotonic() + action.seconds
+                    elif isinstance(action, CancelTimer):
+                        deadline = None
+                    elif isinstance(action, NeedData):
+                        chunk = self.upload[self.offset:self.offset + action.size]
+                        self.offset += len(chunk)
+                        actions.extend(machine.provide(chunk, len(chunk) < action.size))
+                    elif isinstance(action, Finished):
+                        return action.outcome
+                if stop.is_set():
+                    actions = machine.abort()  # ERROR 0 to the server, then Finished
+                    continue
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    deadline = None
+                    actions = machine.timer_expired()
+                    continue
+                wait = POLL_SECONDS if deadline is None else min(POLL_SECONDS,
+                                                                 deadline - now)
+                self.sock.settimeout(max(wait, 0.001))
+                try:
+                    datagram, sender = self.sock.recvfrom(MAX_DATAGRAM)
+                except OSError:  # a timeout, or an ICMP error about an earlier datagram
+                    actions = []
+                    continue
+                actions = machine.receive(datagram, (str(sender[0]), int(sender[1])))
+        finally:
+            self.close()
 
-    def sendto(self, payload: bytes, address: tuple[str, int]) -> int:
+    def _send(self, action: Send) -> None:
         now = time.monotonic()
-        if now < self._next:
-            time.sleep(self._next - now)
-        self._next = max(now, self._next) + self._interval
-        return self._sock.sendto(payload, address)
+        if now < self._next_send:
+            time.sleep(self._next_send - now)
+        self._next_send = max(now, self._next_send) + SEND_INTERVAL
+        sock = self.stray if action.stray and self.stray is not None else self.sock
+        with contextlib.suppress(OSError):  # lost like a dropped datagram: timers cover it
+            sock.sendto(action.payload, action.to)
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._sock, name)
+    def close(self) -> None:
+        self.sock.close()
+        if self.stray is not None:
+            self.stray.close()
 
 
-class _ProbeDriver(TftpClientDriver):
-    """The client's socket driver with a config given whole and downloads thrown away
-    (the tracker rebuilds and hashes the file from the capture)."""
-
-    def __init__(self, spec: TransferSpec, config: Callable[[tuple[str, int]], ClientConfig],
-                 local_ip: str) -> None:
-        super().__init__(spec, local_ip=local_ip)
-        self._config = config(self.server)
-
-    def config(self) -> ClientConfig:
-        return self._config
-
-    def bind(self) -> list[tuple[str, int]]:
-        endpoints = super().bind()
-        if self.sock is not None:
-            self.sock = _PacedSocket(self.sock, SEND_INTERVAL)  # type: ignore[assignment]
-        return endpoints
-
-    def _target_path(self) -> str | None:
-        return None
-
-    def _open_sink(self):  # type: ignore[no-untyped-def]
-        if self.spec.put:
-            return None, None
-        return _NullSink(), None
+def _udp_socket(family: int, local_ip: str) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+        sock.bind((local_ip, 0))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class ServerChecker:
@@ -175,7 +230,6 @@ class ServerChecker:
         self.seconds: dict[str, float] = {}
         self._cancel = threading.Event()
         self._deadline = 0.0
-        self._tempdir = tempfile.mkdtemp(prefix="analyzer-check-")
         self.local_ip = _source_address(self.family, self.server)
 
     # ------------------------------------------------------------ session driver
@@ -187,37 +241,32 @@ class ServerChecker:
         self._cancel = cancel
         dead: str | None = None
         answered = False
-        try:
-            for check in self.checks:
-                if cancel.is_set():
-                    self.skipped[check.id] = "cancelled by the user"
-                    continue
-                reason = self._missing(check)
-                if reason is None and dead is not None:
-                    reason = dead
-                if reason is not None:
-                    self.skipped[check.id] = reason
-                    continue
-                if self.on_check is not None:
-                    self.on_check(check, "running")
-                started = time.monotonic()
-                self._deadline = started + (check.budget or self.options.check_timeout)
-                probes = check.drive(self)
-                self.probes[check.id] = probes
-                self.seconds[check.id] = time.monotonic() - started
-                if self.on_check is not None:
-                    self.on_check(check, "done")
-                if any(p.answered for p in probes):
-                    answered = True
-                elif not answered and probes and check.id in EXPECT_ANSWER:
-                    # Nothing has ever come back: the server is down or filtered; the
-                    # other checks would only wait out their timeouts.
-                    dead = f"the server did not answer {check.id}"
-                time.sleep(MIN_GAP)
-        finally:
-            for name in os.listdir(self._tempdir):
-                os.unlink(os.path.join(self._tempdir, name))
-            os.rmdir(self._tempdir)
+        for check in self.checks:
+            if cancel.is_set():
+                self.skipped[check.id] = "cancelled by the user"
+                continue
+            reason = self._missing(check)
+            if reason is None and dead is not None:
+                reason = dead
+            if reason is not None:
+                self.skipped[check.id] = reason
+                continue
+            if self.on_check is not None:
+                self.on_check(check, "running")
+            started = time.monotonic()
+            self._deadline = started + (check.budget or self.options.check_timeout)
+            probes = check.drive(self)
+            self.probes[check.id] = probes
+            self.seconds[check.id] = time.monotonic() - started
+            if self.on_check is not None:
+                self.on_check(check, "done")
+            if any(p.answered for p in probes):
+                answered = True
+            elif not answered and probes and check.id in EXPECT_ANSWER:
+                # Nothing has ever come back: the server is down or filtered; the
+                # other checks would only wait out their timeouts.
+                dead = f"the server did not answer {check.id}"
+            time.sleep(MIN_GAP)
 
     def _missing(self, check: Check) -> str | None:
         if NEEDS_FILE in check.needs and not self.file:
@@ -230,44 +279,28 @@ class ServerChecker:
 
     # ------------------------------------------------------------ the Exchange toolbox
 
-    def _spec(self, filename: str, put: bool, data: bytes,
-              misbehaviour: Misbehaviour | None) -> TransferSpec:
-        local = "-"
-        if put:
-            local = os.path.join(self._tempdir, f"upload-{len(os.listdir(self._tempdir))}")
-            with open(local, "wb") as handle:
-                handle.write(data)
-        return TransferSpec(server=f"[{self.server[0]}]:{self.server[1]}", remote=filename,
-                            local=local, put=put,
-                            misbehaviour=misbehaviour or Misbehaviour())
+    def _transfer(self, filename: str, put: bool, data: bytes, mode: str,
+                  options: codec.Options, misbehaviour: Misbehaviour | None,
+                  timeout: float | None) -> _Transfer:
+        config = ClientConfig(server=self.server, filename=filename, put=put, mode=mode,
+                              put_size=len(data) if put else None, raw_options=options,
+                              timeout=timeout or self.options.timeout, retries=RETRIES,
+                              misbehaviour=misbehaviour or Misbehaviour())
+        return _Transfer(config, self.family, self.local_ip, data)
 
-    def _driver(self, filename: str, put: bool, data: bytes, mode: str,
-                options: codec.Options, misbehaviour: Misbehaviour | None,
-                timeout: float | None) -> _ProbeDriver:
-        base = timeout or self.options.timeout
-        spec = self._spec(filename, put, data, misbehaviour)
-
-        def config(server: tuple[str, int]) -> ClientConfig:
-            return ClientConfig(server=server, filename=filename, put=put, mode=mode,
-                                put_size=len(data) if put else None,
-                                raw_options=options, timeout=base, retries=RETRIES,
-                                misbehaviour=misbehaviour or Misbehaviour())
-
-        return _ProbeDriver(spec, config, self.local_ip)
-
-    def _run_bounded(self, drivers: Sequence[_ProbeDriver]) -> list[ClientOutcome | None]:
-        """Run the drivers at once, each cancelled (ERROR 0) at the check's deadline."""
+    def _run_bounded(self, transfers: Sequence[_Transfer]) -> list[ClientOutcome | None]:
+        """Run the transfers at once, each cancelled (ERROR 0) at the check's deadline."""
         stop = threading.Event()
-        outcomes: list[ClientOutcome | None] = [None] * len(drivers)
+        outcomes: list[ClientOutcome | None] = [None] * len(transfers)
 
         def one(i: int) -> None:
             try:
-                outcomes[i] = drivers[i].run(stop)
+                outcomes[i] = transfers[i].run(stop)
             except OSError:
                 outcomes[i] = None
 
         threads = [threading.Thread(target=one, args=(i,), daemon=True)
-                   for i in range(len(drivers))]
+                   for i in range(len(transfers))]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -281,11 +314,10 @@ class ServerChecker:
                  mode: str = "octet", options: codec.Options = (),
                  misbehaviour: Misbehaviour | None = None,
                  timeout: float | None = None) -> Probe:
-        driver = self._driver(filename, put, data, mode, options, misbehaviour, timeout)
-        endpoints = driver.bind()
-        outcome = self._run_bounded([driver])[0]
-        probe = Probe(what, [endpoints[0][1]], outcome,
-                      endpoints[1][1] if len(endpoints) > 1 else None)
+        transfer = self._transfer(filename, put, data, mode, options, misbehaviour, timeout)
+        probe = Probe(what, [transfer.port], stray_port=transfer.stray_port)
+        outcome = self._run_bounded([transfer])[0]
+        probe.outcome = outcome
         probe.answered = outcome is not None and outcome.peer is not None
         if (outcome is not None and outcome.ok and not put and filename == self.file
                 and mode == "octet" and self.file_size is None):
@@ -293,10 +325,10 @@ class ServerChecker:
         return probe
 
     def transfers(self, what: str, count: int, filename: str) -> list[Probe]:
-        drivers = [self._driver(filename, False, b"", "octet", (), None, None)
-                   for _ in range(count)]
-        ports = [driver.bind()[0][1] for driver in drivers]
-        outcomes = self._run_bounded(drivers)
+        transfers = [self._transfer(filename, False, b"", "octet", (), None, None)
+                     for _ in range(count)]
+        ports = [transfer.port for transfer in transfers]
+        outcomes = self._run_bounded(transfers)
         probes = []
         for port, outcome in zip(ports, outcomes, strict=True):
             probe = Probe(what, [port], outcome)
