@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analyzer.cli import tftp_client
+from analyzer.cli import tftp_check, tftp_client
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     show.set_defaults(handler=run_show)
 
     tftp_client.register(sub)  # tftp get / tftp put
+    tftp_check.register(sub)  # tftp check
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
