@@ -11,22 +11,28 @@ from analyzer.errors import InputError
 Address = tuple[str, int] | tuple[str, int, int, int]
 
 
-def split_host_port(text: str, default_port: int) -> tuple[str, int]:
-    """`HOST`, `HOST:PORT`, `[V6]`, `[V6]:PORT` or a bare IPv6 address -> (host, port)."""
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
+def parse_host_port(text: str, default_port: int, what: str = "peer") -> tuple[str, int]:
+    """HOST, HOST:PORT, [V6], [V6]:PORT or a bare IPv6 address -> (host, port)."""
+    host, found = text.strip(), None
+    if host.startswith("["):
+        end = host.find("]")
         if end < 0:
-            raise InputError(f"{text}: missing ']' after an IPv6 address")
-        host, rest = text[1:end], text[end + 1:]
-        if rest and not rest.startswith(":"):
-            raise InputError(f"{text}: expected [ADDRESS]:PORT")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
+            raise InputError(f"bad {what} address {text!r}: missing ']'")
+        rest = host[end + 1:]
+        host = host[1:end]
+        if rest:
+            if not rest.startswith(":"):
+                raise InputError(f"bad {what} address {text!r}")
+            found = rest[1:]
+    elif host.count(":") == 1:
+        host, found = host.split(":")
     if not host:
-        raise InputError(f"{text!r}: no host")
-    return host, parse_port(port_text) if port_text else default_port
+        raise InputError(f"bad {what} address {text!r}: no host")
+    if found is None:
+        return host, default_port
+    if not found.isdigit():
+        raise InputError(f"bad port in {text!r}")
+    return host, parse_port(found)
 
 
 def parse_port(text: str | int, allow_zero: bool = False) -> int:
@@ -35,7 +41,7 @@ def parse_port(text: str | int, allow_zero: bool = False) -> int:
     except ValueError:
         raise InputError(f"{text!r} is not a port number") from None
     if not (0 if allow_zero else 1) <= port <= 65535:
-        raise InputError(f"port {port} is out of range (1-65535)")
+        raise InputError(f"bad port {port}: ports are 1 to 65535")
     return port
 
 
@@ -45,9 +51,9 @@ def resolve(host: str, port: int, kind: int) -> tuple[int, tuple[str, int]]:
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, kind)
     except socket.gaierror as exc:
-        raise InputError(f"{host}: unknown host ({exc.strerror})") from None
+        raise InputError(f"cannot resolve {host!r}: {exc.strerror}") from None
     except UnicodeError:
-        raise InputError(f"{host!r}: not a valid host name") from None
+        raise InputError(f"cannot resolve {host!r}: not a valid host name") from None
     infos.sort(key=lambda info: info[0] != socket.AF_INET)
     family, _kind, _proto, _name, address = infos[0]
     return family, (str(address[0]), int(address[1]))
@@ -85,8 +91,9 @@ def source_address_for(remote: str) -> str | None:
     try:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         probe.connect((remote, 9))
-        return str(probe.getsockname()[0])
+        address = str(probe.getsockname()[0])
     except OSError:
         return None
     finally:
         probe.close()
+    return None if address in ("0.0.0.0", "::") else address

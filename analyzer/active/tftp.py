@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import os
 import socket
 import struct
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import IO
 
+from analyzer.active.sockets import parse_host_port, parse_port, resolve, source_address_for
 from analyzer.errors import InputError
 from analyzer.tftp import codec
 from analyzer.tftp.client import (
@@ -83,45 +83,12 @@ class TransferSpec:
 
 
 def parse_server(text: str, port: int | None = None) -> tuple[str, int]:
-    """HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address -> (host, port)."""
-    host, found_port = text.strip(), None
-    if host.startswith("["):
-        end = host.find("]")
-        if end < 0:
-            raise InputError(f"bad server address {text!r}: missing ']'")
-        rest = host[end + 1:]
-        host = host[1:end]
-        if rest:
-            if not rest.startswith(":"):
-                raise InputError(f"bad server address {text!r}")
-            found_port = rest[1:]
-    elif host.count(":") == 1:
-        host, found_port = host.split(":")
-    if not host:
-        raise InputError(f"bad server address {text!r}: no host")
-    number = codec.TFTP_PORT
-    if found_port is not None:
-        if not found_port.isdigit():
-            raise InputError(f"bad port in {text!r}")
-        number = int(found_port)
-    if port is not None:
-        number = port
-    if not 1 <= number <= 65535:
-        raise InputError(f"bad port {number}: ports are 1 to 65535")
-    return host, number
-
-
-def resolve(host: str, port: int) -> tuple[int, Endpoint]:
-    """(address family, (ip, port)) of the server; InputError when it does not resolve."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
-        raise InputError(f"cannot resolve {host!r}: {reason}") from None
-    # Prefer IPv4 for names like "localhost" that resolve to both (most servers bind v4).
-    infos.sort(key=lambda info: info[0] != socket.AF_INET)
-    family, _, _, _, address = infos[0]
-    return family, (str(address[0]), int(address[1]))
+    """HOST, HOST:PORT, [V6]:PORT or a bare IPv6 address -> (host, port); `port`, when
+    given, wins (--port); 69 otherwise."""
+    host, number = parse_host_port(text, codec.TFTP_PORT, "server")
+    if port is None:
+        return host, number
+    return host, parse_port(port)
 
 
 class TftpClientDriver:
@@ -132,7 +99,7 @@ class TftpClientDriver:
         self.spec = spec
         self.on_progress = on_progress
         host, port = parse_server(spec.server, spec.port)
-        self.family, self.server = resolve(host, port)
+        self.family, self.server = resolve(host, port, socket.SOCK_DGRAM)
         self.server_text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.sock: socket.socket | None = None
         self.stray: socket.socket | None = None
@@ -186,7 +153,7 @@ class TftpClientDriver:
         """Open and bind the socket(s); the local endpoints the transfer will use."""
         wildcard = "::" if self.family == socket.AF_INET6 else "0.0.0.0"
         # Bind on the address that routes to the server (loopback stays loopback).
-        local_ip = _source_address(self.family, self.server) or wildcard
+        local_ip = source_address_for(self.server[0]) or wildcard
         endpoints: list[Endpoint] = []
         try:
             self.sock = _udp_socket(self.family, local_ip)
@@ -404,21 +371,6 @@ def _udp_socket(family: int, local_ip: str) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def _source_address(family: int, server: Endpoint) -> str | None:
-    """The local address the kernel would use towards `server` (no packet is sent)."""
-    probe = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        probe.connect(server)
-        address = str(probe.getsockname()[0])
-    except OSError:
-        return None
-    finally:
-        probe.close()
-    if ipaddress.ip_address(address).is_unspecified:
-        return None
-    return address
 
 
 def _endpoint_of(sock: socket.socket) -> Endpoint:

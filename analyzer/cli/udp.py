@@ -180,11 +180,11 @@ def run_listen(args: argparse.Namespace) -> int:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    from analyzer.active.sockets import parse_port, split_host_port
+    from analyzer.active.sockets import parse_host_port, parse_port
     from analyzer.active.udp import UdpChatDriver
 
     encoding = check_encoding(args)
-    host, port = split_host_port(args.peer, 0)
+    host, port = parse_host_port(args.peer, 0)
     if port == 0:
         raise InputError(f"{args.peer}: give the peer as HOST:PORT")
     prompt = _TerminalPrompt(encoding) if sys.stdin.isatty() and not args.json else None

@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from analyzer.active.tftp import parse_server, resolve
+from analyzer.active.sockets import resolve, source_address_for
+from analyzer.active.tftp import parse_server
 from analyzer.decode.packet import PROTO_UDP, Packet
 from analyzer.errors import InputError
 from analyzer.run.session import Endpoint, interface_for, run_session
@@ -217,7 +218,7 @@ class ServerChecker:
         self.checks = list(checks)
         self.on_check = on_check
         host, port = parse_server(options.server, options.port)
-        self.family, self.server = resolve(host, port)
+        self.family, self.server = resolve(host, port, socket.SOCK_DGRAM)
         self.server_text = options.server
         self.file = options.file
         self.big_file = options.big_file
@@ -405,15 +406,7 @@ def _source_address(family: int, server: tuple[str, int]) -> str:
     the address the kernel would use towards it."""
     if ipaddress.ip_address(server[0]).is_loopback:
         return server[0]
-    probe = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        probe.connect(server)
-        address = str(probe.getsockname()[0])
-    except OSError:
-        address = "::" if family == socket.AF_INET6 else "0.0.0.0"
-    finally:
-        probe.close()
-    return address
+    return source_address_for(server[0]) or ("::" if family == socket.AF_INET6 else "0.0.0.0")
 
 
 def _watch_filter(server_ip: str, local_ip: str) -> str:
