@@ -143,6 +143,8 @@ def sniff(interface: str, *, bpf: str | None, count: int | None, duration: float
     """`analyzer sniff`: capture on the main thread until a count, a duration, Ctrl-C or
     SIGTERM, feeding `analyzer`; `on_start(capture)` may return a callable run between
     packets about four times a second (the live view's refresh)."""
+    from analyzer.capture.live import LiveCapture
+
     capture = LiveCapture(interface, bpf=bpf, count=count, duration=duration, write=write)
     stop = threading.Event()
     # Ctrl-C and SIGTERM only ask the capture loop to stop, wherever they land, so every
