@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import time
 
 import pytest
 
-from tests.conftest import require_root
+from tests.conftest import require_root, require_tool
 from tests.support.analyzer_cli import run_analyzer
 
 SILENT_IP = "127.0.0.27"
@@ -31,9 +30,7 @@ def test_bad_port_and_timeout_are_one_line_exit_2() -> None:
 
 def test_without_root_one_line_exit_2() -> None:
     require_root()  # to become nobody
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv is not installed")
+    setpriv = require_tool("setpriv")
     import subprocess
     import sys
 
