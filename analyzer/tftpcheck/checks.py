@@ -199,6 +199,16 @@ def _no_answer(what: str, probe: Probe, ev: Evidence) -> Verdict:
                    _frames(ev.seen(probe)))
 
 
+def _first_answered(ev: Evidence) -> tuple[Probe, TftpTransfer] | Verdict:
+    """The check's first probe and the transfer the tracker saw for it, or the verdict
+    when the server never answered it."""
+    probe = ev.probes[0]
+    transfer = ev.transfer(probe)
+    if transfer is None:
+        return _no_answer(probe.what, probe, ev)
+    return probe, transfer
+
+
 def _data_from_server(ev: Evidence, probe: Probe) -> list[Seen]:
     return [s for s in ev.replies(probe) if isinstance(s.message(), codec.Data)]
 
@@ -483,10 +493,10 @@ def drive_tsize(x: Exchange) -> list[Probe]:
 
 
 def judge_tsize(ev: Evidence) -> Verdict:
-    probe = ev.probes[0]
-    transfer = ev.transfer(probe)
-    if transfer is None:
-        return _no_answer(probe.what, probe, ev)
+    answered = _first_answered(ev)
+    if isinstance(answered, Verdict):
+        return answered
+    probe, transfer = answered
     frames = _transfer_frames(transfer, ev.seen(probe))
     oack = _oack_options(transfer)
     if oack is None or "tsize" not in oack:
@@ -520,10 +530,10 @@ def _copies_of_data(ev: Evidence, probe: Probe, block: int) -> list[Seen]:
 
 
 def judge_timeout_option(ev: Evidence) -> Verdict:
-    probe = ev.probes[0]
-    transfer = ev.transfer(probe)
-    if transfer is None:
-        return _no_answer(probe.what, probe, ev)
+    answered = _first_answered(ev)
+    if isinstance(answered, Verdict):
+        return answered
+    probe, transfer = answered
     oack = _oack_options(transfer)
     if oack is None or "timeout" not in oack:
         return Verdict(UNSUPPORTED, f"{probe.what}: timeout not acknowledged "
@@ -547,10 +557,10 @@ def drive_windowsize(x: Exchange) -> list[Probe]:
 
 
 def judge_windowsize(ev: Evidence) -> Verdict:
-    probe = ev.probes[0]
-    transfer = ev.transfer(probe)
-    if transfer is None:
-        return _no_answer(probe.what, probe, ev)
+    answered = _first_answered(ev)
+    if isinstance(answered, Verdict):
+        return answered
+    probe, transfer = answered
     frames = _transfer_frames(transfer, ev.seen(probe))
     oack = _oack_options(transfer)
     if not _complete(transfer):
@@ -573,10 +583,10 @@ def drive_unknown_option(x: Exchange) -> list[Probe]:
 
 
 def judge_unknown_option(ev: Evidence) -> Verdict:
-    probe = ev.probes[0]
-    transfer = ev.transfer(probe)
-    if transfer is None:
-        return _no_answer(probe.what, probe, ev)
+    answered = _first_answered(ev)
+    if isinstance(answered, Verdict):
+        return answered
+    probe, transfer = answered
     frames = _transfer_frames(transfer, ev.seen(probe))
     oack = _oack_options(transfer)
     if oack is not None and UNKNOWN_OPTION in oack:
@@ -597,10 +607,10 @@ def drive_option_case(x: Exchange) -> list[Probe]:
 
 
 def judge_option_case(ev: Evidence) -> Verdict:
-    probe = ev.probes[0]
-    transfer = ev.transfer(probe)
-    if transfer is None:
-        return _no_answer(probe.what, probe, ev)
+    answered = _first_answered(ev)
+    if isinstance(answered, Verdict):
+        return answered
+    probe, transfer = answered
     frames = _transfer_frames(transfer, ev.seen(probe))
     oack = _oack_options(transfer)
     if oack is not None and oack.get("blksize") == "1024":
@@ -664,10 +674,10 @@ def drive_sorcerers_apprentice(x: Exchange) -> list[Probe]:
 
 
 def judge_sorcerers_apprentice(ev: Evidence) -> Verdict:
-    probe = ev.probes[0]
-    transfer = ev.transfer(probe)
-    if transfer is None:
-        return _no_answer(probe.what, probe, ev)
+    answered = _first_answered(ev)
+    if isinstance(answered, Verdict):
+        return answered
+    probe, transfer = answered
     frames = _transfer_frames(transfer, ev.seen(probe))
     bad = _has_finding(transfer, SORCERERS_APPRENTICE)
     dup2 = _copies_of_data(ev, probe, 2)
@@ -772,10 +782,10 @@ def drive_final_empty_block(x: Exchange) -> list[Probe]:
 def judge_final_empty_block(ev: Evidence) -> Verdict:
     if not ev.probes:
         return Verdict(SKIPPED, "the file's size is not known (or is 0)")
-    probe = ev.probes[0]
-    transfer = ev.transfer(probe)
-    if transfer is None:
-        return _no_answer(probe.what, probe, ev)
+    answered = _first_answered(ev)
+    if isinstance(answered, Verdict):
+        return answered
+    probe, transfer = answered
     data = _data_from_server(ev, probe)
     frames = _transfer_frames(transfer, ev.seen(probe))
     if transfer.bytes % transfer.blksize != 0 and transfer.bytes:
@@ -795,10 +805,10 @@ def drive_rollover(x: Exchange) -> list[Probe]:
 
 
 def judge_rollover(ev: Evidence) -> Verdict:
-    probe = ev.probes[0]
-    transfer = ev.transfer(probe)
-    if transfer is None:
-        return _no_answer(probe.what, probe, ev)
+    answered = _first_answered(ev)
+    if isinstance(answered, Verdict):
+        return answered
+    probe, transfer = answered
     frames = _transfer_frames(transfer, ev.seen(probe))
     if transfer.rollover_frame is not None:
         frames = (*frames, transfer.rollover_frame)
