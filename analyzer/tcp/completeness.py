@@ -8,6 +8,9 @@ Update rule (Wireshark 4.0, packet-tcp.c), per packet of the conversation:
   else ACK.
 - FIN (16): only together with ACK.
 - RST (32): any RST.
+A stream of exactly one packet keeps only the creating packet's bits (SYN, SYN+DATA, or
+nothing): Wireshark adds the rest only on later packets (`Stream._completeness`; checked
+against tshark for every flag combination in tests/tcp/test_one_packet_completeness.py).
 """
 
 from __future__ import annotations

@@ -431,6 +431,14 @@ class Stream:
 
     # -- the end --------------------------------------------------------------------------
 
+    def _completeness(self, cflow: Flow, sflow: Flow) -> int:
+        """Wireshark's final `tcp.completeness`. A stream of exactly one packet keeps only
+        what its creating packet sets (a pure SYN: SYN, and DATA with a payload): on that
+        packet Wireshark adds no ACK, DATA, FIN, RST or SYN-ACK bit, only on later ones."""
+        if cflow.packets + sflow.packets == 1:
+            return self.completeness
+        return self.completeness | cflow.completeness | sflow.completeness
+
     def finish(self, evicted: bool = False) -> TcpStreamResult:
         for flow in self.flows:
             if flow.seen:
@@ -513,7 +521,7 @@ class Stream:
             direction_guessed=self.syn_side is None, packets=cflow.packets + sflow.packets,
             start=self.start, end=self.end, handshake=handshake, close=close,
             labels=sorted(labels),
-            completeness=self.completeness | cflow.completeness | sflow.completeness,
+            completeness=self._completeness(cflow, sflow),
             history=history,
             conn_state=conn_state, gaps=gaps, analysis=kinds,
             initial_rtt=self.rtt, active_closer=active, evicted=evicted,
