@@ -12,11 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from analyzer import __version__
+from analyzer.cli.exits import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 from analyzer.errors import InputError
-
-EXIT_OK = 0
-EXIT_FAILURE = 1  # the machine's trouble, not the input's: a full disk, say
-EXIT_INPUT = 2
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,14 +10,13 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from analyzer.cli.exits import EXIT_FAILURE, EXIT_OK
 from analyzer.errors import InputError
 
 if TYPE_CHECKING:
     from analyzer.tftpcheck.checks import Check
     from analyzer.tftpcheck.runner import CheckOptions, CheckReport
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 def register(tftp_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -99,7 +98,7 @@ def run_check(args: argparse.Namespace) -> int:
         out.print(f"evidence: {report.evidence_path}" if report.evidence_path else
                   "evidence: not kept (use -w OUT.pcapng)", markup=False, highlight=False)
     failed = any(r.verdict.verdict == "fail" for r in report.results)
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 def _with_progress_row(options: CheckOptions, total: int) -> CheckReport:

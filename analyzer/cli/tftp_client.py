@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from analyzer.cli.active import add_active_options, watched
+from analyzer.cli.exits import EXIT_FAILURE, EXIT_OK
 from analyzer.errors import InputError
 from analyzer.tftp import codec
 from analyzer.tftp.codec import DEFAULT_RETRIES, DEFAULT_TIMEOUT
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from analyzer.active.tftp import TftpClientDriver
     from analyzer.tftp.client import ClientOutcome
 
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 def register(tftp_subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -143,7 +142,7 @@ def _run(args: argparse.Namespace, put: bool) -> int:
     outcome: ClientOutcome = result.outcome
     _report(outcome, driver.server_text, args, to_stderr=to_stdout)
     print_watch(result, as_json=args.json, out=sys.stdout, to_stderr=to_stdout)
-    return EXIT_OK if outcome.ok else EXIT_FAILED
+    return EXIT_OK if outcome.ok else EXIT_FAILURE
 
 
 class _SessionDriver:

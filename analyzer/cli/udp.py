@@ -9,10 +9,8 @@ import threading
 from collections.abc import Callable, Iterator
 
 from analyzer.cli.active import add_active_options, check_encoding, encode_text, watched
+from analyzer.cli.exits import EXIT_FAILURE, EXIT_OK
 from analyzer.errors import InputError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -141,7 +139,7 @@ def _send(args: argparse.Namespace, host: str, broadcast: bool,
     _finish(result, args, log)
     if outcome.error is not None:
         print(f"analyzer: {outcome.error}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_FAILURE
     return EXIT_OK
 
 
