@@ -186,10 +186,10 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
                  tftp_results: Callable[[TftpTransfer], None] | None = None,
                  tftp_tracker: TftpTracker | None = None, track_tcp: bool = True,
-                 track_tftp: bool = True) -> Analysis:
+                 track_tftp: bool = True, tee_fd: int | None = None) -> Analysis:
     """Read a whole capture through the trackers. `progress(done, total)` in file bytes;
-    the other keywords: see `Analyzer`."""
-    with tuned_gc(), open_capture(path) as cap:
+    tee_fd: see CaptureFile; the other keywords: see `Analyzer`."""
+    with tuned_gc(), open_capture(path, tee_fd) as cap:
         frame_filter = FrameFilter(bpf, cap.info.byte_order) if bpf else None
         analyzer = Analyzer(tftp_ports=tftp_ports, extract_dir=extract_dir,
                             frame_filter=frame_filter, tcp_tracker=tcp_tracker,

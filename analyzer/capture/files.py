@@ -26,10 +26,19 @@ STDIN = "-"  # the path that means standard input (a pipe: `tcpdump -w - | analy
 class CaptureFile:
     """An open capture: iterate it once for its frames; `info` fills in as it goes."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], tee_fd: int | None = None) -> None:
+        """tee_fd: a pipe that gets a copy of every byte read (standard input only: how
+        a second process reads the same pipe, analyzer/run/parallel.py); closed here."""
         self.path = os.fspath(path)
         self.info = CaptureInfo(path=self.path)
-        self._raw = _open_raw(self.path)
+        try:
+            self._raw = _open_raw(self.path)
+        except BaseException:
+            if tee_fd is not None:
+                os.close(tee_fd)
+            raise
+        if tee_fd is not None:
+            self._raw = _Tee(self._raw, tee_fd)  # type: ignore[assignment]
         status = os.fstat(self._raw.fileno())
         self.size = status.st_size if stat.S_ISREG(status.st_mode) else 0
         stream: BinaryIO = self._raw
@@ -138,6 +147,50 @@ class _Prefixed(io.RawIOBase):
 
     def tell(self) -> int:
         return self._stream.tell() - len(self._prefix)
+
+
+class _Tee(io.RawIOBase):
+    """`stream`, with a copy of every byte read written to the pipe `fd`. A reader on the
+    other end that goes away costs nothing here: the copying stops (its owner notices
+    the missing result)."""
+
+    def __init__(self, stream: BinaryIO, fd: int) -> None:
+        self._stream = stream
+        self._fd: int | None = fd
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._stream.readinto(buffer)  # type: ignore[attr-defined]
+        if not n:
+            return 0
+        self._position += n
+        if self._fd is not None:
+            view = memoryview(buffer).cast("B")[:n]
+            try:
+                while view:
+                    view = view[os.write(self._fd, view):]
+            except OSError:  # BrokenPipeError: the other reader stopped
+                self._close_copy()
+        return int(n)
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def tell(self) -> int:
+        return self._position
+
+    def _close_copy(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def close(self) -> None:
+        self._close_copy()
+        self._stream.close()
+        super().close()
 
 
 def _open_raw(path: str) -> BinaryIO:
@@ -262,11 +315,13 @@ def capture_paths(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]
     return found
 
 
-def open_capture(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Capture:
+def open_capture(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                 tee_fd: int | None = None) -> Capture:
     """Open a pcap/pcapng file (plain or gzip; "-" is standard input), or several of
     them, or a directory of them, merged in time order; raises InputError when it is
-    unusable."""
+    unusable. tee_fd: see CaptureFile (one file only)."""
     paths = capture_paths(path)
     if len(paths) == 1:
-        return CaptureFile(paths[0])
+        return CaptureFile(paths[0], tee_fd)
+    assert tee_fd is None
     return MergedCapture(paths)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, TextIO
 
+from analyzer.capture.files import STDIN
 from analyzer.errors import InputError
 from analyzer.pipeline import Analysis, analyze_file
 from analyzer.tcp.tracker import TcpTracker
@@ -43,7 +44,7 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
     # rich (analyzer.report.console) takes ~60 ms to import: only for a progress bar or
     # the table view, never for JSON into a pipe.
     bar: FileProgress | None = None
-    if progress and path != "-":  # a pipe has no size to show progress over
+    if progress and path != STDIN:  # a pipe has no size to show progress over
         from analyzer.report.console import file_progress
 
         bar = file_progress()
@@ -58,6 +59,9 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
             if split is not None:
                 write_split_analysis(split, out)
                 return
+            if path == STDIN:  # read once, and gone: no second try in one process
+                raise InputError("-: the second process analyzing standard input failed; "
+                                 "run with ANALYZER_WORKERS=1 to use one")
             if bar is not None:  # worker 1 failed: once more in one process
                 bar = file_progress()
     tcp_lines = TcpLines() if as_json else None

@@ -52,6 +52,27 @@ def test_busy_capture_same_output(busy_capture: Path) -> None:
     assert two_process_lines(busy_capture) == single
 
 
+@pytest.mark.parametrize("compress", [False, True], ids=["pcap", "gzip"])
+def test_standard_input_in_two_processes_same_output(busy_capture: Path, compress: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tcpdump -w - | analyzer read -`: the parent copies the pipe to worker 1, which
+    reports (a None here would mean it failed), and the lines are the file's."""
+    command = ["gzip", "-c", str(busy_capture)] if compress else ["cat", str(busy_capture)]
+    source = subprocess.Popen(command, stdout=subprocess.PIPE)
+    monkeypatch.setattr(sys, "stdin", source.stdout)
+    try:
+        piped = [json.loads(line) for line in two_process_lines("-")]  # type: ignore[arg-type]
+    finally:
+        source.stdout.close()  # type: ignore[union-attr]
+        source.wait(10)
+    single = [json.loads(line) for line in one_process_lines(busy_capture)]
+    assert piped[-1].pop("file") == "-" and piped[-1].pop("compressed") is compress
+    single[-1].pop("file")
+    single[-1].pop("compressed")
+    assert piped == single
+    assert _no_child_left()
+
+
 def test_filter_same_output(busy_capture: Path) -> None:
     options = {"bpf": "tcp or udp port 69 or ip6"}
     assert two_process_lines(busy_capture, **options) == \
