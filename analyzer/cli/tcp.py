@@ -44,11 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def run_follow(args: argparse.Namespace) -> int:
-    from analyzer.report.tcp_view import follow_text, gap_lines
+    from analyzer.report.tcp_view import gap_lines, write_follow
     from analyzer.run.read import one_tcp_stream
 
-    result = one_tcp_stream(args.capture, args.stream, args.filter)
-    sys.stdout.write(follow_text(result, args.format))
+    result = one_tcp_stream(args.capture, args.stream, args.filter, spool_chunks=True)
+    write_follow(result, args.format, sys.stdout.write)
     sys.stdout.flush()
     for line in gap_lines(result):
         print(f"analyzer: {line}", file=sys.stderr)

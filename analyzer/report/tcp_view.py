@@ -11,7 +11,8 @@ section.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+import io
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from rich.console import Group, RenderableType
@@ -157,53 +158,73 @@ def _node_endpoints(result: TcpStreamResult) -> tuple[str, str]:
 
 
 def follow_text(result: TcpStreamResult, mode: str) -> str:
-    """`tshark -q -z follow,tcp,MODE,N` output for mode ascii, hex or raw; node 0 is the
-    client. Needs the stream's chunks (track it with `TcpTracker(keep={N})`)."""
+    """`write_follow`'s output as one string."""
+    out = io.StringIO()
+    write_follow(result, mode, out.write)
+    return out.getvalue()
+
+
+def write_follow(result: TcpStreamResult, mode: str, write: Callable[[str], object]) -> None:
+    """`tshark -q -z follow,tcp,MODE,N` output for mode ascii, hex, raw or yaml, written a
+    chunk at a time; node 0 is the client. Needs the stream's chunks (track it with
+    `TcpTracker(keep={N})`)."""
     if mode == "yaml":
-        return follow_yaml(result)
+        write_follow_yaml(result, write)
+        return
+    if mode not in ("raw", "ascii", "hex"):
+        raise ValueError(f"unknown follow mode {mode!r}")
     node0, node1 = _node_endpoints(result)
-    out = ["\n", SEPARATOR, f"Follow: tcp,{mode}\n", f"Filter: tcp.stream eq {result.stream}\n",
-           f"Node 0: {node0}\n", f"Node 1: {node1}\n"]
+    write(f"\n{SEPARATOR}Follow: tcp,{mode}\nFilter: tcp.stream eq {result.stream}\n"
+          f"Node 0: {node0}\nNode 1: {node1}\n")
     offsets = [0, 0]
     for chunk in result.chunks or ():
         node = 0 if chunk.from_client else 1
         prefix = "\t" if node else ""
         data = chunk.data
         if mode == "raw":
-            out.append(prefix + data.hex() + "\n")
+            write(prefix + data.hex() + "\n")
         elif mode == "ascii":
-            out.append(f"{prefix}{len(data)}\n")
-            out.append("".join(_ASCII[b] for b in data) + "\n")
-        elif mode == "hex":
-            out.append(_hexdump(data, offsets[node], prefix))
+            write(f"{prefix}{len(data)}\n{data.translate(_ASCII).decode('latin-1')}\n")
         else:
-            raise ValueError(f"unknown follow mode {mode!r}")
+            write(_hexdump(data, offsets[node], prefix))
         offsets[node] += len(data)
-    out.append(SEPARATOR)
-    return "".join(out)
+    write(SEPARATOR)
 
 
-# tshark's ascii mode: printable ASCII and CR/LF as is, everything else as '.'.
-_ASCII = [chr(b) if 0x20 <= b < 0x7F or b in (0x0A, 0x0D) else "." for b in range(256)]
-_DUMP = [chr(b) if 0x20 <= b < 0x7F else "." for b in range(256)]
+# tshark's ascii mode: printable ASCII and CR/LF as is, everything else as '.'; its hex
+# mode's text column: printable ASCII only. (bytes.translate tables)
+_ASCII = bytes(b if 0x20 <= b < 0x7F or b in (0x0A, 0x0D) else 0x2E for b in range(256))
+_DUMP = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
 
 
 def _hexdump(data: bytes, offset: int, prefix: str) -> str:
-    """tshark's follow hex lines: offset, 16 bytes in two groups of 8, ASCII column."""
+    """tshark's follow hex lines: offset, 16 bytes in two groups of 8, ASCII column.
+    tshark drops a line's last character when it is a space: the separator after 8 bytes,
+    or a data byte 0x20. (The whole chunk is converted at once, then cut into lines: a
+    200 MB stream is 12.5 million of them.)"""
+    hexed = data.hex(" ")
+    text = data.translate(_DUMP).decode("latin-1")
     lines = []
-    for start in range(0, len(data), 16):
-        row = data[start:start + 16]
-        hex_part = " ".join(f"{b:02x}" for b in row[:8])
+    size = len(data)
+    full = size - size % 16
+    for start in range(0, full, 16):
+        h = start * 3
+        row = text[start:start + 16]
+        if row[15] == " ":
+            row = row[:15]
+        lines.append(f"{prefix}{offset + start:08X}  {hexed[h:h + 23]}  {hexed[h + 24:h + 47]}"
+                     f"  {row[:8]} {row[8:]}\n")
+    if full < size:
+        h = full * 3
+        hex_part = hexed[h:]
+        row = text[full:]
         if len(row) > 8:
-            hex_part += "  " + " ".join(f"{b:02x}" for b in row[8:])
-        text = "".join(_DUMP[b] for b in row[:8])
+            hex_part = hex_part[:23] + " " + hex_part[23:]
         if len(row) >= 8:
-            text += " " + "".join(_DUMP[b] for b in row[8:])
-        if text.endswith(" "):
-            # tshark drops the line's last character when it is a space: the separator
-            # after 8 bytes, or a data byte 0x20
-            text = text[:-1]
-        lines.append(f"{prefix}{offset + start:08X}  {hex_part:<50}{text}\n")
+            row = row[:8] + " " + row[8:]
+        if row.endswith(" "):
+            row = row[:-1]
+        lines.append(f"{prefix}{offset + full:08X}  {hex_part:<50}{row}\n")
     return "".join(lines)
 
 
@@ -216,24 +237,25 @@ def _timestamp(ts: float) -> str:
     return f"{ts:.9f}"
 
 
-def follow_yaml(result: TcpStreamResult) -> str:
+def write_follow_yaml(result: TcpStreamResult, write: Callable[[str], object]) -> None:
     """tshark's `follow,tcp,yaml` document, plus a `gaps:` list when bytes are missing."""
     out = ["peers:\n"]
     for peer, endpoint in enumerate(_node_endpoints(result)):
         host, _, port = endpoint.rpartition(":")
         out.append(f"  - peer: {peer}\n    host: {host.strip('[]')}\n    port: {port}\n")
     out.append("packets:\n")
+    write("".join(out))
     for chunk in result.chunks or ():
         encoded = base64.encodebytes(chunk.data).decode("ascii")
         body = "".join(f"      {line}\n" for line in encoded.splitlines())
-        out.append(f"  - packet: {chunk.frame}\n    peer: {0 if chunk.from_client else 1}\n"
-                   f"    timestamp: {_timestamp(chunk.ts)}\n    data: !!binary |\n{body}")
+        write(f"  - packet: {chunk.frame}\n    peer: {0 if chunk.from_client else 1}\n"
+              f"    timestamp: {_timestamp(chunk.ts)}\n    data: !!binary |\n{body}")
     if result.gaps:
-        out.append("gaps:\n")
+        out = ["gaps:\n"]
         for gap in result.gaps:
             out.append(f"  - peer: {0 if gap.from_client else 1}\n    offset: {gap.offset}\n"
                        f"    length: {gap.length}\n")
-    return "".join(out)
+        write("".join(out))
 
 
 def gap_lines(result: TcpStreamResult) -> list[str]:

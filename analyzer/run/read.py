@@ -95,16 +95,36 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
         console.print_analysis(analysis, table=table)
 
 
-def one_tcp_stream(path: Source, stream: int, bpf: str | None = None) -> TcpStreamResult:
+def one_tcp_stream(path: Source, stream: int, bpf: str | None = None,
+                   spool_chunks: bool = False) -> TcpStreamResult:
     """Stream number `stream` of a capture, with its packets and data kept (for Follow and
-    the ladder); InputError when there is no such stream."""
+    the ladder); InputError when there is no such stream. Memory does not grow with the
+    other streams (their results are dropped as they finish, quiet ones parked in a
+    temporary file), nor with this one's data when `spool_chunks` (for Follow: its
+    chunks are read back from a temporary file, and no per-packet records are kept)."""
+    from analyzer.run.spill import ChunkSpool, SpillFile
+    from analyzer.tcp.result import ChunkList
+
     if stream < 0:
         raise InputError(f"{path}: stream numbers start at 0, not {stream}")
-    tracker = TcpTracker(keep={stream})
-    analyze_file(path, bpf=bpf, tcp_tracker=tracker, track_tftp=False)
-    for result in tracker.results():
-        if result.stream == stream:
-            return result
+    found: list[TcpStreamResult] = []
+
+    def wanted(result: TcpStreamResult) -> bool:
+        if result.stream != stream:
+            return False  # dropped: a late packet of it has nothing to update
+        found.append(result)
+        return True
+
+    parking = SpillFile(prefix="analyzer-parked-")
+    tracker = TcpTracker(keep={stream}, on_result=wanted, parking=parking,
+                         chunk_log=ChunkSpool if spool_chunks else ChunkList,
+                         keep_records=not spool_chunks)
+    try:
+        analyze_file(path, bpf=bpf, tcp_tracker=tracker, track_tftp=False)
+    finally:
+        parking.close()
+    if found:
+        return found[0]
     count = tracker.stream_count
     raise InputError(f"{path}: no TCP stream {stream} "
                      f"(the capture has {count} TCP stream{'s' if count != 1 else ''}"

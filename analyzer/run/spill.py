@@ -18,8 +18,12 @@ of 63k connections, 9.6 MB for the 208k probes of a 1M-packet SYN scan
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
+from collections.abc import Iterator
 from typing import Final
+
+from analyzer.tcp.result import Chunk
 
 # Records are written in blocks of about this size: a park costs no system call.
 WRITE_BLOCK: Final = 1 << 16
@@ -57,14 +61,20 @@ class SpillFile:
 
     def get(self, handle: int) -> bytes:
         """The record of a handle that was not freed."""
-        offset = handle >> _LENGTH_BITS
-        length = handle & _LENGTH_MASK
+        return self.read(handle >> _LENGTH_BITS, handle & _LENGTH_MASK)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset` of what was put (records are stored one after
+        another, so a reader that knows their layout can walk them in order)."""
         start = offset - self._flushed
         if start >= 0:
             return bytes(self._buffer[start:start + length])
-        data = os.pread(self._fd, length, offset)
-        if len(data) != length:
-            raise OSError(f"spill file: {len(data)} of {length} bytes read at {offset}")
+        in_file = min(length, -start)
+        data = os.pread(self._fd, in_file, offset)
+        if len(data) != in_file:
+            raise OSError(f"spill file: {len(data)} of {in_file} bytes read at {offset}")
+        if in_file < length:  # the rest is still in the write buffer
+            data += self._buffer[:length - in_file]
         return data
 
     def free(self, handle: int) -> None:
@@ -94,3 +104,44 @@ class SpillFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+class ChunkSpool:
+    """A kept stream's Follow chunks in a `SpillFile` (a `tcp.result.ChunkLog`): `tcp
+    follow` of a stream of any size holds one chunk in memory, not the stream."""
+
+    _HEAD: Final = struct.Struct("<?Qdi")  # from_client, frame, ts, length of the data
+    _READ_AHEAD: Final = 1 << 20
+
+    def __init__(self, spill: SpillFile | None = None, flip: bool = False) -> None:
+        self._spill = spill if spill is not None else SpillFile(prefix="analyzer-follow-")
+        self._flip = flip
+
+    def append(self, chunk: Chunk) -> None:
+        self._spill.put(self._HEAD.pack(chunk.from_client, chunk.frame, chunk.ts,
+                                        len(chunk.data)) + chunk.data)
+
+    def flipped(self) -> ChunkSpool:
+        return ChunkSpool(self._spill, not self._flip)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        spill, head, flip = self._spill, self._HEAD, self._flip
+        end = spill.size
+        offset = 0
+        block, block_start = b"", 0  # what was read ahead, and where it starts
+        while offset < end:
+            need = head.size
+            if offset + need > block_start + len(block):
+                block_start = offset
+                block = spill.read(offset, min(max(self._READ_AHEAD, need), end - offset))
+            from_client, frame, ts, length = head.unpack_from(block, offset - block_start)
+            offset += need
+            if offset + length > block_start + len(block):
+                block_start = offset
+                block = spill.read(offset, min(max(self._READ_AHEAD, length), end - offset))
+            start = offset - block_start
+            yield Chunk(from_client != flip, frame, ts, block[start:start + length])
+            offset += length
+
+    def close(self) -> None:
+        self._spill.close()

@@ -8,7 +8,8 @@ who sent first, and translates when it builds the result. Plain data: views enco
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple, Protocol
 
 from analyzer.decode.packet import parse_tcp_options
 from analyzer.tcp import completeness as completeness_bits
@@ -21,6 +22,42 @@ class Chunk(NamedTuple):
     frame: int
     ts: float
     data: bytes
+
+
+class ChunkLog(Protocol):
+    """Where a kept stream's Follow chunks go, in delivery order: `ChunkList` keeps them
+    in memory (the tracker's default); `tcp follow` gives the tracker one in a temporary
+    file (analyzer/run/spill.py `ChunkSpool`), so a stream of any size costs it one chunk."""
+
+    def append(self, chunk: Chunk) -> None: ...
+
+    def flipped(self) -> ChunkLog:
+        """The same chunks with `from_client` the other way round (the tracker learns
+        which side is the client only at the end)."""
+        ...
+
+    def __iter__(self) -> Iterator[Chunk]: ...
+
+
+class ChunkList:
+    """A `ChunkLog` in memory."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Chunk] | None = None) -> None:
+        self.items: list[Chunk] = [] if items is None else items
+
+    def append(self, chunk: Chunk) -> None:
+        self.items.append(chunk)
+
+    def flipped(self) -> ChunkList:
+        return ChunkList([c._replace(from_client=not c.from_client) for c in self.items])
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 class Gap(NamedTuple):
@@ -51,7 +88,7 @@ class PacketRecord:
 
     __slots__ = (
         "frame", "ts", "from_client", "flags", "seq", "ack", "length", "window", "rel_seq",
-        "rel_ack", "client_state", "server_state", "events", "options", "payload",
+        "rel_ack", "client_state", "server_state", "events", "options",
     )
 
     def __init__(
@@ -70,7 +107,6 @@ class PacketRecord:
         server_state: str = "",
         events: list[str] | None = None,
         options: dict[str, Any] | None = None,
-        payload: bytes = b"",
     ) -> None:
         self.frame = frame
         self.ts = ts
@@ -86,7 +122,6 @@ class PacketRecord:
         self.server_state = server_state
         self.events = [] if events is None else events
         self.options = options
-        self.payload = payload
 
 
 class SideInfo:
@@ -156,7 +191,7 @@ class TcpStreamResult:
         active_closer: str | None = None,
         evicted: bool = False,
         records: list[PacketRecord] | None = None,
-        chunks: list[Chunk] | None = None,
+        chunks: ChunkLog | None = None,
         conflicts: list[Conflict] | None = None,
         first_frame: int = 0,
     ) -> None:

@@ -26,7 +26,7 @@ from analyzer.tcp import completeness as comp
 from analyzer.tcp import lifecycle as lc
 from analyzer.tcp.flow import MASK32, Flow, signed32
 from analyzer.tcp.result import (
-    Chunk,
+    ChunkLog,
     Conflict,
     Gap,
     PacketRecord,
@@ -126,8 +126,8 @@ class Stream:
         # analysis flags that occurred, with their counts; None until the first (most
         # streams have none: even an empty dict is 64 bytes on every open connection)
         self.analysis: dict[str, int] | None = None
-        self.records: list[PacketRecord] | None = [] if keep else None
-        self.chunks: list[Chunk] | None = [] if keep else None
+        self.records: list[PacketRecord] | None = [] if keep and tracker.keep_records else None
+        self.chunks: ChunkLog | None = tracker.chunk_log() if keep else None
         self.conflicts: list[Conflict] | None = None  # made on the first
         self.established = False
         self.rtt: float | None = None
@@ -265,8 +265,8 @@ class Stream:
         """Which directions the fast path may handle until the next slow-path packet."""
         first, second = self.flows
         marks = self.history.marks
-        steady = self.records is None and not self.watch and self.zeek_states.idle and \
-            first.seen and second.seen
+        steady = self.records is None and self.chunks is None and not self.watch and \
+            self.zeek_states.idle and first.seen and second.seen
         first.steady = second.steady = steady
         for side, flow in enumerate(self.flows):
             flow.need_d = not marks[side] & zeek.MARK_DATA
@@ -416,8 +416,7 @@ class Stream:
             frame=pkt.frame, ts=pkt.ts, from_client=side == 0, flags=pkt.flags,
             seq=pkt.seq, ack=pkt.ack, length=pkt.payload_len, window=pkt.window,
             client_state=self.states[0], server_state=self.states[1], events=events,
-            options=parse_tcp_options(pkt.tcp_options) if pkt.flags & SYN else None,
-            payload=bytes(pkt.payload)))
+            options=parse_tcp_options(pkt.tcp_options) if pkt.flags & SYN else None))
 
     def snapshot(self) -> StreamSnapshot:
         """The stream as it stands, its client guessed as `finish` would while it has
@@ -508,7 +507,7 @@ class Stream:
                     rec.client_state, rec.server_state = rec.server_state, rec.client_state
                 rec.from_client = from_client
         if chunks is not None and client_side != 0:
-            chunks = [c._replace(from_client=not c.from_client) for c in chunks]
+            chunks = chunks.flipped()
         conflicts = [c._replace(from_client=c.from_client == (client_side == 0))
                      for c in self.conflicts or ()]
         counts = self.analysis or {}

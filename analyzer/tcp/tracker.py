@@ -46,7 +46,7 @@ from analyzer.tcp.parking import (
     parked_handle,
     parked_number,
 )
-from analyzer.tcp.result import TcpStreamResult
+from analyzer.tcp.result import ChunkList, ChunkLog, TcpStreamResult
 from analyzer.tcp.stream import Stream, StreamSnapshot
 from analyzer.tcp.tombstones import NONE, Tombstones, isn_of, pack_isns
 from analyzer.tcp.vocabulary import ACK, CONTROL_AND_ACK, EVENT_PORT_REUSE, SYN, SYN_AND_ACK
@@ -60,6 +60,8 @@ class TcpTracker:
 
     keep: stream numbers whose packets and data to keep for the follow and ladder views;
     keep_all: keep them for every stream (small captures, active modes).
+    chunk_log: makes the `ChunkLog` a kept stream's Follow chunks go to (default: in memory);
+    keep_records=False keeps only the chunks (Follow needs no per-packet records).
     out_of_order_limit: bytes held per direction waiting for a hole to fill.
     conflict_window: bytes per direction kept to check retransmissions against (0: off).
     idle_timeout / closed_timeout: capture seconds after which an idle open / closed
@@ -90,8 +92,12 @@ class TcpTracker:
                  max_active: int = 200_000, tombstone_timeout: float = 120.0,
                  park_timeout: float = 10.0, lone_park_timeout: float = 1.0,
                  on_result: Callable[[TcpStreamResult], bool | None] | None = None,
-                 parking: ParkingStore | None = None) -> None:
+                 parking: ParkingStore | None = None,
+                 chunk_log: Callable[[], ChunkLog] = ChunkList,
+                 keep_records: bool = True) -> None:
         self.keep = frozenset(keep)
+        self.chunk_log = chunk_log  # makes a kept stream's ChunkLog
+        self.keep_records = keep_records
         self.keep_all = keep_all
         self.out_of_order_limit = out_of_order_limit
         self.conflict_window = conflict_window
@@ -303,7 +309,7 @@ class TcpTracker:
         for stream in quiet:
             if stream.number not in self._active:
                 continue  # evicted just above
-            if stream.records is None:
+            if stream.records is None and stream.chunks is None:
                 self._park(stream)
             else:  # kept for a view: stays whole, but a resend is unlikely by now, so the
                 stream.forget_tails()  # frames its tails hold are freed

@@ -190,9 +190,9 @@ started = []
 real_fork = parallel._fork_worker_one
 
 def fork_and_remember(*args):
-    pid, read_fd = real_fork(*args)
+    pid, read_fd, tee_fd = real_fork(*args)
     started.append(pid)
-    return pid, read_fd
+    return pid, read_fd, tee_fd
 
 class Lingering:
     def __del__(self):
@@ -239,10 +239,10 @@ def _remember_worker_pids(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     started: list[int] = []
     real_fork = parallel._fork_worker_one
 
-    def fork_and_remember(path: str, bpf: str | None, workdir: str) -> tuple[int, int]:
-        pid, read_fd = real_fork(path, bpf, workdir)
+    def fork_and_remember(path: str, bpf: str | None, workdir: str) -> tuple[int, int, int | None]:
+        pid, read_fd, tee_fd = real_fork(path, bpf, workdir)
         started.append(pid)
-        return pid, read_fd
+        return pid, read_fd, tee_fd
 
     monkeypatch.setattr(parallel, "_fork_worker_one", fork_and_remember)
     return started

@@ -139,3 +139,19 @@ def test_cli_follow_matches_tshark(corpus_dir: Path, mode: str) -> None:
         assert [line for line in stdout.splitlines() if "timestamp:" not in line] == strip
     else:
         assert stdout == expected
+
+
+@pytest.mark.parametrize("path", CAPTURES)
+def test_spooled_follow_is_the_kept_follow(path: Path) -> None:
+    """`tcp follow` spools its chunks to a temporary file and keeps no per-packet records
+: the same output, in every mode, as the kept
+    stream the tests above check against tshark. The first streams and the largest."""
+    from analyzer.run.read import one_tcp_stream
+
+    results = _tcp_results(path)
+    largest = max(results, key=lambda r: r.client.bytes + r.server.bytes)
+    for kept in {*results[:3], largest}:
+        spooled = one_tcp_stream(path, kept.stream, spool_chunks=True)
+        assert spooled.records is None
+        for mode in ("ascii", "hex", "raw", "yaml"):
+            assert follow_text(spooled, mode) == follow_text(kept, mode), (kept.stream, mode)
