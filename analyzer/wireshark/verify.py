@@ -28,7 +28,8 @@ Explanations (the `reason` codes; docs/verify.md has the same list):
 - `tftp-other-address`: the server answered from another IP address than the request
   went to: tshark does not follow the transfer and exports nothing;
 - `tftp-small-blksize`: a blksize below 8 (RFC 2348's minimum): tshark keeps 512, takes
-  the first (short) DATA block for the last and exports only that block;
+  the first (short) DATA block for the last and exports only that block (in two passes,
+  followed by NUL bytes up to the file's size);
 - `tftp-netascii`: tshark exports a netascii file as the wire bytes (CR LF, CR NUL);
   decoding them gives ours;
 - `tftp-not-complete`: tshark exports only transfers that reached their final block.
@@ -546,6 +547,7 @@ class ExportedFile:
     bytes: int
     sha256: str
     netascii_sha256: str
+    data_end: int  # one past the last byte that is not NUL
     paired: bool = False
 
 
@@ -557,16 +559,19 @@ def _exported_files(folder: str) -> list[ExportedFile]:
         path = os.path.join(folder, name)
         if not os.path.isfile(path):
             continue
-        digest, decoded, decoder, size = hashlib.sha256(), hashlib.sha256(), \
-            NetasciiDecoder(), 0
+        digest, decoded, decoder = hashlib.sha256(), hashlib.sha256(), NetasciiDecoder()
+        size = data_end = 0
         with open(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
                 decoded.update(decoder.decode(chunk))
+                stripped = len(chunk.rstrip(b"\0"))
+                if stripped:
+                    data_end = size + stripped
                 size += len(chunk)
         decoded.update(decoder.flush())
         files.append(ExportedFile(name, _DUPLICATE.sub("", name), size, digest.hexdigest(),
-                                  decoded.hexdigest()))
+                                  decoded.hexdigest(), data_end))
     return files
 
 
@@ -639,10 +644,11 @@ def _compare_transfer(t: OurTransfer, exported: ExportedFile | None,
         return VerifyItem("tftp_transfer", t.number, "file", ours, theirs, EXPLAINED,
                           "tftp-netascii", f"netascii: tshark's file is the wire form "
                                            f"({exported.bytes} B, ours decoded {t.bytes} B)")
-    if t.blksize < 8 and exported.bytes <= min(t.bytes, t.blksize):
+    if t.blksize < 8 and exported.data_end <= t.blksize and exported.bytes <= t.bytes:
         return VerifyItem("tftp_transfer", t.number, "file", ours, theirs, EXPLAINED,
-                          "tftp-small-blksize", f"blksize {t.blksize}: tshark exported "
-                                                f"{exported.bytes} B of {t.bytes} B")
+                          "tftp-small-blksize", f"blksize {t.blksize}: tshark's file has only "
+                                                f"the first block's {exported.data_end} B "
+                                                f"(ours {t.bytes} B)")
     return VerifyItem("tftp_transfer", t.number, "file", ours, theirs, UNEXPLAINED, None,
                       f"file differs: ours {t.status} {t.bytes} B, tshark's {exported.name} "
                       f"{exported.bytes} B")
