@@ -8,6 +8,7 @@ import sys
 from analyzer.cli.exits import EXIT_FAILURE, EXIT_OK
 
 TABLE_ROWS = 200  # more rows than this: the table shows only those that differ
+PIPE_WIDTH = 1000
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -58,6 +59,8 @@ def run_frame(args: argparse.Namespace) -> int:
     from analyzer.report.wireshark_view import frame_tree
 
     console = stdout_console()
+    if not console.is_terminal:
+        console.width = PIPE_WIDTH  # into a file or pager: one line per field, unwrapped
     for frame in frames:
         console.print(frame_tree(args.capture, frame))
     return EXIT_OK

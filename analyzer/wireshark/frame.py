@@ -9,7 +9,10 @@ next. tshark stops reading the capture after the highest frame asked for (`-c`),
 What is kept, and why: PDML's `geninfo` pseudo-layer is left out (it is not in the pane);
 fields marked `hide="yes"` are left out (the pane hides them too: filter-only aliases such
 as `eth.addr_resolved`). A node's text is its `showname`, or `show` when it has none
-(Wireshark's plain text items).
+(Wireshark's plain text items); the tree shows the name of a node with neither. Items outside any protocol, which PDML wraps in a
+`fake-field-wrapper` element (a TCP segment's "[N bytes of data]" text, for one), are
+top-level items as in the pane. "Time delta from previous displayed frame" counts from
+the previous frame asked for, as `-Y` displays only those.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from analyzer.wireshark.tshark import (
 )
 
 PSEUDO_LAYERS = frozenset({"geninfo"})
+FIELD_WRAPPER = "fake-field-wrapper"  # PDML's home for items outside any protocol
 
 
 @dataclass
@@ -91,8 +95,14 @@ def _read_pdml(stream: IO[bytes]) -> Iterator[FrameDissection]:
     for _event, element in events:
         if element.tag != "packet":
             continue
-        layers = [_node(proto) for proto in element
-                  if proto.tag == "proto" and proto.get("name") not in PSEUDO_LAYERS]
+        layers = []
+        for proto in element:
+            if proto.tag != "proto" or proto.get("name") in PSEUDO_LAYERS:
+                continue
+            if proto.get("name") == FIELD_WRAPPER:
+                layers += _node(proto).children  # top-level items, as the pane shows them
+            else:
+                layers.append(_node(proto))
         number = _frame_number(element)
         element.clear()
         yield FrameDissection(number, layers)
