@@ -19,12 +19,11 @@ if TYPE_CHECKING:
     from analyzer.wireshark.verify import VerifyItem, VerifyRow, VerifySummary
 
 
-def frame_hint(capture: str | None) -> Text | None:
+def frame_hint(capture: str) -> Text:
     """The footer line of views that show frame numbers: where the full detail is."""
-    if not capture:
-        return None
-    return Text(f"analyzer frame {escape(capture)} N shows frame N in full "
-                "(Wireshark's dissection)", style="dim")
+    name = "CAPTURE" if capture == "-" else escape(capture)  # stdin: saved elsewhere, if at all
+    return Text(f"analyzer frame {name} N shows frame N in full (Wireshark's dissection)",
+                style="dim")
 
 
 # --- frame ----------------------------------------------------------------------------

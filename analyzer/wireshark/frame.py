@@ -9,10 +9,11 @@ next. tshark stops reading the capture after the highest frame asked for (`-c`),
 What is kept, and why: PDML's `geninfo` pseudo-layer is left out (it is not in the pane);
 fields marked `hide="yes"` are left out (the pane hides them too: filter-only aliases such
 as `eth.addr_resolved`). A node's text is its `showname`, or `show` when it has none
-(Wireshark's plain text items); the tree shows the name of a node with neither. Items outside any protocol, which PDML wraps in a
-`fake-field-wrapper` element (a TCP segment's "[N bytes of data]" text, for one), are
-top-level items as in the pane. "Time delta from previous displayed frame" counts from
-the previous frame asked for, as `-Y` displays only those.
+(Wireshark's plain text items); the tree shows the name of a node with neither. Items
+outside any protocol, which PDML wraps in a `fake-field-wrapper` element (the "Data"
+item of an undissected payload, for one), are top-level items as in the pane. "Time
+delta from previous displayed frame" counts from the previous frame asked for, as `-Y`
+displays only those.
 """
 
 from __future__ import annotations

@@ -21,7 +21,10 @@ INSTALL_HINT = "tshark is not installed (Wireshark's command-line tool): apt-get
 @lru_cache(maxsize=1)
 def tshark_path() -> str:
     """The tshark executable; InputError (exit 2, one line) saying how to install it."""
-    from pyshark.tshark.tshark import TSharkNotFoundException, get_process_path
+    from pyshark.tshark.tshark import (  # type: ignore[import-untyped]  # no stubs
+        TSharkNotFoundException,
+        get_process_path,
+    )
 
     try:
         path = str(get_process_path())
@@ -35,7 +38,7 @@ def tshark_path() -> str:
 @lru_cache(maxsize=1)
 def tshark_version() -> str:
     """tshark's version, e.g. "4.0.17" (pyshark parses `tshark -v`)."""
-    from pyshark.tshark.tshark import get_tshark_version
+    from pyshark.tshark.tshark import get_tshark_version  # type: ignore[import-untyped]
 
     return str(get_tshark_version(tshark_path()))
 
