@@ -66,7 +66,7 @@ def run_ladder(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console.width = LADDER_WIDTH  # piped to a file or pager: do not wrap at 80
     console.print(ladder(result))
-    console.print(frame_hint(args.capture))
+    console.print(frame_hint(args.capture), soft_wrap=True)
     return 0
 
 

@@ -91,5 +91,5 @@ def run_show(args: argparse.Namespace) -> int:
 
     console = stdout_console()
     console.print(transfer_details(transfer))
-    console.print(frame_hint(args.capture))
+    console.print(frame_hint(args.capture), soft_wrap=True)
     return 0

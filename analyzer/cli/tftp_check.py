@@ -100,7 +100,7 @@ def run_check(args: argparse.Namespace) -> int:
         if report.evidence_path:
             from analyzer.report.wireshark_view import frame_hint
 
-            out.print(frame_hint(report.evidence_path))
+            out.print(frame_hint(report.evidence_path), soft_wrap=True)
     failed = any(r.verdict.verdict == "fail" for r in report.results)
     return EXIT_FAILURE if failed else EXIT_OK
 

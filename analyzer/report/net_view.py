@@ -178,7 +178,7 @@ def print_watch(result: SessionResult[Any], *, as_json: bool, out: TextIO,
 
         console.print(Text(f"frame numbers are those of {escape(evidence)}; `analyzer read` "
                            "analyzes it again", style="dim"))
-        console.print(frame_hint(evidence))
+        console.print(frame_hint(evidence), soft_wrap=True)
     else:
         console.print(Text("frame numbers count the watched packets (-w OUT.pcapng keeps "
                            "them; `analyzer frame OUT.pcapng N` then shows one in full)",

@@ -161,3 +161,12 @@ def test_help_does_not_import_pyshark() -> None:
     assert done.returncode == 0, done.stderr
     help_run = run_analyzer("--help")
     assert help_run.returncode == 0 and "frame" in help_run.stdout and "verify" in help_run.stdout
+
+
+def test_views_with_frame_numbers_say_where_the_detail_is(captures_dir: Path) -> None:
+    path = captures_dir / "tour.pcapng"
+    hint = f"analyzer frame {path} N shows frame N in full"
+    for command in (("tcp", "ladder", path, "0"), ("tftp", "show", path, "1")):
+        done = run_analyzer(*command)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1].startswith(hint), command
