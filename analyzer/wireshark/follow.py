@@ -194,15 +194,16 @@ class FollowDirection:
 
 
 class FollowStream:
-    """Both directions of one tcp.stream; node 0 is the first packet's sender."""
+    """Both directions of one tcp.stream; node 0 is the first packet's sender (a sender
+    is any key that tells the two endpoints apart)."""
 
     __slots__ = ("node0", "nodes")
 
-    def __init__(self, first_sender: str) -> None:
+    def __init__(self, first_sender: bytes) -> None:
         self.node0 = first_sender
         self.nodes = (FollowDirection(), FollowDirection())
 
-    def packet(self, sender: str, seq: int, ack: int, syn: bool, length: int,
+    def packet(self, sender: bytes, seq: int, ack: int, syn: bool, length: int,
                data: bytes) -> None:
         is_server = sender != self.node0
         here, there = self.nodes[is_server], self.nodes[not is_server]
