@@ -98,7 +98,8 @@ def run_verify(args: argparse.Namespace) -> int:
     def on_start(packets: int) -> None:
         nonlocal progress, task
         if not args.json:
-            stderr.print(estimate_text(args.capture, packets, estimate_seconds(packets)))
+            stderr.print(estimate_text(args.capture, packets, estimate_seconds(packets)),
+                         soft_wrap=True)
         if show_progress:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -149,5 +150,5 @@ def run_verify(args: argparse.Namespace) -> int:
             console.print(reasons)
         if summary.tshark_warning:
             stderr.print(f"warning: tshark: {summary.tshark_warning}", style="yellow",
-                         markup=False)
+                         markup=False, soft_wrap=True)
     return EXIT_OK if summary.ok else EXIT_FAILURE

@@ -113,7 +113,7 @@ def reasons_text(summary: VerifySummary) -> Text | None:
     for code in sorted(summary.reasons):
         meaning = "; ".join(REASONS.get(part, part) for part in code.split("+"))
         lines.append(f"{code} ({summary.reasons[code]}): {meaning}")
-    return Text("explained by tshark's known behaviours (docs/verify.md):\n  "
+    return Text("explained by tshark's known behaviours (docs/wireshark.md):\n  "
                 + "\n  ".join(lines), style="dim")
 
 

@@ -59,7 +59,7 @@ def first_error_line(stderr: bytes) -> str:
 
     for line in stderr.decode("utf-8", "replace").splitlines():
         if line.strip() and "Running as user" not in line:
-            return escape(line.strip())
+            return escape(line.strip().removeprefix("tshark: "))
     return ""
 
 

@@ -20,7 +20,7 @@ read one line at a time. Memory holds, per TCP stream, its endpoints and two SHA
 states per direction (plus Follow's held out-of-order fragments, bounded), and per TFTP
 transfer a short record: never the capture, nor tshark's output, nor a stream's data.
 
-Explanations (the `reason` codes; docs/verify.md has the same list):
+Explanations (the `reason` codes; docs/wireshark.md has the same list):
 - `follow-missing-text`: tshark splices "[N bytes missing in capture file]" and a NUL
   into Follow's data where the capture lacks bytes the receiver acknowledged;
 - `follow-stops-at-gap`: tshark's Follow ends at a gap no packet acknowledges: the
