@@ -62,17 +62,18 @@ def missing_text(count: int) -> bytes:
 class FollowDirection:
     """One node's bytes as tshark's Follow shows them, and the same without its text."""
 
-    __slots__ = ("seq", "base", "written", "started", "held", "held_bytes", "follow",
-                 "plain", "follow_length", "plain_length", "markers", "holes",
+    __slots__ = ("seq", "base", "written", "started", "held", "held_bytes", "held_limit",
+                 "follow", "plain", "follow_length", "plain_length", "markers", "holes",
                  "overflowed")
 
-    def __init__(self) -> None:
+    def __init__(self, held_limit: int = HELD_LIMIT) -> None:
         self.seq = 0  # the next expected sequence number (tshark's follow_info->seq)
         self.base = 0  # the first expected number: offsets count from it
         self.written = 0  # tshark's bytes_written (in-order data appended)
         self.started = False
         self.held: list[tuple[int, bytes]] = []  # fragments ahead of `seq`, in arrival order
         self.held_bytes = 0
+        self.held_limit = held_limit
         self.follow = hashlib.sha256()  # exactly tshark's output
         self.plain: hashlib._Hash | None = None  # None: the same as `follow` so far
         self.follow_length = 0
@@ -129,7 +130,7 @@ class FollowDirection:
         elif not self.overflowed:
             self.held.append((sequence, chunk))
             self.held_bytes += len(chunk)
-            if self.held_bytes > HELD_LIMIT:
+            if self.held_bytes > self.held_limit:
                 self.overflowed = True
                 self.held.clear()
                 self.held_bytes = 0
@@ -199,9 +200,9 @@ class FollowStream:
 
     __slots__ = ("node0", "nodes")
 
-    def __init__(self, first_sender: bytes) -> None:
+    def __init__(self, first_sender: bytes, held_limit: int = HELD_LIMIT) -> None:
         self.node0 = first_sender
-        self.nodes = (FollowDirection(), FollowDirection())
+        self.nodes = (FollowDirection(held_limit), FollowDirection(held_limit))
 
     def packet(self, sender: bytes, seq: int, ack: int, syn: bool, length: int,
                data: bytes) -> None:

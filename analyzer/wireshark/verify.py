@@ -164,6 +164,8 @@ def verify(capture: str, *, ours: str | None = None, tftp_ports: tuple[int, ...]
     started = time.monotonic()
     summary = VerifySummary(capture, tshark_version())
     with tempfile.TemporaryDirectory(prefix="analyzer-verify-") as workdir:
+        if ours is not None and not os.path.isfile(ours):
+            raise InputError(f"{ours}: no such file (--ours takes a saved `read --json`)")
         ours_path = ours if ours is not None else _our_results(capture, workdir, tftp_ports)
         summary.packets = _packet_count(ours_path)
         if hooks.on_start is not None:

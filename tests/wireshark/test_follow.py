@@ -12,7 +12,7 @@ import pytest
 from analyzer.wireshark.verify import TsharkReading
 from tests.conftest import require_tool
 from tests.oracle import real_capture_params
-from tests.tcp.tshark_tcp import parse_follow_raw, tshark_follow
+from tests.tcp.tshark_tcp import missing_marker, parse_follow_raw, tshark_follow
 from tests.wireshark import crafted
 
 
@@ -58,3 +58,32 @@ def test_plain_bytes_leave_out_the_text_and_go_past_the_gap(tmp_path: Path) -> N
         assert (client.plain_length, client.plain_digest()) == \
             (len(data), hashlib.sha256(data).hexdigest())
         assert (client.markers, client.holes) == (markers, holes)
+
+
+def test_held_fragments_are_bounded() -> None:
+    """Past the bound on held out-of-order bytes a direction stops being compared (verify
+    says `unchecked`) instead of holding more: the rule's memory stays bounded."""
+    from analyzer.wireshark.follow import FollowStream
+
+    stream = FollowStream(b"client", held_limit=250)
+    stream.packet(b"client", 1000, 0, True, 0, b"")  # SYN: the next byte is 1001
+    for i in range(1, 6):  # bytes 1001..1100 never come; five segments after them
+        stream.packet(b"client", 1001 + 100 * i, 0, False, 100, bytes([48 + i]) * 100)
+        assert stream.nodes[0].held_bytes <= 250
+    assert stream.nodes[0].overflowed and stream.nodes[0].held == []
+
+
+def test_missing_text_counts_what_the_ack_covers() -> None:
+    """tshark's text gives the hole's size up to the lowest held fragment."""
+    from analyzer.wireshark.follow import FollowStream
+
+    stream = FollowStream(b"c")
+    stream.packet(b"c", 0, 0, True, 0, b"")
+    stream.packet(b"c", 1, 0, False, 5, b"hello")
+    stream.packet(b"c", 16, 0, False, 3, b"end")  # bytes 6..15 missing
+    stream.packet(b"s", 0, 19, False, 0, b"")  # the server acknowledges everything
+    node = stream.nodes[0]
+    expected = b"hello" + missing_marker(10) + b"end"  # tshark 4.0's text, from its tests
+    assert node.follow.hexdigest() == hashlib.sha256(expected).hexdigest()
+    assert node.markers == [(5, 10)] and node.plain_digest() == hashlib.sha256(
+        b"helloend").hexdigest()
