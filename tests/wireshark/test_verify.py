@@ -170,3 +170,15 @@ def test_unusable_input_is_one_line_exit_2(tmp_path: Path) -> None:
         done = run_analyzer("verify", path)
         assert done.returncode == 2, (path, done.stderr)
         assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_crafted_formats_and_link_types_agree(crafted: dict) -> None:
+    """tests/craft.py's captures: both byte orders and resolutions, pcapng sections, gzip,
+    every link type we peel, snap-length cuts and damage part-way. tshark's complaint
+    about a damaged file is passed on, and what both read still agrees."""
+    for name, capture in sorted(crafted.items()):
+        code, items, summary = _verify(capture.path)
+        assert code == 0, (name, items)
+        assert all(item["verdict"] == "explained" for item in items), name
+        if name.startswith("damaged-"):
+            assert summary["tshark_warning"], name
