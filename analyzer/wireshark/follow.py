@@ -74,7 +74,9 @@ class FollowDirection:
         self.held: list[tuple[int, bytes]] = []  # fragments ahead of `seq`, in arrival order
         self.held_bytes = 0
         self.held_limit = held_limit
-        self.follow = hashlib.sha256()  # exactly tshark's output
+        # Digests made at the first byte: a stream with no data (a port scan's probe)
+        # costs no hash state.
+        self.follow: hashlib._Hash | None = None  # exactly tshark's output
         self.plain: hashlib._Hash | None = None  # None: the same as `follow` so far
         self.follow_length = 0
         self.plain_length = 0
@@ -82,18 +84,24 @@ class FollowDirection:
         self.holes: list[tuple[int, int]] = []  # (offset, length) skipped in "plain" at the end
         self.overflowed = False
 
+    def _follow_hash(self) -> hashlib._Hash:
+        if self.follow is None:
+            self.follow = hashlib.sha256()
+        return self.follow
+
     def _append(self, data: bytes) -> None:
-        self.follow.update(data)
+        self._follow_hash().update(data)
         self.follow_length += len(data)
         if self.plain is not None:
             self.plain.update(data)
         self.plain_length += len(data)
 
     def _append_marker(self, count: int) -> None:
+        follow = self._follow_hash()
         if self.plain is None:
-            self.plain = self.follow.copy()
+            self.plain = follow.copy()
         text = missing_text(count)
-        self.follow.update(text)
+        follow.update(text)
         self.follow_length += len(text)
         self.markers.append(((self.seq - self.base) % MOD, count))
 
@@ -175,7 +183,7 @@ class FollowDirection:
         if not self.held:
             return
         if self.plain is None:
-            self.plain = self.follow.copy()
+            self.plain = self._follow_hash().copy()
         position = self.seq
         for start, data in sorted(self.held, key=lambda item: (item[0] - self.seq) % MOD):
             if seq_gt(start, position):
@@ -190,8 +198,11 @@ class FollowDirection:
         self.held.clear()
         self.held_bytes = 0
 
+    def follow_digest(self) -> str:
+        return self._follow_hash().hexdigest()
+
     def plain_digest(self) -> str:
-        return (self.plain or self.follow).hexdigest()
+        return (self.plain or self._follow_hash()).hexdigest()
 
 
 class FollowStream:

@@ -226,7 +226,7 @@ def _packet_count(path: str) -> int:
 # --- tshark's side -------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class TsharkStream:
     endpoints: tuple[str, str]  # the first packet's sender and receiver
     completeness: int
@@ -439,15 +439,20 @@ def _compare_streams(objects: Iterator[dict[str, Any]], tshark: TsharkReading,
     transfers: list[OurTransfer] = []
     for obj in objects:
         kind = obj.get("type")
-        if kind == "tcp_stream":
-            report.summary.tcp_streams += 1
-            _compare_stream(obj, tshark, report)
-        elif kind == "tftp_transfer":
-            transfers.append(OurTransfer(
-                len(transfers) + 1, _normal_endpoint(str(obj.get("client", ""))),
-                _normal_endpoint(str(obj.get("server", ""))), str(obj.get("filename", "")),
-                str(obj.get("mode", "")), int(obj.get("blksize") or 512),
-                str(obj.get("status", "")), int(obj.get("bytes") or 0), obj.get("sha256")))
+        try:
+            if kind == "tcp_stream":
+                report.summary.tcp_streams += 1
+                _compare_stream(obj, tshark, report)
+            elif kind == "tftp_transfer":
+                transfers.append(OurTransfer(
+                    len(transfers) + 1, _normal_endpoint(str(obj.get("client", ""))),
+                    _normal_endpoint(str(obj.get("server", ""))),
+                    str(obj.get("filename", "")), str(obj.get("mode", "")),
+                    int(obj.get("blksize") or 512), str(obj.get("status", "")),
+                    int(obj.get("bytes") or 0), obj.get("sha256")))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise InputError(f"our results: a {kind} line is not as `read --json` writes "
+                             "it") from None
     for number in sorted(tshark.streams):
         stream = tshark.streams.pop(number)
         row = VerifyRow("tcp_stream", number, " → ".join(stream.endpoints))
@@ -504,7 +509,7 @@ def _compare_follow(number: int, side: str, length: int, sha256: str | None,
     if node.overflowed:
         return VerifyItem("tcp_stream", number, check, ours, None, UNCHECKED, None,
                           f"{side} bytes not compared: more than 4 MiB held out of order")
-    follow = {"bytes": node.follow_length, "sha256": node.follow.hexdigest()}
+    follow = {"bytes": node.follow_length, "sha256": node.follow_digest()}
     if follow == ours:
         return None
     plain = {"bytes": node.plain_length, "sha256": node.plain_digest()}
