@@ -66,6 +66,9 @@ def first_error_line(stderr: bytes) -> str:
 def check_readable(path: str) -> None:
     """One-line InputError for a capture path that cannot be opened (before tshark
     says so in its own words)."""
+    if path == "-":
+        raise InputError("-: frame and verify read a capture file, not standard input "
+                         "(save it first: tshark reads the file more than once)")
     if not os.path.exists(path):
         raise InputError(f"{path}: no such file")
     if os.path.isdir(path):
