@@ -67,8 +67,8 @@ def estimate_text(capture: str, packets: int, seconds: float) -> Text:
         when = f"about {seconds:.0f} s"
     else:
         when = f"about {seconds / 60:.0f} min"
-    return Text(f"verify: {escape(capture)}: {packets} packets; tshark needs {when} "
-                "(two passes)", style="dim")
+    return Text(f"verify: {escape(capture)}: {packets:,} packets, {when} (tshark reads it "
+                "twice)", style="dim")
 
 
 def verify_table(rows: Sequence[VerifyRow], hidden: int) -> Table:
