@@ -659,9 +659,13 @@ def _compare_transfer(t: OurTransfer, exported: ExportedFile | None,
                           "tftp-small-blksize", f"blksize {t.blksize}: tshark's file has only "
                                                 f"the first block's {exported.data_end} B "
                                                 f"(ours {t.bytes} B)")
+    if exported.sha256 == t.sha256:
+        detail = f"the same bytes, but ours is {t.status} and tshark exported it as complete"
+    else:
+        detail = (f"file differs: ours {t.status} {t.bytes} B, tshark's {exported.name} "
+                  f"{exported.bytes} B")
     return VerifyItem("tftp_transfer", t.number, "file", ours, theirs, UNEXPLAINED, None,
-                      f"file differs: ours {t.status} {t.bytes} B, tshark's {exported.name} "
-                      f"{exported.bytes} B")
+                      detail)
 
 
 def _normal_host(host: str) -> str:
