@@ -40,7 +40,11 @@ def tshark_version() -> str:
     """tshark's version, e.g. "4.0.17" (pyshark parses `tshark -v`)."""
     from pyshark.tshark.tshark import get_tshark_version  # type: ignore[import-untyped]
 
-    return str(get_tshark_version(tshark_path()))
+    path = tshark_path()
+    try:
+        return str(get_tshark_version(path))
+    except Exception:  # pyshark's TSharkVersionException, or `tshark -v` failing
+        return "unknown"  # the comparison does not depend on it
 
 
 def tshark_env() -> dict[str, str]:
