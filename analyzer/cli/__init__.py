@@ -17,7 +17,7 @@ from analyzer.errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from analyzer.cli import tcp, tftp, udp
+    from analyzer.cli import tcp, tftp, udp, wireshark
 
     parser = argparse.ArgumentParser(
         prog="analyzer",
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     tcp.register(sub)
     tftp.register(sub)
     udp.register(sub)
+    wireshark.register(sub)  # frame, verify
     return parser
 
 

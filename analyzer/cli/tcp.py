@@ -58,6 +58,7 @@ def run_follow(args: argparse.Namespace) -> int:
 def run_ladder(args: argparse.Namespace) -> int:
     from analyzer.report.console import stdout_console
     from analyzer.report.tcp_view import LADDER_WIDTH, ladder
+    from analyzer.report.wireshark_view import frame_hint
     from analyzer.run.read import one_tcp_stream
 
     result = one_tcp_stream(args.capture, args.stream, args.filter)
@@ -65,6 +66,7 @@ def run_ladder(args: argparse.Namespace) -> int:
     if not console.is_terminal:
         console.width = LADDER_WIDTH  # piped to a file or pager: do not wrap at 80
     console.print(ladder(result))
+    console.print(frame_hint(args.capture), soft_wrap=True)
     return 0
 
 
@@ -162,7 +164,7 @@ def run_connect(args: argparse.Namespace) -> int:
                               wait=args.wait, timeout=args.timeout,
                               on_event=_on_event(args, encoding, server=False))
     result = watched(driver, args)
-    print_watch(result, as_json=args.json, out=sys.stdout)
+    print_watch(result, as_json=args.json, out=sys.stdout, evidence=args.write)
     exchange = result.outcome
     if exchange.outcome != "ok":
         print(f"analyzer: {exchange.error}", file=sys.stderr)
@@ -182,5 +184,5 @@ def run_serve(args: argparse.Namespace) -> int:
                             close=args.close, count=args.count, wait=args.wait,
                             on_event=_on_event(args, encoding, server=True))
     result = watched(driver, args)
-    print_watch(result, as_json=args.json, out=sys.stdout)
+    print_watch(result, as_json=args.json, out=sys.stdout, evidence=args.write)
     return 0

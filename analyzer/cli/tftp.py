@@ -87,6 +87,9 @@ def run_show(args: argparse.Namespace) -> int:
         return 0
     from analyzer.report.console import stdout_console
     from analyzer.report.tftp_view import transfer_details
+    from analyzer.report.wireshark_view import frame_hint
 
-    stdout_console().print(transfer_details(transfer))
+    console = stdout_console()
+    console.print(transfer_details(transfer))
+    console.print(frame_hint(args.capture), soft_wrap=True)
     return 0

@@ -97,6 +97,10 @@ def run_check(args: argparse.Namespace) -> int:
         out.print(summary_line(report.results), markup=False, highlight=False)
         out.print(f"evidence: {report.evidence_path}" if report.evidence_path else
                   "evidence: not kept (use -w OUT.pcapng)", markup=False, highlight=False)
+        if report.evidence_path:
+            from analyzer.report.wireshark_view import frame_hint
+
+            out.print(frame_hint(report.evidence_path), soft_wrap=True)
     failed = any(r.verdict.verdict == "fail" for r in report.results)
     return EXIT_FAILURE if failed else EXIT_OK
 

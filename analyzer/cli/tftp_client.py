@@ -141,7 +141,8 @@ def _run(args: argparse.Namespace, put: bool) -> int:
         result = watched(_SessionDriver(driver), args)
     outcome: ClientOutcome = result.outcome
     _report(outcome, driver.server_text, args, to_stderr=to_stdout)
-    print_watch(result, as_json=args.json, out=sys.stdout, to_stderr=to_stdout)
+    print_watch(result, as_json=args.json, out=sys.stdout, to_stderr=to_stdout,
+                evidence=args.write)
     return EXIT_OK if outcome.ok else EXIT_FAILURE
 
 

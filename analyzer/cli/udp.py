@@ -105,7 +105,8 @@ def _printer(args: argparse.Namespace, encoding: str,
 def _finish(result, args: argparse.Namespace, datagrams) -> None:  # type: ignore[no-untyped-def]
     from analyzer.report.net_view import print_watch
 
-    print_watch(result, as_json=args.json, out=sys.stdout, datagrams=datagrams)
+    print_watch(result, as_json=args.json, out=sys.stdout, datagrams=datagrams,
+                evidence=args.write)
 
 
 def _send(args: argparse.Namespace, host: str, broadcast: bool,

@@ -2,7 +2,7 @@
 TCP/UDP/ICMP headers and the payload; counts of everything else for the summary.
 
 Only what the trackers need, read straight from the frame's bytes. Full dissection of a
-packet a user asks to see is Wireshark's (`analyzer frame`, planned, through pyshark).
+packet a user asks to see is Wireshark's (`analyzer frame`: analyzer/wireshark/).
 """
 
 from analyzer.decode.decoder import Decoder, DecodeStats

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from analyzer.active.sockets import socket_address_text
 from analyzer.decode.packet import format_address, format_endpoint
-from analyzer.report.text import payload_text
+from analyzer.report.text import escape, payload_text
 
 if TYPE_CHECKING:
     from analyzer.active.tcp import TcpEvent, TcpExchange
@@ -133,10 +133,12 @@ def exchange_summary(exchange: TcpExchange) -> str:
 
 
 def print_watch(result: SessionResult[Any], *, as_json: bool, out: TextIO,
-                datagrams: DatagramLog | None = None, to_stderr: bool = False) -> None:
+                datagrams: DatagramLog | None = None, to_stderr: bool = False,
+                evidence: str | None = None) -> None:
     """The watched evidence: JSON lines (tcp_stream, tftp_transfer, then the capture), or
     a ladder per TCP connection, the TFTP transfers and the datagrams seen (on stderr
-    with `to_stderr`: when stdout carries a downloaded file)."""
+    with `to_stderr`: when stdout carries a downloaded file). `evidence`: the -w file the
+    frame numbers refer to."""
     analysis = result.analysis
     if analysis is None:
         return
@@ -171,8 +173,16 @@ def print_watch(result: SessionResult[Any], *, as_json: bool, out: TextIO,
             console.print(transfer_details(transfer))
     if datagrams is not None and datagrams.count:
         console.print(seen_datagrams_table(datagrams))
-    console.print(Text("frame numbers are those of the -w capture; `analyzer read FILE` "
-                       "analyzes it again, Wireshark shows each frame in full", style="dim"))
+    if evidence:
+        from analyzer.report.wireshark_view import frame_hint
+
+        console.print(Text(f"frame numbers are those of {escape(evidence)}; `analyzer read` "
+                           "analyzes it again", style="dim"))
+        console.print(frame_hint(evidence), soft_wrap=True)
+    else:
+        console.print(Text("frame numbers count the watched packets (-w OUT.pcapng keeps "
+                           "them; `analyzer frame OUT.pcapng N` then shows one in full)",
+                           style="dim"))
 
 
 def seen_datagrams_table(log: DatagramLog) -> RenderableType:

@@ -93,6 +93,11 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
         from analyzer.report import console
 
         console.print_analysis(analysis, table=table)
+        if isinstance(path, str | os.PathLike) and any(
+                t.findings for t in analysis.tftp.results()):  # findings name frames
+            from analyzer.report.wireshark_view import frame_hint
+
+            console.stdout_console().print(frame_hint(os.fspath(path)), soft_wrap=True)
 
 
 def one_tcp_stream(path: Source, stream: int, bpf: str | None = None,

@@ -408,7 +408,12 @@ def test_the_one_stream_commands_read_a_pipe_too(tmp_path) -> None:
         from_file = run_analyzer(*[str(CAPTURES_DIR_FOR_CLI / "tour.pcapng") if a == "-"
                                    else a for a in args])
         assert piped.returncode == 0, piped.stderr
-        assert piped.stdout.decode() == from_file.stdout, args
+        piped_text, file_text = piped.stdout.decode(), from_file.stdout
+        if args[1] == "ladder":  # its last line names the file for `analyzer frame`
+            piped_text, hint = piped_text.rstrip("\n").rsplit("\n", 1)
+            assert hint.startswith("analyzer frame CAPTURE N ")
+            file_text = file_text.rstrip("\n").rsplit("\n", 1)[0]
+        assert piped_text == file_text, args
     piped = _from_stdin(data, "tftp", "extract", "-", "-o", str(tmp_path / "out"))
     assert piped.returncode == 0, piped.stderr
     extracted = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
