@@ -57,7 +57,7 @@ def run_follow(args: argparse.Namespace) -> int:
 
 def run_ladder(args: argparse.Namespace) -> int:
     from analyzer.report.console import stdout_console
-    from analyzer.report.tcp_view import LADDER_WIDTH, ladder
+    from analyzer.report.tcp_view import LADDER_WIDTH, print_ladder
     from analyzer.report.wireshark_view import frame_hint
     from analyzer.run.read import one_tcp_stream
 
@@ -65,7 +65,7 @@ def run_ladder(args: argparse.Namespace) -> int:
     console = stdout_console()
     if not console.is_terminal:
         console.width = LADDER_WIDTH  # piped to a file or pager: do not wrap at 80
-    console.print(ladder(result))
+    print_ladder(console, result)
     console.print(frame_hint(args.capture), soft_wrap=True)
     return 0
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, NamedTuple
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -23,6 +23,7 @@ from rich.text import Text
 from analyzer.decode.packet import flags_text
 from analyzer.report.summary import format_bytes
 from analyzer.tcp import vocabulary as vocab
+from analyzer.tcp.lifecycle import ALL_STATES
 from analyzer.tcp.result import PacketRecord, TcpStreamResult
 
 if TYPE_CHECKING:
@@ -351,37 +352,63 @@ def _notes(record: PacketRecord, result: TcpStreamResult) -> list[tuple[str, str
     return notes
 
 
+# Rows per table when a ladder is printed (print_ladder): rich lays out a whole table at
+# once, which for a stream of 225k packets took 277 s and 1.4 GB. Each batch is a table
+# of its own with the same fixed column widths, so the batches line up as one.
+LADDER_BATCH = 1000
+
+
 def ladder(result: TcpStreamResult) -> RenderableType:
     """The connection as a sequence diagram: one arrow per packet with time, flags,
     relative seq/ack, length, both endpoints' RFC 9293 states after it, and notes."""
+    return Group(*_ladder_parts(result, len(result.records or ()) or 1))
+
+
+def print_ladder(console: Console, result: TcpStreamResult) -> None:
+    """`ladder`, printed a batch of rows at a time (memory and time stay linear)."""
+    for part in _ladder_parts(result, LADDER_BATCH):
+        console.print(part)
+
+
+def _ladder_parts(result: TcpStreamResult, batch: int) -> Iterator[RenderableType]:
+    """The header, then tables of `batch` rows each (the first with the column names)."""
+    yield _ladder_header(result)
     records = result.records or []
-    header = _ladder_header(result)
-    table = Table(box=None, show_header=True, header_style="bold", pad_edge=False,
-                  show_edge=False, expand=False)
-    table.add_column("frame", justify="right", style="dim", no_wrap=True)
-    table.add_column("time (s)", justify="right", no_wrap=True)
-    table.add_column("client", justify="right", no_wrap=True)
-    table.add_column(f"{result.client.endpoint}  ⇄  {result.server.endpoint}",
-                     justify="center", no_wrap=True)
-    table.add_column("server", no_wrap=True)
-    table.add_column("notes", min_width=30)
+    endpoints = f"{result.client.endpoint}  ⇄  {result.server.endpoint}"
+    state_width = max(len(state) for state in ALL_STATES)
+    widths = (
+        len(str(max((r.frame for r in records), default=0))),
+        len(f"{result.end - result.start:.6f}"),
+        state_width, max(ARROW_WIDTH, len(endpoints)), state_width,
+    )
     previous = ("", "")
-    for record in records:
-        states = (record.client_state, record.server_state)
-        client_state = Text(states[0], style="bold" if states[0] != previous[0] else "dim")
-        server_state = Text(states[1], style="bold" if states[1] != previous[1] else "dim")
-        previous = states
-        notes = Text()
-        for i, (note, style) in enumerate(_notes(record, result)):
-            if i:
-                notes.append("; ")
-            notes.append(note, style=style)
-        extra = _options_text(record.options)
-        if extra:
-            notes.append(("; " if notes else "") + extra, style="dim")
-        table.add_row(str(record.frame), f"{record.ts - result.start:.6f}", client_state,
-                      _arrow(record), server_state, notes)
-    return Group(header, table)
+    for first in range(0, max(len(records), 1), batch):
+        table = Table(box=None, show_header=first == 0, header_style="bold",
+                      pad_edge=False, show_edge=False, expand=False)
+        for (name, justify), width in zip(
+                (("frame", "right"), ("time (s)", "right"), ("client", "right"),
+                 (endpoints, "center"), ("server", "left")), widths, strict=True):
+            width = max(width, len(name))
+            table.add_column(name, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                             min_width=width, max_width=width,
+                             style="dim" if name == "frame" else None)
+        table.add_column("notes", min_width=30)
+        for record in records[first:first + batch]:
+            states = (record.client_state, record.server_state)
+            client_state = Text(states[0], style="bold" if states[0] != previous[0] else "dim")
+            server_state = Text(states[1], style="bold" if states[1] != previous[1] else "dim")
+            previous = states
+            notes = Text()
+            for i, (note, style) in enumerate(_notes(record, result)):
+                if i:
+                    notes.append("; ")
+                notes.append(note, style=style)
+            extra = _options_text(record.options)
+            if extra:
+                notes.append(("; " if notes else "") + extra, style="dim")
+            table.add_row(str(record.frame), f"{record.ts - result.start:.6f}", client_state,
+                          _arrow(record), server_state, notes)
+        yield table
 
 
 def _ladder_header(result: TcpStreamResult) -> RenderableType:
