@@ -1,12 +1,14 @@
-"""Live capture from an interface: scapy opens the packet socket (with the BPF filter
-attached in the kernel) and we read frames from it until a count, a duration, Ctrl-C or
-SIGTERM stops us. Frames go to the same `Analyzer` as a file's, and optionally to pcapng.
+"""Live capture from an interface: scapy opens the packet socket, we attach the BPF filter
+in the kernel (or, for a program too long for it, run it on each frame) and read frames
+until a count, a duration, Ctrl-C or SIGTERM stops us. Frames go to the same `Analyzer`
+as a file's, and optionally to pcapng.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import select
 import socket
 import struct
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from analyzer.capture.bpf import ACCEPT_ALL, BPF_MAXINSNS, BPF_RET_K, BpfInstruction, FrameFilter
 from analyzer.capture.frame import CaptureInfo, Frame, InterfaceInfo
 from analyzer.capture.pcapng_writer import PcapngWriter
 from analyzer.errors import InputError
@@ -34,7 +37,6 @@ ANY = "any"  # Linux's pseudo-interface: every interface at once
 TICK = 0.25  # seconds between live-view refreshes
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
-BPF_RET_K = 0x06  # BPF_RET | BPF_K: return a constant (0: drop the packet)
 LINKTYPE_RAW = 101  # frames that start at the IP header
 
 
@@ -114,12 +116,26 @@ class LiveCapture:
         self.dropped: int | None = None
         self.started: float | None = None
         self._interface_ids: dict[tuple[str, int], int] = {}
+        # Compiled before the socket opens (a long filter takes a while; see capture.bpf).
+        self._filter = FrameFilter(bpf, linktype=self._linktype()) if bpf else None
+        self._filter_each_frame = False  # the kernel could not take the program
         self._socket = self._open()
         self._writer = PcapngWriter(write) if write else None
 
+    def _linktype(self) -> int:
+        if self.interface == ANY:
+            return LINKTYPE_RAW
+        return ARPHRD_LINKTYPES.get(_hardware_type(self.interface), 1)
+
     def _open(self):  # type: ignore[no-untyped-def]
         if self.interface == ANY:
-            return _AnyInterfaceSocket(self.bpf)
+            any_socket = _AnyInterfaceSocket()
+            try:
+                self._attach(any_socket.ins)
+            except BaseException:
+                any_socket.close()
+                raise
+            return any_socket
         import logging
 
         # scapy warns on stderr about link types it cannot dissect; we do not dissect.
@@ -131,8 +147,9 @@ class LiveCapture:
         except ImportError as exc:  # pragma: no cover - scapy is a dependency
             raise InputError(f"live capture needs scapy ({exc})") from None
         try:
-            listener = conf.L2listen(iface=None if self.interface == ANY else self.interface,
-                                     filter=self.bpf)
+            # No filter for scapy to compile: its compiler (libpcap's optimizer over the
+            # whole expression) is what a long filter must not meet (see capture.bpf).
+            listener = conf.L2listen(iface=self.interface)
         except PermissionError:
             raise InputError(f"sniffing on {self.interface} needs root or CAP_NET_RAW "
                              "(try sudo)") from None
@@ -144,18 +161,22 @@ class LiveCapture:
                                  "(try sudo)") from None
             raise InputError(f"cannot capture on {self.interface}: {exc.strerror}") from None
         sock = listener.ins
-        if self.bpf:
-            # scapy attached the filter after the socket began to queue packets: whatever
-            # came before it would be read as ours. Attach it again through a drain.
-            hatype = _hardware_type(self.interface)
-            attach_filter(sock, self.bpf, ARPHRD_LINKTYPES.get(hatype, 1))
-        _reset_statistics(sock)
+        try:
+            self._attach(sock)
+        except BaseException:
+            listener.close()
+            raise
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         try:  # a deep buffer rides out bursts while the analysis catches up
             sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
         except OSError:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         return listener
+
+    def _attach(self, sock: socket.socket) -> None:
+        if self._filter is not None:
+            self._filter_each_frame = not attach_filter(sock, self._filter, self._linktype())
+        _reset_statistics(sock)
 
     def _interface_id(self, name: str, hatype: int) -> int:
         key = (name, hatype)
@@ -211,6 +232,9 @@ class LiveCapture:
         interface = self._interface_id(name, hatype)
         frame = Frame(ts_ns / 1e9, self.info.interfaces[interface].linktype, interface, data,
                       len(data))
+        if self._filter_each_frame and self._filter is not None \
+                and not self._filter.matches(frame):
+            return True
         self.frames += 1
         self.info.interfaces[interface].packets += 1
         if self._writer is not None:
@@ -236,25 +260,34 @@ class LiveCapture:
             self._writer.close(time.time(), self.dropped)
 
 
-def attach_filter(sock: socket.socket, bpf: str, linktype: int) -> None:
-    """Attach `bpf` (compiled by libpcap for `linktype`) to a packet socket as libpcap
+def attach_filter(sock: socket.socket, frame_filter: FrameFilter, linktype: int) -> bool:
+    """Attach the filter (compiled by libpcap for `linktype`) to a packet socket as libpcap
     does: first a filter that rejects everything, then drain what the socket queued
-    before, then the real filter; so no packet from before the filter is read."""
-    from analyzer.capture.bpf import FrameFilter
-
-    program = FrameFilter(bpf).compile(linktype)
-    instructions = (_BpfInstruction * program.bf_len).from_address(program.bf_insns)
-    reject_all = (_BpfInstruction * 1)(_BpfInstruction(BPF_RET_K, 0, 0, 0))
+    before, then the real filter; so no packet from before the filter is read. False when
+    the kernel cannot take the program (over BPF_MAXINSNS instructions, as a long chained
+    filter may be): the socket then takes everything and the caller filters each frame,
+    as libpcap does in that case."""
+    program = frame_filter.compile(linktype)
+    reject_all = (BpfInstruction * 1)(BpfInstruction(BPF_RET_K, 0, 0, 0))
     _set_filter(sock, reject_all, 1)
     while True:
         try:
             sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_TRUNC)
         except (BlockingIOError, InterruptedError):
             break
-    _set_filter(sock, instructions, program.bf_len)
+    if program.length <= BPF_MAXINSNS:
+        try:
+            _set_filter(sock, program.instructions, program.length)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOMEM):
+                raise
+    accept_all = (BpfInstruction * 1)(BpfInstruction(BPF_RET_K, 0, 0, ACCEPT_ALL))
+    _set_filter(sock, accept_all, 1)
+    return False
 
 
-def _set_filter(sock: socket.socket, instructions: ctypes.Array[_BpfInstruction],
+def _set_filter(sock: socket.socket, instructions: ctypes.Array[BpfInstruction],
                 count: int) -> None:
     # struct sock_fprog: unsigned short len; (padding) struct sock_filter *filter
     fprog = struct.pack("HL", count, ctypes.addressof(instructions))
@@ -276,12 +309,6 @@ def _hardware_type(interface: str) -> int:
         return 1
 
 
-class _BpfInstruction(ctypes.Structure):
-    # struct sock_filter (linux/filter.h), laid out as libpcap's struct bpf_insn
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
-
-
 class _AnyInterfaceSocket:
     """Every interface at once, as libpcap's "any" does: a packet socket bound to no
     interface. scapy's listener always binds to one (its default route's, when given
@@ -290,19 +317,12 @@ class _AnyInterfaceSocket:
     (LINKTYPE_RAW) and attached in the kernel. Duck-types the part of scapy's listener
     that LiveCapture uses (`ins`, `close`)."""
 
-    def __init__(self, bpf: str | None) -> None:
+    def __init__(self) -> None:
         try:
             self.ins = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM,
                                      socket.htons(ETH_P_ALL))
         except PermissionError:
             raise InputError("sniffing on any needs root or CAP_NET_RAW (try sudo)") from None
-        try:
-            if bpf:
-                attach_filter(self.ins, bpf, LINKTYPE_RAW)
-            _reset_statistics(self.ins)
-        except BaseException:
-            self.ins.close()
-            raise
 
     def close(self) -> None:
         self.ins.close()
