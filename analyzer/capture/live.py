@@ -38,6 +38,8 @@ TICK = 0.25  # seconds between live-view refreshes
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
 LINKTYPE_RAW = 101  # frames that start at the IP header
+# recvmsg's errors when the interface goes down (ENETDOWN) or is deleted (ENODEV, ENXIO)
+INTERFACE_LOST = (errno.ENETDOWN, errno.ENODEV, errno.ENXIO)
 
 
 @dataclass
@@ -113,6 +115,8 @@ class LiveCapture:
         self.duration = duration
         self.info = CaptureInfo(path=f"live:{interface}", format="live")
         self.frames = 0
+        self.stop_reason = "stopped"  # how `stop` was asked (e.g. "signal SIGINT")
+        self.lost: str | None = None  # the system's word when the interface went away
         self.dropped: int | None = None
         self.started: float | None = None
         self._interface_ids: dict[tuple[str, int], int] = {}
@@ -193,16 +197,18 @@ class LiveCapture:
 
     def run(self, feed: Callable[[Frame], object], stop: threading.Event,
             on_tick: Callable[[], object] | None = None) -> None:
-        """Capture until the count or duration is reached or `stop` is set (the CLI sets
-        it on Ctrl-C and SIGTERM); then read what the kernel already queued, and close."""
+        """Capture until the count or duration is reached, `stop` is set (the CLI sets it
+        on Ctrl-C and SIGTERM, after `stop_reason`) or the interface goes away; then read
+        what the kernel already queued, and close. `info.ended` says which."""
         sock = self._socket.ins
         self.started = time.time()
         deadline = self.started + self.duration if self.duration else None
         next_tick = self.started + TICK
         try:
-            while not self._done() and not stop.is_set():
+            while not self._done() and not stop.is_set() and self.lost is None:
                 now = time.time()
                 if deadline is not None and now >= deadline:
+                    self.info.ended = "duration"
                     break
                 wait = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
                 if select.select([sock], [], [], wait)[0]:
@@ -211,9 +217,12 @@ class LiveCapture:
                     next_tick = time.time() + TICK
                     on_tick()
             # Packets that reached the socket before we stopped were captured: keep them.
-            while not self._done() and self._receive(sock, socket.MSG_DONTWAIT, feed):
+            while not self._done() and self.lost is None \
+                    and self._receive(sock, socket.MSG_DONTWAIT, feed):
                 pass
         finally:
+            if self.info.ended is None:
+                self.info.ended = "count" if self._done() else self.stop_reason
             self._stop()
 
     def _done(self) -> bool:
@@ -224,6 +233,18 @@ class LiveCapture:
         try:
             data, ancillary, _flags, address = sock.recvmsg(SNAPLEN, 64, flags)
         except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            if exc.errno not in INTERFACE_LOST:
+                raise
+            # The interface went down or was deleted: the capture ends here, and the
+            # report of what it saw is still made (libpcap ends the same way).
+            from analyzer.report.text import escape
+
+            self.lost = exc.strerror or str(exc)
+            self.info.ended = "interface lost"
+            self.info.warnings.append(f"the capture ended early: interface "
+                                      f"{escape(self.interface)} went away ({self.lost})")
             return False
         name, _proto, pkttype, hatype = address[:4]
         if pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK:

@@ -30,7 +30,7 @@ from analyzer.capture.bpf import (
     run_program,
 )
 from analyzer.errors import InputError
-from tests.conftest import CAPTURES_DIR, require_tool
+from tests.conftest import CAPTURES_DIR, require_root, require_tool
 from tests.oracle import real_capture_params, run_tshark
 
 ANALYZER = [sys.executable, "-m", "analyzer"]
@@ -198,3 +198,40 @@ def test_ctrl_c_stops_a_long_compile_at_once() -> None:
     for pid in compiler:  # the compiler ended with us
         assert not os.path.exists(f"/proc/{pid}") or \
             open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+@pytest.mark.root
+def test_sniff_with_a_3000_port_filter_keeps_only_those_ports(tmp_path: Path) -> None:
+    """Too long for the kernel (over 4096 instructions once compiled): the socket takes
+    everything and each frame meets the filter in userland, as libpcap does then."""
+    from tests.cli.test_sniff import UdpSender, free_port, udp_payloads
+    from tests.cli.test_sniff_endings import wait_capturing
+
+    require_root()
+    require_tool("tshark")
+    wanted, unwanted = UdpSender(free_port()), UdpSender(free_port())
+    others = [port for port in range(20000, 23100) if port not in (wanted.port, unwanted.port)]
+    bpf = " or ".join(f"udp port {port}" for port in [*others[:1500], wanted.port,
+                                                       *others[1500:2999]])
+    out = tmp_path / "long.pcapng"
+    proc = subprocess.Popen([*ANALYZER, "sniff", "-i", "lo", "-f", bpf, "--json", "-c", "4",
+                             "-w", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_capturing(proc)  # type: ignore[arg-type]
+        for _ in range(4):
+            unwanted.send()
+            wanted.send()
+        stdout, stderr = proc.communicate(timeout=TIME_BOUND_SECONDS)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        wanted.close()
+        unwanted.close()
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout.splitlines()[-1])
+    assert summary["packets"] == 4
+    assert udp_payloads(out) == [b"datagram %06d" % i for i in range(4)]
+    ports = {row["udp.dstport"] for row in run_tshark(out, ["udp.dstport"]).rows}
+    assert ports == {str(wanted.port)}
