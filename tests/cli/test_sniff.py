@@ -42,16 +42,13 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return sock.getsockname()[1]
 
 
-def packet_socket_inodes() -> set[str]:
-    with open("/proc/net/packet") as table:
-        return {line.split()[-1] for line in table.readlines()[1:] if line.strip()}
-
-
 def holds_packet_socket(pid: int) -> bool:
-    inodes = packet_socket_inodes()
+    """The process holds an AF_PACKET socket (listed in its own network namespace)."""
     try:
+        with open(f"/proc/{pid}/net/packet") as table:
+            inodes = {line.split()[-1] for line in table.readlines()[1:] if line.strip()}
         fds = os.listdir(f"/proc/{pid}/fd")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
     for fd in fds:
         try:

@@ -32,6 +32,7 @@ from tests.cli.test_sniff import (
     START_TIMEOUT,
     UdpSender,
     free_port,
+    holds_packet_socket,
     tshark_count,
     udp_payloads,
 )
@@ -48,31 +49,13 @@ SEND_CODE = ("import socket, sys\n"
              "    s.sendto(b'datagram %06d' % i, (sys.argv[1], int(sys.argv[3])))\n")
 
 
-def packet_socket_held(pid: int) -> bool:
-    """The process holds an AF_PACKET socket (read from its own namespace's table)."""
-    try:
-        with open(f"/proc/{pid}/net/packet") as table:
-            inodes = {line.split()[-1] for line in table.readlines()[1:] if line.strip()}
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:[") and target[8:-1] in inodes:
-            return True
-    return False
-
-
 def wait_capturing(proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             out, err = proc.communicate()
             pytest.fail(f"sniff exited {proc.returncode} before capturing: {err!r}")
-        if packet_socket_held(proc.pid):
+        if holds_packet_socket(proc.pid):
             time.sleep(0.2)  # the filter is attached right after the socket opens
             return
         time.sleep(0.05)
