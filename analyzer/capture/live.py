@@ -1,7 +1,8 @@
-"""Live capture from an interface: scapy opens the packet socket, we attach the BPF filter
-in the kernel (or, for a program too long for it, run it on each frame) and read frames
-until a count, a duration, Ctrl-C or SIGTERM stops us. Frames go to the same `Analyzer`
-as a file's, and optionally to pcapng.
+"""Live capture from an interface: a packet socket with a TPACKET_V3 ring (capture.ring)
+and the BPF filter attached in the kernel (or, for a program too long for it, run on
+each frame); we read frames until a count, a duration, Ctrl-C, SIGTERM or the loss of
+the interface stops us. Frames go to the same `Analyzer` as a file's, and optionally
+to pcapng.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import os
 import select
 import socket
 import struct
@@ -16,11 +18,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from analyzer.capture.bpf import ACCEPT_ALL, BPF_MAXINSNS, BPF_RET_K, BpfInstruction, FrameFilter
 from analyzer.capture.frame import CaptureInfo, Frame, InterfaceInfo
 from analyzer.capture.pcapng_writer import PcapngWriter
 from analyzer.errors import InputError
+
+if TYPE_CHECKING:
+    from analyzer.capture.ring import PacketRing
 
 SOL_PACKET = 263
 PACKET_STATISTICS = 6
@@ -37,6 +43,8 @@ ANY = "any"  # Linux's pseudo-interface: every interface at once
 TICK = 0.25  # seconds between live-view refreshes
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_PROMISC = 1
 LINKTYPE_RAW = 101  # frames that start at the IP header
 # recvmsg's errors when the interface goes down (ENETDOWN) or is deleted (ENODEV, ENXIO)
 INTERFACE_LOST = (errno.ENETDOWN, errno.ENODEV, errno.ENXIO)
@@ -123,6 +131,8 @@ class LiveCapture:
         # Compiled before the socket opens (a long filter takes a while; see capture.bpf).
         self._filter = FrameFilter(bpf, linktype=self._linktype()) if bpf else None
         self._filter_each_frame = False  # the kernel could not take the program
+        self._names: dict[int, str] = {}  # interface index -> name (for the ring's frames)
+        self._ring: PacketRing | None = None
         self._socket = self._open()
         self._writer = PcapngWriter(write) if write else None
 
@@ -131,63 +141,65 @@ class LiveCapture:
             return LINKTYPE_RAW
         return ARPHRD_LINKTYPES.get(_hardware_type(self.interface), 1)
 
-    def _open(self):  # type: ignore[no-untyped-def]
-        if self.interface == ANY:
-            any_socket = _AnyInterfaceSocket()
-            try:
-                self._attach(any_socket.ins)
-            except BaseException:
-                any_socket.close()
-                raise
-            return any_socket
-        import logging
-
-        # scapy warns on stderr about link types it cannot dissect; we do not dissect.
-        logging.getLogger("scapy").setLevel(logging.ERROR)
+    def _open(self) -> socket.socket:
+        """The packet socket, ready before it receives anything: opened for no protocol
+        (so the kernel delivers nothing to it yet), given its ring and its filter, and
+        only then bound to the interface for every protocol. No packet from before the
+        filter, and none lost while the ring is set up (the kernel stops delivering to a
+        socket while it swaps its ring). "any" is a cooked (SOCK_DGRAM) socket bound to
+        no interface, as libpcap's: frames start at the IP header whatever the link
+        layer, and the filter is compiled for that (LINKTYPE_RAW)."""
+        kind = socket.SOCK_DGRAM if self.interface == ANY else socket.SOCK_RAW
         try:
-            import scapy.arch  # noqa: F401 - selects the platform's L2listen socket
-            from scapy.config import conf
-            from scapy.error import Scapy_Exception
-        except ImportError as exc:  # pragma: no cover - scapy is a dependency
-            raise InputError(f"live capture needs scapy ({exc})") from None
-        try:
-            # No filter for scapy to compile: its compiler (libpcap's optimizer over the
-            # whole expression) is what a long filter must not meet (see capture.bpf).
-            listener = conf.L2listen(iface=self.interface)
+            sock = socket.socket(socket.AF_PACKET, kind, 0)
         except PermissionError:
             raise InputError(f"sniffing on {self.interface} needs root or CAP_NET_RAW "
                              "(try sudo)") from None
-        except Scapy_Exception as exc:
-            raise InputError(f"cannot capture on {self.interface}: {exc}") from None
-        except OSError as exc:
-            if exc.errno in (1, 13):
-                raise InputError(f"sniffing on {self.interface} needs root or CAP_NET_RAW "
-                                 "(try sudo)") from None
-            raise InputError(f"cannot capture on {self.interface}: {exc.strerror}") from None
-        sock = listener.ins
         try:
-            self._attach(sock)
-        except BaseException:
-            listener.close()
+            self._ring = self._open_ring(sock)
+            if self._ring is None:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                try:  # a deep buffer rides out bursts while the analysis catches up
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+                except OSError:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            if self._filter is not None:
+                self._filter_each_frame = not attach_filter(sock, self._filter,
+                                                            self._linktype())
+            index = 0 if self.interface == ANY else socket.if_nametoindex(self.interface)
+            if index:  # as tcpdump: every frame on the link, not only those for us
+                sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP,
+                                struct.pack("iHH8s", index, PACKET_MR_PROMISC, 0, b""))
+            _bind(sock, index)
+            _reset_statistics(sock)
+        except BaseException as exc:
+            if self._ring is not None:
+                self._ring.close()
+            sock.close()
+            if isinstance(exc, OSError):
+                raise InputError(f"cannot capture on {self.interface}: "
+                                 f"{exc.strerror or exc}") from None
             raise
-        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        try:  # a deep buffer rides out bursts while the analysis catches up
-            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
-        except OSError:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-        return listener
+        return sock
 
-    def _attach(self, sock: socket.socket) -> None:
-        if self._filter is not None:
-            self._filter_each_frame = not attach_filter(sock, self._filter, self._linktype())
-        _reset_statistics(sock)
+    def _open_ring(self, sock: socket.socket) -> PacketRing | None:
+        """A TPACKET_V3 ring (capture.ring) unless ANALYZER_LIVE_RING=0 or the kernel
+        refuses it; without one, frames are read with recvmsg."""
+        if os.environ.get("ANALYZER_LIVE_RING") == "0":
+            return None
+        from analyzer.capture.ring import PacketRing
+
+        try:
+            return PacketRing(sock)
+        except OSError:
+            return None
 
     def _interface_id(self, name: str, hatype: int) -> int:
         key = (name, hatype)
         found = self._interface_ids.get(key)
         if found is None:
             found = self._interface_ids[key] = len(self.info.interfaces)
-            # "any" reads every interface without its link header (see _AnyInterfaceSocket)
+            # "any" reads every interface without its link header (see _open)
             linktype = LINKTYPE_RAW if self.interface == ANY else ARPHRD_LINKTYPES.get(hatype, 1)
             self.info.interfaces.append(InterfaceInfo(id=found, linktype=linktype, name=name,
                                                       snaplen=SNAPLEN, tsresol="1e-9"))
@@ -200,7 +212,7 @@ class LiveCapture:
         """Capture until the count or duration is reached, `stop` is set (the CLI sets it
         on Ctrl-C and SIGTERM, after `stop_reason`) or the interface goes away; then read
         what the kernel already queued, and close. `info.ended` says which."""
-        sock = self._socket.ins
+        sock = self._socket
         self.started = time.time()
         deadline = self.started + self.duration if self.duration else None
         next_tick = self.started + TICK
@@ -212,14 +224,22 @@ class LiveCapture:
                     break
                 wait = TICK if deadline is None else max(0.0, min(TICK, deadline - now))
                 if select.select([sock], [], [], wait)[0]:
-                    self._receive(sock, 0, feed)
+                    if self._ring is not None:
+                        # a TICK at most: a flood must not keep us from `stop`
+                        if not self._read_ring(feed, time.monotonic() + TICK):
+                            self._check_interface(sock)
+                    else:
+                        self._receive(sock, 0, feed)
                 if on_tick is not None and time.time() >= next_tick:
                     next_tick = time.time() + TICK
                     on_tick()
             # Packets that reached the socket before we stopped were captured: keep them.
-            while not self._done() and self.lost is None \
-                    and self._receive(sock, socket.MSG_DONTWAIT, feed):
-                pass
+            if self._ring is not None:
+                self._drain_ring(feed)
+            else:
+                while not self._done() and self.lost is None \
+                        and self._receive(sock, socket.MSG_DONTWAIT, feed):
+                    pass
         finally:
             if self.info.ended is None:
                 self.info.ended = "count" if self._done() else self.stop_reason
@@ -227,6 +247,54 @@ class LiveCapture:
 
     def _done(self) -> bool:
         return self.count is not None and self.frames >= self.count
+
+    def _read_ring(self, feed: Callable[[Frame], object], until: float | None = None) -> bool:
+        """Every block the kernel has handed over (until the monotonic time `until`);
+        False when there was none."""
+        assert self._ring is not None
+
+        def deliver(index: int, hatype: int, pkttype: int, ts_ns: int, data: bytes,
+                    wirelen: int) -> None:
+            self._take(self._interface_name(index), pkttype, hatype, ts_ns, data, wirelen,
+                       feed)
+
+        def wanted() -> bool:
+            return not self._done()
+
+        read = False
+        while not self._done() and self._ring.read_block(deliver, wanted):
+            read = True
+            if until is not None and time.monotonic() >= until:
+                break
+        return read
+
+    def _drain_ring(self, feed: Callable[[Frame], object]) -> None:
+        """The kernel hands over the block being filled when it retires it (after
+        ring.BLOCK_TIMEOUT_MS): wait that long, so packets captured before the stop are
+        read, as a drain of the socket would; no longer, even if packets keep coming."""
+        from analyzer.capture.ring import BLOCK_TIMEOUT_MS
+
+        until = time.monotonic() + 3 * BLOCK_TIMEOUT_MS / 1000
+        while not self._done() and self.lost is None and time.monotonic() < until:
+            if not self._read_ring(feed, until):
+                time.sleep(BLOCK_TIMEOUT_MS / 1000 / 5)
+
+    def _check_interface(self, sock: socket.socket) -> None:
+        """The ring's socket woke us with no block: an error, such as the interface
+        going away (the ring reports it as SO_ERROR, recvmsg as its own error)."""
+        error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if error in INTERFACE_LOST:
+            self._lose(os.strerror(error))
+
+    def _interface_name(self, index: int) -> str:
+        name = self._names.get(index)
+        if name is None:
+            try:
+                name = socket.if_indextoname(index)
+            except OSError:
+                name = f"if{index}"  # gone already: its index is all there is
+            self._names[index] = name
+        return name
 
     def _receive(self, sock: socket.socket, flags: int,
                  feed: Callable[[Frame], object]) -> bool:
@@ -237,36 +305,42 @@ class LiveCapture:
         except OSError as exc:
             if exc.errno not in INTERFACE_LOST:
                 raise
-            # The interface went down or was deleted: the capture ends here, and the
-            # report of what it saw is still made (libpcap ends the same way).
-            from analyzer.report.text import escape
-
-            self.lost = exc.strerror or str(exc)
-            self.info.ended = "interface lost"
-            self.info.warnings.append(f"the capture ended early: interface "
-                                      f"{escape(self.interface)} went away ({self.lost})")
+            self._lose(exc.strerror or str(exc))
             return False
         name, _proto, pkttype, hatype = address[:4]
+        self._take(name, pkttype, hatype, _timestamp_ns(ancillary), data, len(data), feed)
+        return True
+
+    def _lose(self, reason: str) -> None:
+        """The interface went down or was deleted: the capture ends here, and the report
+        of what it saw is still made (libpcap ends the same way)."""
+        from analyzer.report.text import escape
+
+        self.lost = reason
+        self.info.ended = "interface lost"
+        self.info.warnings.append(f"the capture ended early: interface "
+                                  f"{escape(self.interface)} went away ({reason})")
+
+    def _take(self, name: str, pkttype: int, hatype: int, ts_ns: int, data: bytes,
+              wirelen: int, feed: Callable[[Frame], object]) -> None:
         if pkttype == PACKET_OUTGOING and hatype == ARPHRD_LOOPBACK:
-            return True  # loopback shows each packet twice; libpcap keeps the incoming one
-        ts_ns = _timestamp_ns(ancillary)
+            return  # loopback shows each packet twice; libpcap keeps the incoming one
         interface = self._interface_id(name, hatype)
         frame = Frame(ts_ns / 1e9, self.info.interfaces[interface].linktype, interface, data,
-                      len(data))
+                      wirelen)
         if self._filter_each_frame and self._filter is not None \
                 and not self._filter.matches(frame):
-            return True
+            return
         self.frames += 1
         self.info.interfaces[interface].packets += 1
         if self._writer is not None:
             self._writer.write(frame, ts_ns)
         feed(frame)
-        return True
 
     def _stop(self) -> None:
         try:
             _received, drops = struct.unpack(
-                "II", self._socket.ins.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+                "II", self._socket.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
             self.dropped = drops
         except OSError:
             pass
@@ -276,6 +350,8 @@ class LiveCapture:
             self.info.warnings.append(f"the kernel dropped {self.dropped} packets{where}")
         if len(self.info.interfaces) == 1:
             self.info.interfaces[0].dropped = self.dropped
+        if self._ring is not None:
+            self._ring.close()
         self._socket.close()
         if self._writer is not None:
             self._writer.close(time.time(), self.dropped)
@@ -315,6 +391,17 @@ def _set_filter(sock: socket.socket, instructions: ctypes.Array[BpfInstruction],
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
+def _bind(sock: socket.socket, index: int) -> None:
+    """Bind to the interface `index` (0: every interface) for every protocol. Python's
+    bind takes an interface name, and no name means every interface: libc's bind does."""
+    address = struct.pack("=HHiHBB8s", socket.AF_PACKET, socket.htons(ETH_P_ALL), index,
+                          0, 0, 0, b"")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.bind(sock.fileno(), ctypes.c_char_p(address), len(address)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
 def _reset_statistics(sock: socket.socket) -> None:
     """Reading PACKET_STATISTICS resets them: drops before the capture began (of packets
     the filter was about to reject) are not reported as ours."""
@@ -328,22 +415,3 @@ def _hardware_type(interface: str) -> int:
             return int(file.read())
     except (OSError, ValueError):
         return 1
-
-
-class _AnyInterfaceSocket:
-    """Every interface at once, as libpcap's "any" does: a packet socket bound to no
-    interface. scapy's listener always binds to one (its default route's, when given
-    none), so this one is ours. It is a cooked (SOCK_DGRAM) socket: frames start at the IP
-    header whatever the interface's link layer, and the BPF filter is compiled for that
-    (LINKTYPE_RAW) and attached in the kernel. Duck-types the part of scapy's listener
-    that LiveCapture uses (`ins`, `close`)."""
-
-    def __init__(self) -> None:
-        try:
-            self.ins = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM,
-                                     socket.htons(ETH_P_ALL))
-        except PermissionError:
-            raise InputError("sniffing on any needs root or CAP_NET_RAW (try sudo)") from None
-
-    def close(self) -> None:
-        self.ins.close()

@@ -43,10 +43,13 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 def holds_packet_socket(pid: int) -> bool:
-    """The process holds an AF_PACKET socket (listed in its own network namespace)."""
+    """The process holds an AF_PACKET socket that receives (listed in its own network
+    namespace with a protocol and R(unning) 1: bound, so its filter is attached)."""
     try:
         with open(f"/proc/{pid}/net/packet") as table:
-            inodes = {line.split()[-1] for line in table.readlines()[1:] if line.strip()}
+            # sk RefCnt Type Proto Iface R Rmem User Inode
+            inodes = {fields[-1] for fields in map(str.split, table.readlines()[1:])
+                      if len(fields) >= 9 and int(fields[3], 16) and fields[5] == "1"}
         fds = os.listdir(f"/proc/{pid}/fd")
     except (FileNotFoundError, ProcessLookupError):
         return False
