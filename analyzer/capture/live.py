@@ -248,9 +248,10 @@ class LiveCapture:
     def _done(self) -> bool:
         return self.count is not None and self.frames >= self.count
 
-    def _read_ring(self, feed: Callable[[Frame], object], until: float | None = None) -> bool:
-        """Every block the kernel has handed over (until the monotonic time `until`);
-        False when there was none."""
+    def _read_ring(self, feed: Callable[[Frame], object], until: float | None = None,
+                   limit: int | None = None) -> bool:
+        """Every block the kernel has handed over (until the monotonic time `until`, at
+        most `limit` blocks); False when there was none."""
         assert self._ring is not None
 
         def deliver(index: int, hatype: int, pkttype: int, ts_ns: int, data: bytes,
@@ -261,23 +262,27 @@ class LiveCapture:
         def wanted() -> bool:
             return not self._done()
 
-        read = False
-        while not self._done() and self._ring.read_block(deliver, wanted):
-            read = True
+        blocks = 0
+        while (limit is None or blocks < limit) and not self._done() \
+                and self._ring.read_block(deliver, wanted):
+            blocks += 1
             if until is not None and time.monotonic() >= until:
                 break
-        return read
+        return blocks > 0
 
     def _drain_ring(self, feed: Callable[[Frame], object]) -> None:
-        """The kernel hands over the block being filled when it retires it (after
-        ring.BLOCK_TIMEOUT_MS): wait that long, so packets captured before the stop are
-        read, as a drain of the socket would; no longer, even if packets keep coming."""
+        """What was captured before the stop: the blocks handed over by then, and the
+        one being filled, which the kernel hands over when it retires it (after
+        ring.BLOCK_TIMEOUT_MS). Not what comes after, however fast packets keep coming."""
         from analyzer.capture.ring import BLOCK_TIMEOUT_MS
 
+        assert self._ring is not None
+        self._read_ring(feed, limit=self._ring.ready_blocks())
         until = time.monotonic() + 3 * BLOCK_TIMEOUT_MS / 1000
         while not self._done() and self.lost is None and time.monotonic() < until:
-            if not self._read_ring(feed, until):
-                time.sleep(BLOCK_TIMEOUT_MS / 1000 / 5)
+            if self._read_ring(feed, limit=1):
+                break
+            time.sleep(BLOCK_TIMEOUT_MS / 1000 / 5)
 
     def _check_interface(self, sock: socket.socket) -> None:
         """The ring's socket woke us with no block: an error, such as the interface

@@ -58,10 +58,15 @@ class PacketRing:
                                 mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.next_block = 0
 
-    def ready(self) -> bool:
-        """The next block is ours to read."""
-        offset = self.next_block * BLOCK_BYTES + 8
-        return bool(_BLOCK_HEADER.unpack_from(self.memory, offset)[0] & TP_STATUS_USER)
+    def ready_blocks(self) -> int:
+        """How many blocks, from the next one on, the kernel has handed over."""
+        count = 0
+        while count < self.blocks:
+            offset = (self.next_block + count) % self.blocks * BLOCK_BYTES + 8
+            if not _BLOCK_HEADER.unpack_from(self.memory, offset)[0] & TP_STATUS_USER:
+                break
+            count += 1
+        return count
 
     def read_block(self, deliver: Deliver, wanted: Callable[[], bool]) -> bool:
         """Deliver the frames of the next block if it is ours, then hand it back; False

@@ -270,3 +270,30 @@ def test_signal_is_named_in_the_report_and_the_file_is_complete(udp_sender, tmp_
                           timeout=60)
     assert info.returncode == 0, info.stderr
     assert "Number of packets:   10" in info.stdout.replace("= ", ""), info.stdout
+
+
+# -- bursts: the ring holds them ---------------------------------------------------
+
+@pytest.mark.slow
+def test_a_burst_of_200k_datagrams_is_captured_whole(udp_sender, tmp_path: Path) -> None:
+    """200,000 datagrams as fast as Python sends them (400,000 frames on lo, counting the
+    outgoing copies the kernel also delivers): the 64 MiB ring holds them even while the
+    analysis lags, where a socket buffer overflowed (benchmarks/live_capture.py)."""
+    require_root()
+    proc = subprocess.Popen([*ANALYZER, "sniff", "-i", "lo", "-f", f"udp port {udp_sender.port}",
+                             "--json", "-c", "200000", "--duration", "40"],
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        wait_capturing(proc)
+        udp_sender.send(200000)
+        stdout, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout.decode().splitlines()[-1])
+    assert summary["packets"] == 200000
+    assert summary["interfaces"][0]["dropped"] == 0
+    assert summary["protocols"]["udp"] == 200000
