@@ -235,3 +235,39 @@ def test_sniff_with_a_3000_port_filter_keeps_only_those_ports(tmp_path: Path) ->
     assert udp_payloads(out) == [b"datagram %06d" % i for i in range(4)]
     ports = {row["udp.dstport"] for row in run_tshark(out, ["udp.dstport"]).rows}
     assert ports == {str(wanted.port)}
+
+
+@pytest.mark.parametrize("expression", [
+    "port 1 or 2 or 3",  # `2` and `3` take `port` from the term before
+    "host 10.0.0.1 or 10.0.0.2",
+    "port 1 or (2 or 3)",
+    "vlan 10 and tcp or udp",  # `vlan` moves the offsets of every later primitive
+    "tcp or mpls and udp",
+    "tcp OR udp",  # libpcap's own verdict on the spelling
+    "tcp or udp",  # two self-contained terms: split (one piece)
+], ids=["inherited", "inherited-host", "inherited-paren", "vlan", "mpls", "uppercase",
+        "plain"])
+def test_only_self_contained_terms_are_split(expression: str) -> None:
+    from analyzer.capture.bpf import split_terms
+
+    split = split_terms(expression)
+    if expression == "tcp or udp":
+        assert split == (False, [("(tcp) or (udp)", None)])
+    else:
+        assert split is None
+
+
+def test_a_piece_that_rejects_everything_still_chains(monkeypatch) -> None:
+    """libpcap refuses `tcp and icmp` alone ("expression rejects all packets"); inside
+    `(tcp and icmp) or udp` it is a piece whose verdict is always no."""
+    import analyzer.capture.bpf as bpf
+
+    monkeypatch.setattr(bpf, "INLINE_CONNECTIVES", 0)
+    monkeypatch.setattr(bpf, "CHUNK_TERMS", 1)
+    lib = libpcap()
+    with open_capture(TOUR) as cap:
+        frames = list(cap)
+    chained = compile_in_pieces(lib, "(tcp and icmp) or udp", 1, "little")
+    whole = compile_with_libpcap(lib, "udp", 1, "little")
+    assert verdicts(chained, frames) == verdicts(whole, frames)
+    assert any(verdicts(whole, frames)) and not all(verdicts(whole, frames))
