@@ -162,7 +162,9 @@ class _Handle:
         `piece` of a longer expression may reject every packet (`tcp and icmp` in
         `(tcp and icmp) or udp`), which libpcap's optimizer refuses as an error."""
         program = _BpfProgram()
-        if self.lib.pcap_compile(self.handle, ctypes.byref(program), expression.encode(),
+        # the bytes the user typed (argv keeps undecodable ones as surrogates)
+        if self.lib.pcap_compile(self.handle, ctypes.byref(program),
+                                 expression.encode(errors="surrogateescape"),
                                  1, 0xFFFFFFFF) != 0:
             error = self.lib.pcap_geterr(self.handle).decode(errors="replace")
             if piece and "rejects all packets" in error:
@@ -389,7 +391,7 @@ def _compile_in_child(expression: str, linktype: int, byte_order: str) -> bytes:
     argv = [sys.executable, "-m", "analyzer.capture.bpf", str(linktype), byte_order]
     try:
         # run() kills the child on any exception here, Ctrl-C included
-        done = subprocess.run(argv, input=expression.encode(), capture_output=True,
+        done = subprocess.run(argv, input=expression.encode(errors="surrogateescape"), capture_output=True,
                               timeout=COMPILE_SECONDS, check=False)
     except subprocess.TimeoutExpired:
         raise InputError(f"filter too complex: libpcap did not compile it within "
@@ -411,7 +413,7 @@ def _child_main(argv: Sequence[str]) -> int:
 
     limit = COMPILE_MEMORY_MIB << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    expression = sys.stdin.buffer.read().decode()
+    expression = sys.stdin.buffer.read().decode(errors="surrogateescape")
     try:
         code = compile_in_pieces(libpcap(), expression, int(argv[0]), argv[1])
     except InputError as exc:

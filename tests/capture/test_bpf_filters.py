@@ -271,3 +271,11 @@ def test_a_piece_that_rejects_everything_still_chains(monkeypatch) -> None:
     whole = compile_with_libpcap(lib, "udp", 1, "little")
     assert verdicts(chained, frames) == verdicts(whole, frames)
     assert any(verdicts(whole, frames)) and not all(verdicts(whole, frames))
+
+
+def test_a_filter_with_bytes_that_are_not_utf8_is_refused_with_one_line() -> None:
+    done = subprocess.run([*(arg.encode() for arg in ANALYZER), b"read", bytes(TOUR), b"-f",
+                           b"port \xff"], capture_output=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.decode(errors="replace").strip().splitlines()
+    assert len(lines) == 1 and "bad filter" in lines[0], done.stderr
