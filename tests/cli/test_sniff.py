@@ -85,7 +85,7 @@ class Sniffer:
                 pytest.fail(f"sniff exited {self.proc.returncode} before capturing: "
                             f"{self.stderr.strip()}")
             if holds_packet_socket(self.proc.pid):
-                time.sleep(0.2)  # scapy attaches the BPF filter right after opening
+                time.sleep(0.2)  # margin: the socket is bound only once its filter is attached
                 return
             time.sleep(0.05)
         self.stop()

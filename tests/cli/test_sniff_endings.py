@@ -56,7 +56,7 @@ def wait_capturing(proc: subprocess.Popen[bytes]) -> None:
             out, err = proc.communicate()
             pytest.fail(f"sniff exited {proc.returncode} before capturing: {err!r}")
         if holds_packet_socket(proc.pid):
-            time.sleep(0.2)  # the filter is attached right after the socket opens
+            time.sleep(0.2)  # margin: the socket is bound only once its filter is attached
             return
         time.sleep(0.05)
     pytest.fail("sniff did not open a packet socket in time")
