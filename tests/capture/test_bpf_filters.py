@@ -173,8 +173,12 @@ def child_pids(pid: int) -> set[int]:
     return found
 
 
-def test_ctrl_c_stops_a_long_compile_at_once() -> None:
-    proc = subprocess.Popen([*ANALYZER, "read", str(TOUR), "-f", unsplittable(600)],
+@pytest.mark.parametrize("command", [["read", str(TOUR)], ["sniff", "-i", "lo", "-c", "1"]],
+                         ids=["read", "sniff"])
+def test_ctrl_c_stops_a_long_compile_at_once(command: list[str]) -> None:
+    if command[0] == "sniff":
+        require_root()
+    proc = subprocess.Popen([*ANALYZER, *command, "-f", unsplittable(600)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         compiler: set[int] = set()
