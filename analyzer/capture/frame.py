@@ -64,3 +64,6 @@ class CaptureInfo:
         self.interfaces = [] if interfaces is None else interfaces
         self.warnings = [] if warnings is None else warnings
         self.files: list[CaptureInfo] = []  # several files read as one: each one's info
+        # how a live capture ended: "count", "duration", "signal SIGINT", "signal SIGTERM",
+        # "interface lost", "stopped" (by its session); None for a file
+        self.ended: str | None = None

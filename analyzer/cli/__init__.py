@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from analyzer import __version__
 from analyzer.cli.exits import EXIT_FAILURE, EXIT_INPUT, EXIT_OK
 from analyzer.errors import InputError
+from analyzer.report.text import escape
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +124,12 @@ def run_sniff(args: argparse.Namespace) -> int:
         write_analysis(analysis, sys.stdout)
     else:
         console.print_analysis(analysis)
+    if analysis.capture.info.ended == "interface lost":
+        # the report of what was seen is out; the capture itself did not end as asked
+        sys.stdout.flush()
+        print(f"analyzer: sniffing on {escape(args.interface)} ended early: the interface "
+              "went away (the report above covers what was captured)", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -142,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except InputError as exc:
-        print(f"analyzer: {exc}", file=sys.stderr)
+        # escaped: the message may quote a name or text from the system or the network
+        print(f"analyzer: {escape(str(exc))}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("analyzer: interrupted", file=sys.stderr)
@@ -155,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # Writing our temporary files or extracted ones failed (a full disk, a quota):
         # one line, as for bad input. The temporary files have no name or are removed.
-        print(f"analyzer: {_system_error(exc)}", file=sys.stderr)
+        print(f"analyzer: {escape(_system_error(exc))}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -27,6 +27,7 @@ from rich.text import Text
 from analyzer.report.summary import capture_summary
 from analyzer.report.tcp_json import stream_line
 from analyzer.report.tcp_view import BROKEN, GOOD, SUSPICIOUS, health, live_rows, streams_table
+from analyzer.report.text import escape
 
 if TYPE_CHECKING:
     from analyzer.capture.live import InterfaceEntry, LiveCapture
@@ -170,7 +171,8 @@ class LiveView:
     def _render(self) -> Group:
         stats = self.analyzer.decoder.stats
         header = Text.assemble(
-            ("sniffing ", "bold"), (self.capture.interface if self.capture else "", "bold cyan"),
+            ("sniffing ", "bold"),
+            (escape(self.capture.interface) if self.capture else "", "bold cyan"),
             f"  {stats.packets:,} packets  {stats.bytes:,} bytes  ",
             ", ".join(f"{k} {v:,}" for k, v in stats.protocols.most_common(6)))
         table = Table(box=None, show_header=True, header_style="bold")
@@ -218,7 +220,7 @@ def print_interfaces(entries: list[InterfaceEntry], *, as_json: bool) -> None:
     for column in ("#", "name", "link type", "state", "addresses"):
         table.add_column(column)
     for e in entries:
-        table.add_row(str(e.index), e.name, linktype_name(e.linktype),
+        table.add_row(str(e.index), Text(escape(e.name)), linktype_name(e.linktype),
                       Text("up", style="green") if e.up else Text("down", style="red"),
                       ", ".join(e.addresses))
     stdout_console().print(table)

@@ -68,7 +68,8 @@ def capture_object(summary: CaptureSummary) -> dict[str, Any]:
         "truncated": stats.truncated,
         "filtered_out": summary.filtered_out,
         "warnings": summary.warnings,
-    } | ({"files": [_file_object(f) for f in info.files]} if info.files else {})
+    } | ({"files": [_file_object(f) for f in info.files]} if info.files else {}) \
+      | ({"ended": info.ended} if info.ended is not None else {})
 
 
 def _file_object(info: CaptureInfo) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from analyzer.pipeline import CaptureSummary
 from analyzer.report.jsonl import capture_object
+from analyzer.report.text import escape
 
 
 def format_time(ts: float | None) -> str:
@@ -49,7 +50,7 @@ def capture_summary(summary: CaptureSummary) -> RenderableType:
         table.add_row("files", f"{len(files)} files merged in time order: "
                                f"{files[0]['file']} … {files[-1]['file']}")
     else:
-        table.add_row("file", data["file"])
+        table.add_row("file", Text(escape(data["file"])))
     table.add_row("format", fmt)
     table.add_row("packets", f"{data['packets']:,}"
                   + (f" ({data['filtered_out']:,} filtered out)" if data["filtered_out"] else ""))
@@ -62,10 +63,13 @@ def capture_summary(summary: CaptureSummary) -> RenderableType:
         table.add_row("skipped", Text(", ".join(
             f"{k} ({v:,})" for k, v in data["skipped_link_types"].items()), style="yellow"))
     if len(data["interfaces"]) > 1 or any(i["name"] for i in data["interfaces"]):
-        table.add_row("interfaces", ", ".join(
-            f"#{i['id']} {i['name'] or '(unnamed)'} {i['link_type']} ({i['packets']:,})"
-            + (f" dropped {i['dropped']:,}" if i["dropped"] else "")
-            for i in data["interfaces"]))
+        # names come from the capture or the system: escaped, and never read as markup
+        table.add_row("interfaces", Text(", ".join(
+            f"#{i['id']} {escape(i['name']) if i['name'] else '(unnamed)'} {i['link_type']} "
+            f"({i['packets']:,})" + (f" dropped {i['dropped']:,}" if i["dropped"] else "")
+            for i in data["interfaces"])))
+    if "ended" in data:
+        table.add_row("ended", data["ended"])
     table.add_row("protocols", ", ".join(f"{k} {v:,}" for k, v in data["protocols"].items())
                   or "-")
     if data["malformed"] or data["truncated"]:

@@ -140,8 +140,9 @@ def sniff(interface: str, *, bpf: str | None, count: int | None, duration: float
           write: str | None, analyzer: Analyzer,
           on_start: Callable[[LiveCapture], Callable[[], object] | None] | None = None
           ) -> Analysis:
-    """`analyzer sniff`: capture on the main thread until a count, a duration, Ctrl-C or
-    SIGTERM, feeding `analyzer`; `on_start(capture)` may return a callable run between
+    """`analyzer sniff`: capture on the main thread until a count, a duration, Ctrl-C,
+    SIGTERM or the loss of the interface (`analysis.capture.info.ended` says which),
+    feeding `analyzer`; `on_start(capture)` may return a callable run between
     packets about four times a second (the live view's refresh)."""
     from analyzer.capture.live import LiveCapture
 
@@ -149,7 +150,11 @@ def sniff(interface: str, *, bpf: str | None, count: int | None, duration: float
     stop = threading.Event()
     # Ctrl-C and SIGTERM only ask the capture loop to stop, wherever they land, so every
     # frame written to -w has also been analyzed and the report is always printed.
-    with _stop_on_signals(stop):
+    def on_signal(signum: int, frame: object) -> None:
+        capture.stop_reason = f"signal {signal.Signals(signum).name}"
+        stop.set()
+
+    with _on_signals(on_signal):
         on_tick = on_start(capture) if on_start is not None else None
         capture.run(analyzer.feed, stop, on_tick=on_tick)
     return analyzer.finish(capture.info)
@@ -169,10 +174,6 @@ def _on_signals(handler: Callable[[int, object], None]) -> Iterator[None]:
     finally:
         for signum, previous in saved.items():
             signal.signal(signum, previous)
-
-
-def _stop_on_signals(stop: threading.Event) -> AbstractContextManager[None]:
-    return _on_signals(lambda signum, frame: stop.set())
 
 
 def _cancel_on_signals(cancel: threading.Event) -> AbstractContextManager[None]:

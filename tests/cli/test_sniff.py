@@ -42,16 +42,16 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
         return sock.getsockname()[1]
 
 
-def packet_socket_inodes() -> set[str]:
-    with open("/proc/net/packet") as table:
-        return {line.split()[-1] for line in table.readlines()[1:] if line.strip()}
-
-
 def holds_packet_socket(pid: int) -> bool:
-    inodes = packet_socket_inodes()
+    """The process holds an AF_PACKET socket that receives (listed in its own network
+    namespace with a protocol and R(unning) 1: bound, so its filter is attached)."""
     try:
+        with open(f"/proc/{pid}/net/packet") as table:
+            # sk RefCnt Type Proto Iface R Rmem User Inode
+            inodes = {fields[-1] for fields in map(str.split, table.readlines()[1:])
+                      if len(fields) >= 9 and int(fields[3], 16) and fields[5] == "1"}
         fds = os.listdir(f"/proc/{pid}/fd")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return False
     for fd in fds:
         try:
@@ -85,7 +85,7 @@ class Sniffer:
                 pytest.fail(f"sniff exited {self.proc.returncode} before capturing: "
                             f"{self.stderr.strip()}")
             if holds_packet_socket(self.proc.pid):
-                time.sleep(0.2)  # scapy attaches the BPF filter right after opening
+                time.sleep(0.2)  # margin: the socket is bound only once its filter is attached
                 return
             time.sleep(0.05)
         self.stop()

@@ -1,0 +1,285 @@
+"""Long BPF filters (`-f`): bounded time and memory, the same packets as libpcap's own
+verdicts, and Ctrl-C never ignored.
+
+libpcap's compiler (tcpdump's) needs minutes and gigabytes for `port 1 or ... or port
+3000`; `analyzer.capture.bpf` compiles such a flat sequence in pieces and chains them.
+The oracles are libpcap itself (tcpdump with an equivalent short filter, and libpcap's
+verdict for the whole expression compiled in one go) and tshark's display filters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from analyzer.capture import open_capture
+from analyzer.capture.bpf import (
+    COMPILE_SECONDS,
+    Program,
+    compile_in_pieces,
+    compile_with_libpcap,
+    libpcap,
+    run_program,
+)
+from analyzer.errors import InputError
+from tests.conftest import CAPTURES_DIR, require_root, require_tool
+from tests.oracle import real_capture_params, run_tshark
+
+ANALYZER = [sys.executable, "-m", "analyzer"]
+TOUR = CAPTURES_DIR / "tour.pcapng"
+# 3000 `port N` terms: TFTP's 69, then 50001-52999 (tour.pcapng's TCP streams on 50007
+# and 50080 fall inside, those on 34036, 36650, 42664, 54352 and 54366 outside).
+LONG_PORTS = [69, *range(50001, 53000)]
+LONG_FILTER = " or ".join(f"port {port}" for port in LONG_PORTS)
+SHORT_EQUIVALENT = "port 69 or portrange 50001-52999"
+TSHARK_EQUIVALENT = ("not icmp and not icmpv6 and (tcp.port in {69, 50001..52999} "
+                     "or udp.port in {69, 50001..52999})")
+# What tcpdump compiles in a few MB; the whole-expression compile held 3.5 GB.
+MEMORY_BOUND_MIB = 300
+TIME_BOUND_SECONDS = 60.0
+
+
+def run_measured(argv: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[str],
+                                                           float, float]:
+    """Run `argv` from a fresh Python whose only children are it and its own children:
+    their peak resident memory (MiB) is then that command's. Returns (result, MiB, s)."""
+    wrapper = ("import json, resource, subprocess, sys, time\n"
+               "start = time.monotonic()\n"
+               "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+               "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+               "print(json.dumps([done.returncode, done.stdout, done.stderr, peak,\n"
+               "                  time.monotonic() - start]))\n")
+    outer = subprocess.run([sys.executable, "-c", wrapper, *argv], capture_output=True,
+                           text=True, timeout=timeout, check=True)
+    code, stdout, stderr, peak, seconds = json.loads(outer.stdout)
+    return subprocess.CompletedProcess(argv, code, stdout, stderr), peak, seconds
+
+
+def tcpdump_count(path: Path, bpf: str) -> int:
+    tcpdump = require_tool("tcpdump")
+    done = subprocess.run([tcpdump, "-n", "-r", str(path), bpf], capture_output=True,
+                          text=True, timeout=60, check=True)
+    return len(done.stdout.splitlines())
+
+
+@pytest.mark.slow
+def test_3000_port_filter_gives_libpcaps_packets_in_bounded_time_and_memory() -> None:
+    expected = tcpdump_count(TOUR, SHORT_EQUIVALENT)
+    assert len(run_tshark(TOUR, ["frame.number"], TSHARK_EQUIVALENT).rows) == expected
+    assert 0 < expected < tcpdump_count(TOUR, "")  # the filter keeps some, not all
+    done, peak_mib, seconds = run_measured(
+        [*ANALYZER, "read", str(TOUR), "--json", "-f", LONG_FILTER],
+        timeout=TIME_BOUND_SECONDS + 30)
+    assert done.returncode == 0, done.stderr[-500:]
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["packets"] == expected
+    assert summary["filtered_out"] == tcpdump_count(TOUR, "") - expected
+    assert peak_mib < MEMORY_BOUND_MIB
+    assert seconds < TIME_BOUND_SECONDS
+
+
+# Primitives whose verdicts differ across the captures (TCP, UDP, TFTP, ICMP, IPv6).
+PRIMITIVES = [
+    "tcp", "udp", "icmp", "ip6", "arp", "port 69", "port 80", "src port 80", "dst port 69",
+    "tcp port 50007", "udp portrange 1000-60000", "host 127.0.0.1", "net 10.0.0.0/8",
+    "less 100", "greater 500", "len > 60", "tcp[tcpflags] & tcp-syn != 0",
+    "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0", "ip[8] < 64", "(udp and port 53)",
+    "not tcp", "! udp", "not (port 69 or icmp)", "ether broadcast", "ip multicast",
+    "ip6 and tcp", "udp[8:2] = 1", "proto 17",
+]
+
+
+def random_expression(rng: random.Random, terms: int) -> str:
+    parts = [rng.choice(PRIMITIVES)]
+    for _ in range(terms - 1):
+        parts += [rng.choice(["or", "and", "||", "&&"]), rng.choice(PRIMITIVES)]
+    expression = " ".join(parts)
+    if rng.random() < 0.2:
+        expression = f"not ({expression})"
+    return expression
+
+
+def verdicts(code: bytes, frames: list) -> list[bool]:
+    lib, program = libpcap(), Program(code)
+    return [run_program(lib, program, frame) for frame in frames]
+
+
+@pytest.mark.parametrize("capture", real_capture_params())
+def test_chained_pieces_decide_as_the_whole_expression(capture: Path, monkeypatch) -> None:
+    """Every frame of every real capture, 40 random flat expressions of up to 12 terms
+    (and/or/not, mixed): the chained program's verdict is libpcap's for the whole."""
+    import analyzer.capture.bpf as bpf
+
+    # split into pieces of at most 2 terms, so every expression is chained
+    monkeypatch.setattr(bpf, "INLINE_CONNECTIVES", 1)
+    monkeypatch.setattr(bpf, "CHUNK_TERMS", 2)
+    with open_capture(capture) as cap:
+        frames = list(cap)
+        byte_order = cap.info.byte_order
+    by_linktype: dict[int, list] = {}
+    for frame in frames:
+        by_linktype.setdefault(frame.linktype, []).append(frame)
+    lib = libpcap()
+    rng = random.Random(f"bpf-chain-{capture.name}")
+    for _ in range(40):
+        expression = random_expression(rng, rng.randint(3, 12))
+        for linktype, group in by_linktype.items():
+            try:
+                whole = compile_with_libpcap(lib, expression, linktype, byte_order)
+            except InputError:
+                continue  # a primitive this link type has no meaning for
+            chained = compile_in_pieces(lib, expression, linktype, byte_order)
+            assert chained != whole, "the expression was not split"
+            assert verdicts(chained, group) == verdicts(whole, group), expression
+
+
+def unsplittable(terms: int) -> str:
+    """`port 1 or 2 or ...`: each number takes `port` from the term before it, so libpcap
+    must compile it whole: minutes for 600 terms, gigabytes for 3000."""
+    return "port 1 or " + " or ".join(str(port) for port in range(2, terms + 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("terms, limit", [(600, "within 15 s"), (3000, "MiB of memory")])
+def test_filter_libpcap_cannot_compile_within_the_limits_is_refused_with_one_line(
+        terms: int, limit: str) -> None:
+    started = time.monotonic()
+    done = subprocess.run([*ANALYZER, "read", str(TOUR), "-f", unsplittable(terms)],
+                          capture_output=True, text=True, timeout=COMPILE_SECONDS + 60)
+    assert time.monotonic() - started < COMPILE_SECONDS + 30
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr[-2000:]
+    assert "too complex" in lines[0] and limit in lines[0] and len(lines[0]) < 300
+    assert done.stdout == ""
+
+
+def child_pids(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as listing:
+                found |= {int(word) for word in listing.read().split()}
+        except FileNotFoundError:
+            pass
+    return found
+
+
+@pytest.mark.parametrize("command", [["read", str(TOUR)], ["sniff", "-i", "lo", "-c", "1"]],
+                         ids=["read", "sniff"])
+def test_ctrl_c_stops_a_long_compile_at_once(command: list[str]) -> None:
+    if command[0] == "sniff":
+        require_root()
+    proc = subprocess.Popen([*ANALYZER, *command, "-f", unsplittable(600)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        compiler: set[int] = set()
+        deadline = time.monotonic() + 20
+        while not compiler and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+            compiler = child_pids(proc.pid)
+        assert compiler, "no compiler process was started"
+        time.sleep(0.5)  # well inside libpcap's compile
+        interrupted = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+        assert time.monotonic() - interrupted < 3.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines() == ["analyzer: interrupted"]
+    time.sleep(0.2)
+    for pid in compiler:  # the compiler ended with us
+        assert not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+@pytest.mark.root
+def test_sniff_with_a_3000_port_filter_keeps_only_those_ports(tmp_path: Path) -> None:
+    """Too long for the kernel (over 4096 instructions once compiled): the socket takes
+    everything and each frame meets the filter in userland, as libpcap does then."""
+    from tests.cli.test_sniff import UdpSender, free_port, udp_payloads
+    from tests.cli.test_sniff_endings import wait_capturing
+
+    require_root()
+    require_tool("tshark")
+    wanted, unwanted = UdpSender(free_port()), UdpSender(free_port())
+    others = [port for port in range(20000, 23100) if port not in (wanted.port, unwanted.port)]
+    bpf = " or ".join(f"udp port {port}" for port in [*others[:1500], wanted.port,
+                                                       *others[1500:2999]])
+    out = tmp_path / "long.pcapng"
+    proc = subprocess.Popen([*ANALYZER, "sniff", "-i", "lo", "-f", bpf, "--json", "-c", "4",
+                             "-w", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_capturing(proc)  # type: ignore[arg-type]
+        for _ in range(4):
+            unwanted.send()
+            wanted.send()
+        stdout, stderr = proc.communicate(timeout=TIME_BOUND_SECONDS)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        wanted.close()
+        unwanted.close()
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout.splitlines()[-1])
+    assert summary["packets"] == 4
+    assert udp_payloads(out) == [b"datagram %06d" % i for i in range(4)]
+    ports = {row["udp.dstport"] for row in run_tshark(out, ["udp.dstport"]).rows}
+    assert ports == {str(wanted.port)}
+
+
+@pytest.mark.parametrize("expression", [
+    "port 1 or 2 or 3",  # `2` and `3` take `port` from the term before
+    "host 10.0.0.1 or 10.0.0.2",
+    "port 1 or (2 or 3)",
+    "vlan 10 and tcp or udp",  # `vlan` moves the offsets of every later primitive
+    "tcp or mpls and udp",
+    "tcp OR udp",  # libpcap's own verdict on the spelling
+    "tcp or udp",  # two self-contained terms: split (one piece)
+], ids=["inherited", "inherited-host", "inherited-paren", "vlan", "mpls", "uppercase",
+        "plain"])
+def test_only_self_contained_terms_are_split(expression: str) -> None:
+    from analyzer.capture.bpf import split_terms
+
+    split = split_terms(expression)
+    if expression == "tcp or udp":
+        assert split == (False, [("(tcp) or (udp)", None)])
+    else:
+        assert split is None
+
+
+def test_a_piece_that_rejects_everything_still_chains(monkeypatch) -> None:
+    """libpcap refuses `tcp and icmp` alone ("expression rejects all packets"); inside
+    `(tcp and icmp) or udp` it is a piece whose verdict is always no."""
+    import analyzer.capture.bpf as bpf
+
+    monkeypatch.setattr(bpf, "INLINE_CONNECTIVES", 0)
+    monkeypatch.setattr(bpf, "CHUNK_TERMS", 1)
+    lib = libpcap()
+    with open_capture(TOUR) as cap:
+        frames = list(cap)
+    chained = compile_in_pieces(lib, "(tcp and icmp) or udp", 1, "little")
+    whole = compile_with_libpcap(lib, "udp", 1, "little")
+    assert verdicts(chained, frames) == verdicts(whole, frames)
+    assert any(verdicts(whole, frames)) and not all(verdicts(whole, frames))
+
+
+def test_a_filter_with_bytes_that_are_not_utf8_is_refused_with_one_line() -> None:
+    done = subprocess.run([*(arg.encode() for arg in ANALYZER), b"read", bytes(TOUR), b"-f",
+                           b"port \xff"], capture_output=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.decode(errors="replace").strip().splitlines()
+    assert len(lines) == 1 and "bad filter" in lines[0], done.stderr
