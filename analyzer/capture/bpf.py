@@ -391,8 +391,8 @@ def _compile_in_child(expression: str, linktype: int, byte_order: str) -> bytes:
     argv = [sys.executable, "-m", "analyzer.capture.bpf", str(linktype), byte_order]
     try:
         # run() kills the child on any exception here, Ctrl-C included
-        done = subprocess.run(argv, input=expression.encode(errors="surrogateescape"), capture_output=True,
-                              timeout=COMPILE_SECONDS, check=False)
+        done = subprocess.run(argv, input=expression.encode(errors="surrogateescape"),
+                              capture_output=True, timeout=COMPILE_SECONDS, check=False)
     except subprocess.TimeoutExpired:
         raise InputError(f"filter too complex: libpcap did not compile it within "
                          f"{COMPILE_SECONDS:g} s ({connective_count(tokenize(expression))} "
