@@ -48,7 +48,7 @@ def run_follow(args: argparse.Namespace) -> int:
     from analyzer.run.read import one_tcp_stream
 
     result = one_tcp_stream(args.capture, args.stream, args.filter, spool_chunks=True)
-    write_follow(result, args.format, sys.stdout.write)
+    write_follow(result, args.format, sys.stdout.write, terminal=sys.stdout.isatty())
     sys.stdout.flush()
     for line in gap_lines(result):
         print(f"analyzer: {line}", file=sys.stderr)

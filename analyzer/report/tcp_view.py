@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, NamedTuple
 
@@ -165,10 +166,13 @@ def follow_text(result: TcpStreamResult, mode: str) -> str:
     return out.getvalue()
 
 
-def write_follow(result: TcpStreamResult, mode: str, write: Callable[[str], object]) -> None:
+def write_follow(result: TcpStreamResult, mode: str, write: Callable[[str], object],
+                 terminal: bool = False) -> None:
     """`tshark -q -z follow,tcp,MODE,N` output for mode ascii, hex, raw or yaml, written a
     chunk at a time; node 0 is the client. Needs the stream's chunks (track it with
-    `TcpTracker(keep={N})`)."""
+    `TcpTracker(keep={N})`). ascii keeps CR and LF, as tshark does; on a `terminal` a CR
+    not followed by LF is shown as '.', since it would send the cursor back over what
+    was printed (the only control character ascii mode lets through besides LF)."""
     if mode == "yaml":
         write_follow_yaml(result, write)
         return
@@ -185,7 +189,10 @@ def write_follow(result: TcpStreamResult, mode: str, write: Callable[[str], obje
         if mode == "raw":
             write(prefix + data.hex() + "\n")
         elif mode == "ascii":
-            write(f"{prefix}{len(data)}\n{data.translate(_ASCII).decode('latin-1')}\n")
+            text = data.translate(_ASCII).decode("latin-1")
+            if terminal:
+                text = _LONE_CR.sub(".", text)
+            write(f"{prefix}{len(data)}\n{text}\n")
         else:
             write(_hexdump(data, offsets[node], prefix))
         offsets[node] += len(data)
@@ -196,6 +203,7 @@ def write_follow(result: TcpStreamResult, mode: str, write: Callable[[str], obje
 # mode's text column: printable ASCII only. (bytes.translate tables)
 _ASCII = bytes(b if 0x20 <= b < 0x7F or b in (0x0A, 0x0D) else 0x2E for b in range(256))
 _DUMP = bytes(b if 0x20 <= b < 0x7F else 0x2E for b in range(256))
+_LONE_CR = re.compile("\r(?!\n)")
 
 
 def _hexdump(data: bytes, offset: int, prefix: str) -> str:

@@ -103,3 +103,22 @@ def test_follow_hex_layout_by_construction(tmp_path: Path) -> None:
                         "ABCDEFGH IJKLMNOP")
     assert lines[7] == "00000010  51 52 53 54" + " " * 39 + "QRST"
     assert lines[8] == "\t00000000  6f 6b" + " " * 45 + "ok"
+
+
+def test_follow_ascii_on_a_terminal_shows_a_lone_cr_as_a_dot(tmp_path: Path) -> None:
+    """tshark's ascii mode lets CR through; on a terminal a CR without its LF would
+    move the cursor back over the line, so it becomes '.' there (CR LF stays)."""
+    from analyzer.report.tcp_view import write_follow
+
+    conv = Conversation().handshake()
+    conv.send(True, "PA", b"GET / HTTP/1.0\r\nfake\rreal\x1b[2J\r\n")
+    (result,) = analyze(conv.write(tmp_path / "cr.pcap"))
+    piped: list[str] = []
+    write_follow(result, "ascii", piped.append)
+    assert "fake\rreal.[2J\r\n" in "".join(piped)  # as tshark prints it (ESC is '.')
+    shown: list[str] = []
+    write_follow(result, "ascii", shown.append, terminal=True)
+    text = "".join(shown)
+    assert "GET / HTTP/1.0\r\nfake.real.[2J\r\n" in text
+    assert not any(ch < " " and ch not in "\t\n" and not text[i:i + 2] == "\r\n"
+                   for i, ch in enumerate(text))
