@@ -54,13 +54,15 @@ def watched(driver: Driver[T], args: argparse.Namespace,
             observers: Sequence[Callable[[Packet], object]] = ()) -> SessionResult[T]:
     """Run `driver` in a session that watches it when `--watch` or `-w` asks; a watch
     that cannot happen (no permission to capture) is one line on stderr, not an error."""
-    from analyzer.report.net_view import no_watch_line
     from analyzer.run.session import run_session
 
     result = run_session(driver, watch=args.watch, write=args.write, observers=observers)
-    line = no_watch_line(result)
-    if line is not None and (args.watch or args.write):
-        print(f"analyzer: {line}", file=sys.stderr)
+    if args.watch or args.write:
+        from analyzer.report.net_view import no_watch_line
+
+        line = no_watch_line(result)
+        if line is not None:
+            print(f"analyzer: {line}", file=sys.stderr)
     return result
 
 

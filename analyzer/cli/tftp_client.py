@@ -129,7 +129,6 @@ def run_put(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, put: bool) -> int:
     from analyzer.active.tftp import TftpClientDriver
-    from analyzer.report.net_view import print_watch
 
     spec = _spec(args, put)
     show_bar = not args.json and sys.stderr.isatty()
@@ -141,8 +140,11 @@ def _run(args: argparse.Namespace, put: bool) -> int:
         result = watched(_SessionDriver(driver), args)
     outcome: ClientOutcome = result.outcome
     _report(outcome, driver.server_text, args, to_stderr=to_stdout)
-    print_watch(result, as_json=args.json, out=sys.stdout, to_stderr=to_stdout,
-                evidence=args.write)
+    if result.analysis is not None:
+        from analyzer.report.net_view import print_watch
+
+        print_watch(result, as_json=args.json, out=sys.stdout, to_stderr=to_stdout,
+                    evidence=args.write)
     return EXIT_OK if outcome.ok else EXIT_FAILURE
 
 

@@ -296,7 +296,7 @@ class TftpClient:
             if (block == self._expected & 0xFFFF and len(datagram) - 4 == self.blksize
                     and self._plain_get and self._tries == 0 and (
                         self.total is None or self.wire_bytes + self.blksize <= self.total)):
-                return self._next_full_block(datagram[4:])
+                return self._next_full_block(bytes(datagram[4:]))
             return self._on_data(Data(block, datagram[4:]))
         if self.state == DONE:
             return []
@@ -462,30 +462,52 @@ class TftpClient:
             return self._send_ack(0, [])
         return self._unexpected(message, "DATA")
 
-    def _next_full_block(self, payload: bytes | memoryview) -> list[Action]:
+    def receive_next_block(self, datagram: bytes, sender: Endpoint) -> tuple[bytes, bytes]:
+        """`receive`, shortened for the bulk of a plain download, for a driver that wants
+        the ACK on the wire before anything else: when `datagram` is the next full-size
+        DATA of an octet get from the locked peer, with no retry pending and nothing
+        unusual going on, it is taken, and the answer is (the ACK to send now, or b""
+        while the window is not complete; the data to write). The timer is then to be
+        set to `config.timeout` again; progress is for the driver to report (`done_bytes`).
+        Otherwise the answer is (b"", b"") and nothing has happened: call `receive`."""
+        if (sender == self.peer and self._plain_get and self.state == TRANSFERRING
+                and self._tries == 0 and len(datagram) - 4 == self.blksize
+                and datagram[1] == _DATA and datagram[0] == 0
+                and (datagram[2] << 8 | datagram[3]) == self._expected & 0xFFFF
+                and (self.total is None or self.wire_bytes + self.blksize <= self.total)):
+            data = datagram[4:]
+            return self._take_full_block(data), data
+        return b"", b""
+
+    def _next_full_block(self, payload: bytes) -> list[Action]:
         """The in-order, full-size DATA of a plain octet get: `_on_data`, shortened."""
+        ack = self._take_full_block(payload)
+        actions: list[Action] = []
+        # The ACK goes first: the server prepares the next block while the driver writes.
+        if ack:
+            actions.append(Send(ack, self.peer))  # type: ignore[arg-type]
+        actions.append(Write(payload))
+        if (self._expected - 1) & PROGRESS_EVERY == 0:
+            actions.append(Progress(self.done_bytes, self.total))
+        actions.append(self._base_timer)
+        return actions
+
+    def _take_full_block(self, payload: bytes) -> bytes:
+        """The state changes of `_next_full_block`; the ACK due (b"": none yet)."""
         expected = self._expected
         self._expected = expected + 1
         size = len(payload)
         self.wire_bytes += size
         self.done_bytes += size
         self._gap_acked = False
-        data = bytes(payload)
-        actions: list[Action] = []
-        # The ACK goes first: the server prepares the next block while the driver writes.
-        if expected - self._acked >= self.windowsize:
-            self._acked = expected
-            self._dups_since_ack = 0
-            send = Send(_ACK.pack(codec.ACK, expected & 0xFFFF), self.peer)  # type: ignore[arg-type]
-            self._last = [send]
-            actions.append(send)
-        actions.append(Write(data))
         if self._hash is not None:
-            self._hash.update(data)
-        if expected & PROGRESS_EVERY == 0:
-            actions.append(Progress(self.done_bytes, self.total))
-        actions.append(self._base_timer)
-        return actions
+            self._hash.update(payload)
+        if expected - self._acked < self.windowsize:
+            return b""
+        self._acked = expected
+        self._dups_since_ack = 0
+        # (`_last` stays: a get's timeout ACKs the last in-order block afresh)
+        return _ACK.pack(codec.ACK, expected & 0xFFFF)
 
     def _on_data(self, message: Data) -> list[Action]:
         expected = self._expected
