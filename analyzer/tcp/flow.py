@@ -202,19 +202,19 @@ class Flow:
         if holes and ranges:
             # Holes are in offset order and disjoint: only those inside [low, high) matter,
             # found by bisection (a stream of one-byte segments can leave thousands).
-            first, last = 0, len(holes)
-            while first < last:
-                middle = (first + last) // 2
+            index, last = 0, len(holes)
+            while index < last:
+                middle = (index + last) // 2
                 if holes[middle][1] <= low:
-                    first = middle + 1
+                    index = middle + 1
                 else:
                     last = middle
-            while first < len(holes) and holes[first][0] < high:
-                hole_start, hole_end = holes[first]  # never seen: nothing to compare
+            while index < len(holes) and holes[index][0] < high:
+                hole_start, hole_end = holes[index]  # never seen: nothing to compare
                 ranges = [piece for a, b in ranges
                           for piece in ((a, min(b, hole_start)), (max(a, hole_end), b))
                           if piece[1] > piece[0]]
-                first += 1
+                index += 1
         if any(tail[a - tail_start:b - tail_start] != payload[a - off:b - off]
                for a, b in ranges):
             first = tail[low - tail_start:high - tail_start]
