@@ -7,8 +7,9 @@ from the two numbers printed with it: `python scripts/fuzz.py --seed S --case I`
 Mutations know the capture's layout (pcap records, pcapng blocks and their options, the
 link, IP, TCP, UDP and TFTP headers of each frame) and rewrite its fields with values
 that hit edge cases (0, 1, all ones, one off, a sign bit, ...), besides blind byte flips,
-inserts, deletes, truncations, and records repeated or swapped. Each subcommand runs as
-a real subprocess (what users run) with a fresh empty working directory and TMPDIR; a
+inserts, deletes, truncations, records repeated or swapped, and gzip (intact or
+damaged). Each subcommand runs as a real subprocess (what users run) with a fresh empty
+working directory and TMPDIR; a
 case fails on a traceback, an exit status other than 0/1/2, a run over the time limit,
 or a file left anywhere but the output directory it was given.
 
@@ -21,6 +22,7 @@ formats reaches deep fields faster than blind coverage search would at that rate
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import shutil
@@ -385,6 +387,16 @@ def mutate(original: bytes, rng: random.Random) -> tuple[bytes, list[str]]:
         layout = layout_of(bytes(data))
         func = rng.choices(funcs, weights)[0]
         steps.append(func(data, layout, rng))
+    if rng.random() < 0.1:
+        # The reader takes gzip too: a compressed mutant, its stream sometimes damaged.
+        packed = bytearray(gzip.compress(bytes(data), mtime=0))
+        damage = rng.choice(["none", "truncate", "flip"])
+        if damage == "truncate":
+            del packed[rng.randrange(10, len(packed)):]
+        elif damage == "flip":
+            packed[rng.randrange(10, len(packed))] ^= 0xFF
+        steps.append(f"gzip ({damage})")
+        return bytes(packed), steps
     return bytes(data), steps
 
 
