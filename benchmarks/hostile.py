@@ -115,19 +115,30 @@ def seq_jumps(packets: int, rng: random.Random) -> Iterator[Frame]:
 
 
 def ipv6_ext(packets: int, rng: random.Random) -> Iterator[Frame]:
-    """In-order data behind 100 destination-options headers (8 bytes each, PadN)."""
+    """A handshake, then in-order data and an ACK every tenth packet, every packet behind
+    100 destination-options headers (8 bytes each, PadN)."""
     isn, server_isn = rng.getrandbits(32), rng.getrandbits(32)
     pad = b"\x01\x04\x00\x00\x00\x00"  # PadN option filling the header's 6 option bytes
     chain = b"".join(bytes([60, 0]) + pad for _ in range(99)) + bytes([6, 0]) + pad
     data = rng.randbytes(100)
     seq = isn + 1
-    for number in range(packets):
-        if number == 0:
-            segment = tcp_header(40002, 80, isn, 0, SYN)
+
+    def client(segment: bytes) -> Frame:
+        return ipv6_frame(CLIENT6, SERVER6, 60, chain + segment)
+
+    def server(segment: bytes) -> Frame:
+        return ipv6_frame(SERVER6, CLIENT6, 60, chain + segment)
+
+    opening = [client(tcp_header(40002, 80, isn, 0, SYN)),
+               server(tcp_header(80, 40002, server_isn, isn + 1, SYN | ACK)),
+               client(tcp_header(40002, 80, isn + 1, server_isn + 1, ACK))]
+    yield from opening[:packets]
+    for number in range(packets - len(opening)):
+        if number % 10 == 9:
+            yield server(tcp_header(80, 40002, server_isn + 1, seq, ACK))
         else:
-            segment = tcp_header(40002, 80, seq, server_isn + 1, ACK | PSH) + data
+            yield client(tcp_header(40002, 80, seq, server_isn + 1, ACK | PSH) + data)
             seq += len(data)
-        yield ipv6_frame(CLIENT6, SERVER6, 60, chain + segment)
 
 
 def one_byte_ooo(packets: int, rng: random.Random) -> Iterator[Frame]:
