@@ -8,7 +8,7 @@ RUN_CAPTURE ?= captures/tour.pcapng
 # The modules mypyc compiles (listed in analyzer/native.py): rebuilt when one changes.
 NATIVE_SOURCES := $(shell sed -n 's|^    "\(.*\.py\)",$$|analyzer/\1|p' analyzer/native.py)
 
-.PHONY: run test lint native system-deps bench profile clean
+.PHONY: run test lint native system-deps bench profile fuzz clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -54,6 +54,14 @@ test: $(VENV)/.installed-test system-deps $(VENV)/.native lint
 BENCH_ARGS ?=
 bench: $(VENV)/.installed-test system-deps $(VENV)/.native
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# Seeded mutation fuzzing of the CLI (scripts/fuzz.py; `make test` runs a fixed share):
+# make fuzz FUZZ_CASES=20000 FUZZ_SEED=7 (FUZZ_ARGS="--seconds 3600" to stop on time)
+FUZZ_CASES ?= 2000
+FUZZ_SEED ?= 1
+FUZZ_ARGS ?=
+fuzz: $(VENV)/.installed-test $(VENV)/.native
+	$(BIN)/python scripts/fuzz.py --cases $(FUZZ_CASES) --seed $(FUZZ_SEED) $(FUZZ_ARGS)
 
 profile: $(VENV)/.installed-test $(VENV)/.native
 	$(BIN)/python benchmarks/profile.py

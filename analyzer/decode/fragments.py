@@ -6,6 +6,7 @@ bytes held across all datagrams are capped; what falls out is counted, never kep
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Final
 
 MAX_DATAGRAM: Final = 65535 + 40  # IPv6 jumbograms are not fragmented; 64 KiB is the ceiling
@@ -32,7 +33,10 @@ class FragmentReassembler:
     """Collects fragments by (version, src, dst, id, proto); returns whole payloads."""
 
     def __init__(self) -> None:
-        self._pending: dict[tuple, _Datagram] = {}
+        # Oldest first. An OrderedDict, not a dict: the oldest is taken out on every
+        # fragment once the table is full (200k never-completed datagrams), and a dict
+        # finds its first item by scanning past the slots of those removed before it.
+        self._pending: OrderedDict[tuple, _Datagram] = OrderedDict()
         self.held_bytes = 0
         self.reassembled = 0
         self.dropped = 0  # datagrams given up: timeout, memory cap, impossible sizes
@@ -50,8 +54,7 @@ class FragmentReassembler:
         dgram = self._pending.get(key)
         if dgram is None:
             if len(self._pending) >= MAX_DATAGRAMS:
-                self._discard(next(iter(self._pending)))
-                self.dropped += 1
+                self._discard_oldest()
             dgram = self._pending[key] = _Datagram(first_ts=ts)
         if not more:
             dgram.total = end
@@ -63,8 +66,7 @@ class FragmentReassembler:
             dgram.held += len(piece)
             self.held_bytes += len(piece)
         while self.held_bytes > MAX_HELD_BYTES and self._pending:
-            self._discard(next(iter(self._pending)))
-            self.dropped += 1
+            self._discard_oldest()
         if key not in self._pending or dgram.total is None:
             return None
         return self._assemble(key, dgram)
@@ -91,13 +93,18 @@ class FragmentReassembler:
         if dgram is not None:
             self.held_bytes -= dgram.held
 
+    def _discard_oldest(self) -> None:
+        _, dgram = self._pending.popitem(last=False)
+        self.held_bytes -= dgram.held
+        self.dropped += 1
+
     def _expire(self, ts: float) -> None:
-        while self._pending:
-            key, oldest = next(iter(self._pending.items()))
+        pending = self._pending
+        while pending:
+            key, oldest = next(iter(pending.items()))
             if ts - oldest.first_ts <= TIMEOUT:
                 return
-            self._discard(key)
-            self.dropped += 1
+            self._discard_oldest()
 
     @property
     def pending(self) -> int:

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 MASK32: Final = 0xFFFFFFFF
 HALF32: Final = 0x80000000
 WRAP32: Final = 0x100000000
+# Buffers in a conflict tail before they are joined into one (see `Flow.remember`).
+TAIL_PIECES: Final = 32
+# What holding one out-of-order segment costs beyond its payload (the bytes object's
+# header, the dict entry, its tuple, the heap entry): counted against the buffer's limit,
+# so that a flood of one-byte segments is bounded in memory, not only in payload bytes.
+HELD_SEGMENT_COST: Final = 160
 
 
 def signed32(value: int) -> int:
@@ -118,7 +124,10 @@ class Flow:
 
     def remember(self, data: bytes, window: int) -> None:
         """Keep at least the last `window` delivered bytes; the buffers are joined only
-        when a retransmission overlaps them (rare), so delivery copies nothing."""
+        when a retransmission overlaps them (rare), so delivery copies nothing. Many small
+        buffers (one-byte segments) are joined into one, cut to the window, every
+        TAIL_PIECES of them, so that a tail never holds thousands of objects and a
+        retransmission never joins thousands."""
         tail = self.tail
         if tail is None:
             tail = self.tail = []
@@ -126,6 +135,21 @@ class Flow:
         size = self.tail_len + len(data)
         while size - len(tail[0]) >= window:
             size -= len(tail.pop(0))
+        if len(tail) > TAIL_PIECES:
+            joined = b"".join(tail)
+            if size > window:
+                joined = joined[size - window:]
+                size = window
+            tail[:] = [joined]
+            holes = self.tail_holes
+            if holes:
+                # Holes wholly before the tail's start are compared against nothing.
+                tail_start = self.next_off - size
+                first = 0
+                while first < len(holes) and holes[first][1] <= tail_start:
+                    first += 1
+                if first:
+                    del holes[:first]
         self.tail_len = size
 
     def forget_tail(self) -> None:
@@ -174,10 +198,23 @@ class Flow:
         tail_start = self.next_off - self.tail_len
         low, high = max(off, tail_start), off + seen
         ranges = [(low, high)] if high > low else []
-        for hole_start, hole_end in self.tail_holes or ():  # never seen: nothing to compare
-            ranges = [piece for a, b in ranges
-                      for piece in ((a, min(b, hole_start)), (max(a, hole_end), b))
-                      if piece[1] > piece[0]]
+        holes = self.tail_holes
+        if holes and ranges:
+            # Holes are in offset order and disjoint: only those inside [low, high) matter,
+            # found by bisection (a stream of one-byte segments can leave thousands).
+            index, last = 0, len(holes)
+            while index < last:
+                middle = (index + last) // 2
+                if holes[middle][1] <= low:
+                    index = middle + 1
+                else:
+                    last = middle
+            while index < len(holes) and holes[index][0] < high:
+                hole_start, hole_end = holes[index]  # never seen: nothing to compare
+                ranges = [piece for a, b in ranges
+                          for piece in ((a, min(b, hole_start)), (max(a, hole_end), b))
+                          if piece[1] > piece[0]]
+                index += 1
         if any(tail[a - tail_start:b - tail_start] != payload[a - off:b - off]
                for a, b in ranges):
             first = tail[low - tail_start:high - tail_start]
@@ -197,7 +234,7 @@ class Flow:
         if off not in pending:
             pending[off] = (payload, frame, ts)
             heapq.heappush(keys, off)
-            self.pending_bytes += len(payload)
+            self.pending_bytes += len(payload) + HELD_SEGMENT_COST
         tracker = self.stream.tracker
         if self.pending_bytes > tracker.out_of_order_limit:
             tracker.warn(f"tcp stream {self.stream.number}: out-of-order buffer over "
@@ -215,7 +252,7 @@ class Flow:
         while keys and keys[0] <= self.next_off:
             key = heapq.heappop(keys)
             data, frame, ts = pending.pop(key)
-            self.pending_bytes -= len(data)
+            self.pending_bytes -= len(data) + HELD_SEGMENT_COST
             skip = self.next_off - key
             if skip < len(data):
                 self.deliver(data[skip:] if skip else data, frame, ts)
@@ -230,10 +267,11 @@ class Flow:
         window = self.stream.tracker.conflict_window
         if window and length <= window:
             # Keep the tail contiguous: zeros for the hole, remembered as a hole.
-            tail_start = self.next_off - length - self.tail_len
-            holes = [h for h in self.tail_holes or () if h[1] > tail_start]
+            # (holes that fall out of the tail are pruned by `remember`)
+            holes = self.tail_holes
+            if holes is None:
+                holes = self.tail_holes = []
             holes.append((self.next_off - length, self.next_off))
-            self.tail_holes = holes
             self.remember(bytes(length), window)
         else:
             self.forget_tail()

@@ -53,6 +53,11 @@ from analyzer.tcp.vocabulary import ACK, CONTROL_AND_ACK, EVENT_PORT_REUSE, SYN,
 
 # New streams between sweeps, at least (see TcpTracker._sweep_at_number).
 SWEEP_STREAMS: Final = 1024
+# Over this many streams tracked at once, a lone packet (see `lone_park_timeout`) is
+# parked after a tenth of that timeout. A SYN flood (50k new streams a capture second)
+# held ~36k whole streams, ~60 MB; normal traffic tracks ~2.5k per process at 1M packets,
+# and a SYN answered within 0.1 s is not parked.
+CROWDED_STREAMS: Final = 8192
 
 
 class TcpTracker:
@@ -290,12 +295,15 @@ class TcpTracker:
         stale = []
         quiet = []
         fresh = []  # the others, when over the cap
+        lone_timeout = self.lone_park_timeout
+        if len(self._active) > CROWDED_STREAMS:
+            lone_timeout /= 10
         for stream in self._active.values():
             idle = now - stream.end
             if idle > (self.closed_timeout if stream.closed else self.idle_timeout):
                 stale.append(stream)
             elif not stream.closed and idle > (self.park_timeout if stream.lone is None
-                                               else self.lone_park_timeout):
+                                               else lone_timeout):
                 quiet.append(stream)
             elif force:
                 fresh.append(stream)
