@@ -22,7 +22,7 @@ from scapy.contrib.erspan import ERSPAN_II, ERSPAN_III, ERSPAN_PlatformSpecific
 from scapy.contrib.geneve import GENEVE, GeneveOptions
 from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer
 from scapy.contrib.mpls import MPLS
-from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP, fragment
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import GRE, Dot1Q, Ether
 from scapy.layers.l2tp import L2TP
@@ -31,6 +31,8 @@ from scapy.layers.vxlan import VXLAN
 from scapy.packet import Packet, Raw
 from scapy.utils import wrpcap
 
+from analyzer.capture import Frame
+from analyzer.decode import Decoder
 from analyzer.report.tcp_view import follow_text
 from tests.conftest import REPO_DIR, require_tool
 from tests.support.analyzer_cli import read_json, sha256
@@ -39,6 +41,9 @@ from tests.tcp.tshark_tcp import parse_follow_raw, tshark_follow, tshark_streams
 
 # A tunnel: (the inner IP datagram, True when the client sent it) -> the whole frame.
 Wrap = Callable[[Packet, bool], Packet]
+
+# How deep tunnels may nest (a bound of ours: Wireshark has none short of its stack).
+MAX_NESTING = 8
 
 OUTER4 = ("192.0.2.1", "192.0.2.2")
 OUTER6 = ("2001:db8::1", "2001:db8::2")
@@ -336,3 +341,63 @@ def test_encapsulation_not_decoded_is_counted_with_a_warning(tmp_path: Path,
     assert capture["tunnels_not_decoded"] == {name: len(hidden)}
     assert len(capture["warnings"]) == 1
     assert name in capture["warnings"][0] and "not analyzed" in capture["warnings"][0]
+
+
+def test_fragmented_outer_datagram_is_reassembled_before_the_tunnel(tmp_path: Path) -> None:
+    """The outer IPv4 datagram of a GRE tunnel cut into fragments: tshark reassembles it,
+    then finds the connection inside; so do we (the data lands at the last fragment)."""
+    require_tool("tshark")
+    conv = _conversation(("10.9.0.1", 41000), ("10.9.0.2", 22), 1_700_000_000.0, 2000)
+    frames = []
+    for index, frame in enumerate(conv.packets):
+        inner = frame.payload.copy()
+        outer = _outer4(inner.src == conv.client[0], id=100 + index) / GRE() / inner
+        pieces = fragment(outer, fragsize=256) if len(outer) > 300 else [outer]
+        for piece in pieces:
+            wrapped = _eth() / piece
+            wrapped.time = frame.time
+            frames.append(wrapped)
+    assert len(frames) > len(conv.packets)  # the server's data was cut
+    path = tmp_path / "gre-fragments.pcap"
+    wrpcap(str(path), frames)
+    oracle = tshark_streams(path)
+    results = analyze(path)
+    assert {rec.frame: r.stream for r in results for rec in r.records} == oracle.frames
+    assert follow_text(results[0], "raw") == tshark_follow(path, 0, "raw")
+
+
+def _decode_all(frames: list[bytes]) -> tuple[list, Decoder]:
+    decoder = Decoder()
+    packets = [decoder.decode(Frame(1_700_000_000.0 + n, 1, 0, data, len(data)), n)
+               for n, data in enumerate(frames, 1)]
+    return packets, decoder
+
+
+def test_tunnels_nested_too_deep_are_malformed_not_a_crash() -> None:
+    inner = IP(src="10.9.0.1", dst="10.9.0.2") / TCP(sport=1, dport=2, flags="S")
+    for depth in (MAX_NESTING, MAX_NESTING + 1, 2000):
+        layers = bytes(inner)
+        for _ in range(depth):  # one layer at a time (scapy recurses through nesting)
+            layers = bytes(IP(src="192.0.2.1", dst="192.0.2.2") / GRE(proto=0x0800)
+                           / Raw(layers))
+        ethernet = bytes(Ether(dst="02:00:00:00:00:0b", type=0x0800))
+        packets, decoder = _decode_all([ethernet + layers])
+        if depth <= MAX_NESTING:
+            assert packets[0] is not None and packets[0].dport == 2
+            assert decoder.stats.malformed == 0
+        else:
+            assert packets == [None]
+            assert decoder.stats.malformed == 1
+            assert "nested" in decoder.stats.warnings[0]
+
+
+def test_tunnel_headers_cut_anywhere_do_not_raise(tmp_path: Path) -> None:
+    """Every tunnel's frame cut at every length, and with each byte flipped: the decoder
+    returns a packet or None and counts, never raises (compiled or not)."""
+    for wrap, _ in TUNNELS.values():
+        frame = bytes(wrap(IP(src="10.9.0.1", dst="10.9.0.2") / TCP(sport=1, dport=2)
+                           / b"data", True))
+        variants = [frame[:cut] for cut in range(len(frame))]
+        variants += [frame[:i] + bytes([frame[i] ^ 0xFF]) + frame[i + 1:]
+                     for i in range(len(frame))]
+        _decode_all(variants)
