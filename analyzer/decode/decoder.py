@@ -2,10 +2,11 @@
 
 The common path (Ethernet or loopback, IPv4/IPv6, TCP/UDP, no fragments) is one
 function with precompiled structs; the rarer link types go through `_link_offset`.
-Tunnels Wireshark decodes by default (GRE with ERSPAN and Ethernet bridging, IP in IP,
-VXLAN, Geneve, GTP-U, MPLS, PPPoE sessions) are peeled on the slow path: the Packet is
-the innermost TCP/UDP/ICMP datagram, keyed by its own addresses and ports only, as
-Wireshark keys its conversations (see docs/tcp.md, "Tunnels").
+Tunnels Wireshark decodes by default (GRE with ERSPAN, WCCP and Ethernet bridging, PPTP,
+IP in IP, EtherIP, VXLAN and VXLAN-GPE, Geneve, GTP-U, Teredo, L2TPv2, MPLS in Ethernet,
+GRE, IP and UDP, PPPoE sessions) are peeled on the slow path: the Packet is the innermost
+TCP/UDP/ICMP datagram, keyed by its own addresses and ports only, as Wireshark keys its
+conversations (see docs/tcp.md, "Tunnels").
 """
 
 from __future__ import annotations
@@ -36,24 +37,33 @@ ETH_PPPOE_SESSION: Final = 0x8864
 ETH_BRIDGED: Final = 0x6558  # transparent Ethernet bridging (GRE, Geneve)
 GRE_ERSPAN: Final = 0x88BE  # type I without a GRE sequence number, type II with one
 GRE_ERSPAN_3: Final = 0x22EB
+GRE_PPP: Final = 0x880B  # PPTP's enhanced GRE (version 1), and plain GRE
+GRE_WCCP: Final = 0x883E
 PPP_IPV4: Final = 0x0021
 PPP_IPV6: Final = 0x0057
 PROTO_IPV4_IN_IP: Final = 4
 PROTO_IPV6_IN_IP: Final = 41
 PROTO_GRE: Final = 47
+PROTO_ETHERIP: Final = 97
+PROTO_MPLS_IN_IP: Final = 137
+UDP_L2TP: Final = 1701
 UDP_GTP_U: Final = 2152
+UDP_TEREDO: Final = 3544
 UDP_VXLAN: Final = 4789
+UDP_VXLAN_GPE: Final = 4790
 UDP_GENEVE: Final = 6081
+UDP_SFLOW: Final = 6343
+UDP_MPLS: Final = 6635
+# Encapsulations Wireshark decodes on these ports that we only count (with a warning).
+UDP_NOT_DECODED: Final = {4341: "lisp-data", 5247: "capwap-data"}
 # UDP ports that take a datagram off the fast path: the tunnels above, encapsulations we
 # count but do not decode, and sFlow (counted: its sampled headers are not connections).
-UDP_SPECIAL_PORTS: Final = frozenset({UDP_GTP_U, UDP_VXLAN, UDP_GENEVE, 1701, 3544, 4790,
-                                      6343, 6635})
+UDP_SPECIAL_PORTS: Final = frozenset({UDP_L2TP, UDP_GTP_U, UDP_TEREDO, UDP_VXLAN,
+                                      UDP_VXLAN_GPE, UDP_GENEVE, UDP_SFLOW, UDP_MPLS,
+                                      *UDP_NOT_DECODED})
 UDP_SPECIAL_LOW: Final = 1701
 UDP_SPECIAL_HIGH: Final = 6635
-UDP_NOT_DECODED: Final = {1701: "l2tp", 3544: "teredo", 4790: "vxlan-gpe",
-                          6635: "mpls-in-udp"}
-UDP_SFLOW: Final = 6343
-IP_NOT_DECODED: Final = {97: "etherip", 115: "l2tpv3", 137: "mpls-in-ip"}
+IP_NOT_DECODED: Final = {115: "l2tpv3"}
 # Tunnels inside tunnels: enough for any real network, few enough for the stack.
 MAX_TUNNEL_DEPTH: Final = 8
 
@@ -364,16 +374,20 @@ class Decoder:
             return self._malformed(number, "PPPoE session header cut short")
         self._stats.protocols["pppoe"] += 1
         self._stats.tunnels["pppoe"] += 1
-        ppp = (data[off + 6] << 8) | data[off + 7]
+        version = self._ppp_ip_version((data[off + 6] << 8) | data[off + 7])
+        return (version, off + 8) if version else None
+
+    def _ppp_ip_version(self, ppp: int) -> int:
+        """4 or 6 for PPP's IPv4 and IPv6 protocols; 0 (counted) for the others."""
         if ppp == PPP_IPV4:
-            return 4, off + 8
+            return 4
         if ppp == PPP_IPV6:
-            return 6, off + 8
+            return 6
         if ppp < 0x4000:  # a network-layer protocol other than IP (RFC 1661)
             self._stats.not_decoded[f"ppp-{ppp:#06x}"] += 1
         else:  # link and network control (LCP, IPCP, authentication): no traffic inside
             self._stats.protocols[f"ppp-{ppp:#06x}"] += 1
-        return None
+        return 0
 
     def _nflog(self, data: bytes, number: int) -> tuple[int, int] | None:
         if len(data) < 8:
@@ -539,6 +553,14 @@ class Decoder:
                 self._stats.tunnels[f"ipv{carried}-in-ipv{version}"] += 1
                 return self._inner_ip(carried, data, start, end, claimed, number, ts,
                                       interface)
+            if proto == PROTO_ETHERIP:  # RFC 3378: a 2-byte header, then Ethernet
+                if end - start < 2:
+                    return self._malformed(number, "EtherIP header cut short")
+                self._stats.tunnels["etherip"] += 1
+                return self._inner_ethernet(data, start + 2, end, claimed - 2, number, ts,
+                                            interface)
+            if proto == PROTO_MPLS_IN_IP:
+                return self._inner_mpls(data, start, end, claimed, number, ts, interface)
             if proto in IP_NOT_DECODED:
                 self._stats.not_decoded[IP_NOT_DECODED[proto]] += 1
             return None
@@ -580,17 +602,49 @@ class Decoder:
         return self._inner_ip(version, data, ip_off, end, claimed - (ip_off - off), number,
                               ts, interface)
 
+    def _inner_mpls(self, data: bytes, off: int, end: int, claimed: int, number: int,
+                    ts: float, interface: int) -> Packet | None:
+        """An MPLS label stack a tunnel carries at `off` (MPLS in GRE, IP, UDP)."""
+        if end < len(data):
+            data = data[:end]
+        located = self._mpls(data, off, number)
+        if located is None:
+            return None
+        version, ip_off = located
+        return self._inner_ip(version, data, ip_off, end, claimed - (ip_off - off), number,
+                              ts, interface)
+
+    def _inner_ppp(self, data: bytes, off: int, end: int, claimed: int, number: int,
+                   ts: float, interface: int) -> Packet | None:
+        """A PPP frame a tunnel carries at `off` (PPTP, L2TP): the address and control
+        bytes may be left out, and the protocol field compressed to one byte (RFC 1661)."""
+        start = off
+        if end - off >= 2 and data[off] == 0xFF and data[off + 1] == 0x03:
+            off += 2
+        if end - off < 1 or (not data[off] & 1 and end - off < 2):
+            return self._malformed(number, "PPP header cut short")
+        if data[off] & 1:  # an odd first byte: the protocol in one byte
+            ppp = data[off]
+            off += 1
+        else:
+            ppp = (data[off] << 8) | data[off + 1]
+            off += 2
+        version = self._ppp_ip_version(ppp)
+        if not version:
+            return None
+        return self._inner_ip(version, data, off, end, claimed - (off - start), number, ts,
+                              interface)
+
     def _gre(self, data: bytes, start: int, end: int, claimed: int, number: int, ts: float,
              interface: int) -> Packet | None:
-        """GRE (RFC 2784/2890) and ERSPAN types I, II and III behind it."""
+        """GRE (RFC 2784/2890), PPTP's enhanced GRE (RFC 2637), and what they carry."""
         if end - start < 4:
             return self._malformed(number, "GRE header cut short")
         flags = data[start]
         gre_version = data[start + 1] & 7
         ptype = (data[start + 2] << 8) | data[start + 3]
-        if gre_version != 0:
-            # version 1 is PPTP's enhanced GRE, carrying PPP
-            self._stats.not_decoded["pptp" if gre_version == 1 else "gre"] += 1
+        if gre_version > 1:
+            self._stats.not_decoded[f"gre-version-{gre_version}"] += 1
             return None
         if flags & 0x40:  # routing present (RFC 1701, deprecated)
             self._stats.not_decoded["gre-routing"] += 1
@@ -598,15 +652,32 @@ class Decoder:
         off = start + 4
         if flags & 0x80:  # checksum and reserved
             off += 4
-        if flags & 0x20:  # key
+        if flags & 0x20:  # key (PPTP: payload length and call id)
             off += 4
         sequenced = bool(flags & 0x10)
         if sequenced:
             off += 4
+        if gre_version == 1 and data[start + 1] & 0x80:  # PPTP's acknowledgment number
+            off += 4
         if off > end:
             return self._malformed(number, "GRE header cut short")
-        self._stats.tunnels["gre"] += 1
+        self._stats.tunnels["pptp" if gre_version == 1 else "gre"] += 1
         claimed -= off - start
+        if ptype == GRE_PPP:
+            if off == end:
+                return None  # PPTP: an acknowledgment alone
+            return self._inner_ppp(data, off, end, claimed, number, ts, interface)
+        if gre_version == 1:
+            self._stats.not_decoded[f"pptp-{ptype:#06x}"] += 1
+            return None
+        if ptype == GRE_WCCP:
+            # WCCP 2 puts a 4-byte redirect header before the IPv4 datagram; version 1
+            # does not. As Wireshark tells them apart: is the first nibble an IPv4's?
+            if off < end and data[off] >> 4 != 4:
+                off += 4
+                claimed -= 4
+            self._stats.tunnels["wccp"] += 1
+            return self._inner_ip(4, data, off, end, claimed, number, ts, interface)
         if ptype == ETH_IPV4 or ptype == ETH_IPV6:
             return self._inner_ip(4 if ptype == ETH_IPV4 else 6, data, off, end, claimed,
                                   number, ts, interface)
@@ -633,12 +704,7 @@ class Decoder:
             return self._inner_ethernet(data, off + size, end, claimed - size, number, ts,
                                         interface)
         if ptype == ETH_MPLS or ptype == ETH_MPLS_MULTICAST:
-            located = self._mpls(data[:end] if end < len(data) else data, off, number)
-            if located is None:
-                return None
-            version, ip_off = located
-            return self._inner_ip(version, data, ip_off, end, claimed - (ip_off - off),
-                                  number, ts, interface)
+            return self._inner_mpls(data, off, end, claimed, number, ts, interface)
         self._stats.not_decoded[f"gre-{ptype:#06x}"] += 1
         return None
 
@@ -660,6 +726,31 @@ class Decoder:
             return outer
         claimed = outer.payload_len
         ts, interface = outer.ts, outer.interface
+        if port == UDP_GTP_U:
+            return self._gtp_u(outer, data, off, end, number)
+        if port == UDP_MPLS:
+            return self._inner_mpls(data, off, end, claimed, number, ts, interface)
+        if port == UDP_TEREDO:
+            return self._teredo(outer, data, off, end, number)
+        if port == UDP_L2TP:
+            return self._l2tp(outer, data, off, end, number)
+        if port == UDP_VXLAN_GPE:
+            # draft-ietf-nvo3-vxlan-gpe: 8 bytes, the payload's protocol in the 4th
+            if end - off < 8:
+                return self._malformed(number, "VXLAN-GPE header cut short")
+            self._stats.tunnels["vxlan-gpe"] += 1
+            following = data[off + 3]
+            if following == 1 or following == 2:
+                return self._inner_ip(4 if following == 1 else 6, data, off + 8, end,
+                                      claimed - 8, number, ts, interface)
+            if following == 3:
+                return self._inner_ethernet(data, off + 8, end, claimed - 8, number, ts,
+                                            interface)
+            if following == 5:
+                return self._inner_mpls(data, off + 8, end, claimed - 8, number, ts,
+                                        interface)
+            self._stats.not_decoded[f"vxlan-gpe-{following}"] += 1
+            return None
         if port == UDP_VXLAN:
             if end - off < 8:
                 return self._malformed(number, "VXLAN header cut short")
@@ -683,7 +774,52 @@ class Decoder:
                                       claimed - size, number, ts, interface)
             self._stats.not_decoded[f"geneve-{ptype:#06x}"] += 1
             return None
-        return self._gtp_u(outer, data, off, end, number)
+        return outer
+
+    def _teredo(self, outer: Packet, data: bytes, off: int, end: int,
+                number: int) -> Packet | None:
+        """Teredo (RFC 4380): IPv6 in UDP, after an optional authentication indicator
+        and an optional origin indication; anything else stays a UDP datagram."""
+        inner = off
+        if end - inner >= 4 and data[inner] == 0 and data[inner + 1] == 1:
+            inner += 4 + data[inner + 2] + data[inner + 3] + 9  # ids, nonce, confirmation
+        if end - inner >= 8 and data[inner] == 0 and data[inner + 1] == 0:
+            inner += 8
+        if end - inner < 40 or data[inner] >> 4 != 6:
+            return outer
+        self._stats.tunnels["teredo"] += 1
+        return self._inner_ip(6, data, inner, end, outer.payload_len - (inner - off), number,
+                              outer.ts, outer.interface)
+
+    def _l2tp(self, outer: Packet, data: bytes, off: int, end: int,
+              number: int) -> Packet | None:
+        """L2TP version 2 (RFC 2661) data messages: the PPP frame they carry. Control
+        messages stay UDP datagrams; L2TPv3 over UDP is counted, not decoded."""
+        if end - off < 6:
+            return outer
+        flags = (data[off] << 8) | data[off + 1]
+        if flags & 0x0F != 2:
+            self._stats.not_decoded[f"l2tp-version-{flags & 0x0F}"] += 1
+            return outer
+        if flags & 0x8000:  # a control message
+            return outer
+        claimed = outer.payload_len
+        if flags & 0x4000:  # the message's length: what follows it is not the message's
+            length = (data[off + 2] << 8) | data[off + 3]
+            end = min(end, off + length)
+            claimed = min(claimed, length)
+        inner = off + 2 + (2 if flags & 0x4000 else 0) + 4  # length; tunnel and session
+        if flags & 0x0800:  # Ns and Nr
+            inner += 4
+        if flags & 0x0200:  # offset size, then that much padding
+            if end - inner < 2:
+                return self._malformed(number, "L2TP header cut short")
+            inner += 2 + ((data[inner] << 8) | data[inner + 1])
+        if inner > end:
+            return self._malformed(number, "L2TP header cut short")
+        self._stats.tunnels["l2tp"] += 1
+        return self._inner_ppp(data, inner, end, claimed - (inner - off), number, outer.ts,
+                               outer.interface)
 
     def _gtp_u(self, outer: Packet, data: bytes, off: int, end: int,
                number: int) -> Packet | None:

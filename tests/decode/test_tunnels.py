@@ -12,6 +12,7 @@ not connections) are in tests/decode/test_sflow.py.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
@@ -74,60 +75,129 @@ def _ppp_protocol(inner: Packet) -> int:
     return 0x0021 if inner.version == 4 else 0x0057
 
 
-# name -> (how a datagram is wrapped, the tunnel counts one tunnelled frame adds)
-TUNNELS: dict[str, tuple[Wrap, dict[str, int]]] = {
-    "gre": (lambda ip, c: _eth() / _outer4(c) / GRE() / ip, {"gre": 1}),
+# Per tunnel layer: how many times one tunnelled frame counts in the capture object's
+# `tunnels` when it carries inner IPv4, and when it carries inner IPv6.
+Layers = dict[str, tuple[int, int]]
+
+
+def _each(*names: str) -> Layers:
+    return {name: (1, 1) for name in names}
+
+
+def _raw_ppp(inner: Packet, compressed: bool = False) -> bytes:
+    """PPP's protocol field (one byte when compressed: IPv4 0x21, IPv6 0x57), the datagram."""
+    protocol = _ppp_protocol(inner)
+    return (bytes([protocol]) if compressed else struct.pack("!H", protocol)) + bytes(inner)
+
+
+def _l2tp_data(inner: Packet) -> bytes:
+    """An L2TPv2 data message with the length and sequence fields, carrying PPP."""
+    ppp = b"\xff\x03" + _raw_ppp(inner)
+    return struct.pack("!HHHHHH", 0x4802, 12 + len(ppp), 7, 9, 0, 0) + ppp
+
+
+def _pptp(inner: Packet, from_client: bool) -> bytes:
+    """PPTP's enhanced GRE (RFC 2637): key (payload length, call id), sequence and
+    acknowledgment numbers, then PPP without address and control, protocol compressed."""
+    ppp = _raw_ppp(inner, compressed=True)
+    return struct.pack("!BBHHHII", 0x30, 0x81, 0x880B, len(ppp), 5 if from_client else 6,
+                       11, 10) + ppp
+
+
+def _vxlan_gpe(following: int) -> bytes:
+    return bytes([0x0C, 0, 0, following]) + (4242).to_bytes(3, "big") + b"\0"
+
+
+def _teredo(inner: Packet, from_client: bool) -> Packet:
+    """Teredo carries IPv6 only: inner IPv4 goes in IPv6 first; the server's datagrams
+    carry an origin indication (RFC 4380 5.1.1)."""
+    ipv6 = inner if inner.version == 6 else IPv6(src="2001:0:4136:e378::1",
+                                                 dst="2001:0:4136:e378::2") / inner
+    origin = b"" if from_client else b"\0\0" + bytes(6)
+    return _eth() / _outer4(from_client) / _udp(from_client, 3544) / Raw(origin + bytes(ipv6))
+
+
+
+TUNNELS: dict[str, tuple[Wrap, Layers]] = {
+    "gre": (lambda ip, c: _eth() / _outer4(c) / GRE() / ip, _each("gre")),
     "gre-key-seq-checksum": (
         lambda ip, c: _eth() / _outer4(c) / GRE(chksum_present=1, key_present=1,
                                                 seqnum_present=1, key=77) / ip,
-        {"gre": 1}),
+        _each("gre")),
     "gre-over-ipv6-in-vlan": (
-        lambda ip, c: _eth() / Dot1Q(vlan=12) / _outer6(c) / GRE() / ip, {"gre": 1}),
+        lambda ip, c: _eth() / Dot1Q(vlan=12) / _outer6(c) / GRE() / ip, _each("gre")),
     "gre-ethernet-bridging": (
         lambda ip, c: _eth() / _outer4(c) / GRE(proto=0x6558) / _eth() / Dot1Q(vlan=7) / ip,
-        {"gre": 1}),
+        _each("gre")),
     "erspan-i": (lambda ip, c: _eth() / _outer4(c) / GRE(proto=0x88BE) / _eth() / ip,
-                 {"gre": 1, "erspan": 1}),
+                 _each("gre", "erspan")),
     "erspan-ii": (
         lambda ip, c: _eth() / _outer4(c) / GRE(proto=0x88BE, seqnum_present=1)
         / ERSPAN_II(session_id=9, vlan=3) / _eth() / ip,
-        {"gre": 1, "erspan": 1}),
+        _each("gre", "erspan")),
     "erspan-iii": (
         lambda ip, c: _eth() / _outer4(c) / GRE(proto=0x22EB, seqnum_present=1)
         / ERSPAN_III(session_id=9, o=1) / ERSPAN_PlatformSpecific() / _eth() / ip,
-        {"gre": 1, "erspan": 1}),
+        _each("gre", "erspan")),
     "ipv4-in-ipv4-or-ipv6-in-ipv4": (
-        lambda ip, c: _eth() / _outer4(c) / ip, {"ipv4-in-ipv4": 1, "ipv6-in-ipv4": 1}),
+        lambda ip, c: _eth() / _outer4(c) / ip, {"ipv4-in-ipv4": (1, 0), "ipv6-in-ipv4": (0, 1)}),
     "ipv4-in-ipv6-or-ipv6-in-ipv6": (
-        lambda ip, c: _eth() / _outer6(c) / ip, {"ipv4-in-ipv6": 1, "ipv6-in-ipv6": 1}),
+        lambda ip, c: _eth() / _outer6(c) / ip, {"ipv4-in-ipv6": (1, 0), "ipv6-in-ipv6": (0, 1)}),
     "vxlan": (lambda ip, c: _eth() / _outer4(c) / _udp(c, 4789) / VXLAN(vni=5001) / _eth()
-              / ip, {"vxlan": 1}),
+              / ip, _each("vxlan")),
     "geneve": (lambda ip, c: _eth() / _outer6(c) / _udp(c, 6081)
                / GENEVE(vni=7, proto=0x6558, optionlen=2,
                         options=GeneveOptions(classid=0x0102, type=0x80, length=1,
                                               data=b"\0\0\0\1")) / _eth() / ip,
-               {"geneve": 1}),
+               _each("geneve")),
     "geneve-ip": (lambda ip, c: _eth() / _outer4(c) / _udp(c, 6081)
                   / GENEVE(vni=7, proto=0x0800 if ip.version == 4 else 0x86DD) / ip,
-                  {"geneve": 1}),
+                  _each("geneve")),
     "gtp-u": (lambda ip, c: _eth() / _outer4(c) / UDP(sport=2152, dport=2152)
-              / GTP_U_Header(teid=0x1234) / ip, {"gtp-u": 1}),
+              / GTP_U_Header(teid=0x1234) / ip, _each("gtp-u")),
     "gtp-u-extension": (
         lambda ip, c: _eth() / _outer4(c) / _udp(c, 2152)
         / GTP_U_Header(teid=0x1234, E=1, S=1, seq=9, next_ex=0x85)
         / GTPPDUSessionContainer(type=1, QFI=5) / ip,
-        {"gtp-u": 1}),
+        _each("gtp-u")),
     "mpls": (lambda ip, c: Ether(src="02:00:00:00:00:0a", dst="02:00:00:00:00:0b",
                                  type=0x8847)
              / MPLS(label=1001, s=0, ttl=64) / MPLS(label=2002, s=1, ttl=64) / ip,
-             {"mpls": 1}),
+             _each("mpls")),
     "mpls-in-gre": (lambda ip, c: _eth() / _outer4(c) / GRE(proto=0x8847)
-                    / MPLS(label=16, s=1) / ip, {"gre": 1, "mpls": 1}),
+                    / MPLS(label=16, s=1) / ip, _each("gre", "mpls")),
     "pppoe": (lambda ip, c: _eth() / PPPoE(sessionid=0x2A) / PPP(proto=_ppp_protocol(ip))
-              / ip, {"pppoe": 1}),
+              / ip, _each("pppoe")),
     "gre-in-vxlan": (lambda ip, c: _eth() / _outer4(c) / _udp(c, 4789) / VXLAN(vni=1)
                      / _eth() / IP(src="198.51.100.1", dst="198.51.100.2") / GRE() / ip,
-                     {"vxlan": 1, "gre": 1}),
+                     _each("vxlan", "gre")),
+    "etherip": (lambda ip, c: _eth() / _outer4(c, proto=97) / b"\x30\x00" / _eth() / ip,
+                _each("etherip")),
+    "mpls-in-ip": (lambda ip, c: _eth() / _outer4(c, proto=137) / MPLS(label=16, s=1) / ip,
+                   _each("mpls")),
+    "mpls-in-udp": (lambda ip, c: _eth() / _outer4(c) / _udp(c, 6635)
+                    / MPLS(label=16, s=0) / MPLS(label=17, s=1) / ip, _each("mpls")),
+    "vxlan-gpe-ip": (lambda ip, c: _eth() / _outer4(c) / _udp(c, 4790)
+                     / _vxlan_gpe(1 if ip.version == 4 else 2) / ip, _each("vxlan-gpe")),
+    "vxlan-gpe-ethernet": (lambda ip, c: _eth() / _outer6(c) / _udp(c, 4790) / _vxlan_gpe(3)
+                           / _eth() / ip, _each("vxlan-gpe")),
+    "vxlan-gpe-mpls": (lambda ip, c: _eth() / _outer4(c) / _udp(c, 4790) / _vxlan_gpe(5)
+                       / MPLS(label=16, s=1) / ip, _each("vxlan-gpe", "mpls")),
+    "teredo": (_teredo, {"teredo": (1, 1), "ipv4-in-ipv6": (1, 0)}),
+    "l2tp": (lambda ip, c: _eth() / _outer4(c) / UDP(sport=1701, dport=1701)
+             / L2TP(tunnel_id=7, session_id=9) / b"\xff\x03" / _raw_ppp(ip),
+             _each("l2tp")),
+    "l2tp-length-sequence": (lambda ip, c: _eth() / _outer4(c) / _udp(c, 1701)
+                             / _l2tp_data(ip), _each("l2tp")),
+    "pptp": (lambda ip, c: _eth() / _outer4(c, proto=47) / _pptp(ip, c), _each("pptp")),
+    "gre-ppp": (lambda ip, c: _eth() / _outer4(c) / GRE(proto=0x880B) / b"\xff\x03"
+                / _raw_ppp(ip), _each("gre")),
+    "wccp-v1": (lambda ip, c: _eth() / _outer4(c) / GRE(proto=0x883E)
+                / (ip if ip.version == 4 else IP(src="10.8.0.1", dst="10.8.0.2") / ip),
+                {"gre": (1, 1), "wccp": (1, 1), "ipv6-in-ipv4": (0, 1)}),
+    "wccp-v2": (lambda ip, c: _eth() / _outer4(c) / GRE(proto=0x883E) / b"\x00\x00\x00\x00"
+                / (ip if ip.version == 4 else IP(src="10.8.0.1", dst="10.8.0.2") / ip),
+                {"gre": (1, 1), "wccp": (1, 1), "ipv6-in-ipv4": (0, 1)}),
 }
 
 
@@ -153,15 +223,16 @@ def _tunnelled(conv: Conversation, wrap: Wrap) -> list[Packet]:
     return frames
 
 
-def _tunnel_capture(path: Path, wrap: Wrap) -> tuple[Path, int]:
-    """Plain, tunnelled over IPv4, tunnelled over IPv6, plain: (path, tunnelled frames)."""
+def _tunnel_capture(path: Path, wrap: Wrap) -> tuple[Path, int, int]:
+    """Plain, tunnelled inner IPv4, tunnelled inner IPv6, plain: (path, tunnelled frames
+    of each)."""
     before = _conversation(("10.1.0.1", 40001), ("10.1.0.2", 80), 1_700_000_000.0, 1000)
     inner4 = _conversation(("10.9.0.1", 41000), ("10.9.0.2", 22), 1_700_000_001.0, 2000)
     inner6 = _conversation(("fd00::1", 41001), ("fd00::2", 443), 1_700_000_002.0, 3000)
     after = _conversation(("10.1.0.1", 40002), ("10.1.0.2", 80), 1_700_000_003.0, 4000)
-    tunnelled = _tunnelled(inner4, wrap) + _tunnelled(inner6, wrap)
-    wrpcap(str(path), before.packets + tunnelled + after.packets)
-    return path, len(tunnelled)
+    tunnelled4, tunnelled6 = _tunnelled(inner4, wrap), _tunnelled(inner6, wrap)
+    wrpcap(str(path), before.packets + tunnelled4 + tunnelled6 + after.packets)
+    return path, len(tunnelled4), len(tunnelled6)
 
 
 def _our_follow_raw(path: Path, stream: int) -> str:
@@ -180,7 +251,7 @@ def _capture_object(objects: list[dict]) -> dict:
 def test_tunnelled_streams_match_tshark(tmp_path: Path, kind: str) -> None:
     require_tool("tshark")
     wrap, layers = TUNNELS[kind]
-    path, tunnelled = _tunnel_capture(tmp_path / f"{kind}.pcap", wrap)
+    path, frames4, frames6 = _tunnel_capture(tmp_path / f"{kind}.pcap", wrap)
     oracle = tshark_streams(path)
     # the oracle itself: tshark finds both tunnelled connections between the plain ones
     assert sorted(set(oracle.frames.values())) == [0, 1, 2, 3]
@@ -201,11 +272,8 @@ def test_tunnelled_streams_match_tshark(tmp_path: Path, kind: str) -> None:
         assert stream["server_sha256"] == sha256(follow.data1)
 
     capture = _capture_object(objects)
-    # each tunnelled frame counts once per tunnel layer; the two IP-in-IP cases split
-    # into their inner versions (half the frames each)
-    expected = {name: tunnelled * share // sum(layers.values()) if name.startswith("ipv")
-                else tunnelled * share for name, share in layers.items()}
-    assert capture["tunnels"] == expected
+    expected = {name: frames4 * per4 + frames6 * per6 for name, (per4, per6) in layers.items()}
+    assert capture["tunnels"] == {name: count for name, count in expected.items() if count}
     assert capture["tunnels_not_decoded"] == {}
     assert capture["warnings"] == []
 
@@ -262,7 +330,7 @@ def _tftp_exchange(content: bytes, wrap: Wrap) -> list[Packet]:
     return frames
 
 
-@pytest.mark.parametrize("kind", ["vxlan", "gre", "gtp-u", "pppoe"])
+@pytest.mark.parametrize("kind", ["vxlan", "gre", "gtp-u", "pppoe", "l2tp", "teredo"])
 def test_tftp_transfer_inside_tunnel(tmp_path: Path, kind: str) -> None:
     require_tool("tshark")
     content = bytes((i * 7) % 251 for i in range(1300))
@@ -310,11 +378,10 @@ def test_icmp_inside_tunnel_makes_no_stream(tmp_path: Path) -> None:
 
 # Encapsulations Wireshark decodes that we count but do not decode.
 NOT_DECODED: dict[str, tuple[Wrap, str]] = {
-    "l2tp": (lambda ip, c: _eth() / _outer4(c) / UDP(sport=1701, dport=1701)
-             / L2TP(tunnel_id=1, session_id=2) / b"\xff\x03" / PPP(proto=_ppp_protocol(ip))
-             / ip, "l2tp"),
-    "etherip": (lambda ip, c: _eth() / _outer4(c, proto=97) / b"\x30\x00" / _eth() / ip,
-                "etherip"),
+    "lisp-data": (lambda ip, c: _eth() / _outer4(c) / _udp(c, 4341)
+                  / b"\x80\x00\x00\x01\x00\x00\x00\x01" / ip, "lisp-data"),
+    "capwap-data": (lambda ip, c: _eth() / _outer4(c) / _udp(c, 5247)
+                    / b"\x00\x10\x02\x00\x00\x00\x00\x00" / _eth() / ip, "capwap-data"),
 }
 
 
