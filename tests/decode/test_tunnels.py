@@ -468,3 +468,26 @@ def test_tunnel_headers_cut_anywhere_do_not_raise(tmp_path: Path) -> None:
         variants += [frame[:i] + bytes([frame[i] ^ 0xFF]) + frame[i + 1:]
                      for i in range(len(frame))]
         _decode_all(variants)
+
+
+def test_two_process_read_gives_the_same_tunnelled_streams(tmp_path: Path) -> None:
+    """`read --json` on two cores (analyzer/run/parallel.py) splits connections by their
+    inner addresses and ports: every tunnel kind in one capture, same output as one
+    process (whose numbering the tests above check against tshark)."""
+    from tests.run.test_parallel import one_process_lines, two_process_lines
+
+    frames = []
+    for index, (wrap, _) in enumerate(TUNNELS.values()):
+        start = 1_700_000_000.0 + index * 10
+        for offset, (client, server) in enumerate([
+                (("10.9.0.1", 41000 + index), ("10.9.0.2", 22)),
+                (("fd00::1", 42000 + index), ("fd00::2", 443))]):
+            conv = _conversation(client, server, start + offset, 1000 + index)
+            frames += _tunnelled(conv, wrap)
+        frames += _conversation(("10.1.0.1", 40000 + index), ("10.1.0.2", 80), start + 2,
+                                5000 + index).packets
+    path = tmp_path / "all-tunnels.pcap"
+    wrpcap(str(path), frames)
+    single = one_process_lines(path)
+    assert sum('"type": "tcp_stream"' in line for line in single) == 3 * len(TUNNELS)
+    assert two_process_lines(path) == single
