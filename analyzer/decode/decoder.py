@@ -596,11 +596,7 @@ class Decoder:
             return self._malformed(number, "tunnelled Ethernet header cut short")
         located = self._ethertype_offset((data[off + 12] << 8) | data[off + 13], off + 14,
                                          data, number)
-        if located is None:
-            return None
-        version, ip_off = located
-        return self._inner_ip(version, data, ip_off, end, claimed - (ip_off - off), number,
-                              ts, interface)
+        return self._inner_located(located, data, off, end, claimed, number, ts, interface)
 
     def _inner_mpls(self, data: bytes, off: int, end: int, claimed: int, number: int,
                     ts: float, interface: int) -> Packet | None:
@@ -608,6 +604,13 @@ class Decoder:
         if end < len(data):
             data = data[:end]
         located = self._mpls(data, off, number)
+        return self._inner_located(located, data, off, end, claimed, number, ts, interface)
+
+    def _inner_located(self, located: tuple[int, int] | None, data: bytes, off: int,
+                       end: int, claimed: int, number: int, ts: float,
+                       interface: int) -> Packet | None:
+        """The IP datagram found (`located`: version and offset) behind the link-layer
+        headers a tunnel carries at `off`."""
         if located is None:
             return None
         version, ip_off = located
