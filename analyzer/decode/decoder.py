@@ -61,11 +61,20 @@ UDP_NOT_DECODED: Final = {4341: "lisp-data", 5247: "capwap-data"}
 UDP_SPECIAL_PORTS: Final = frozenset({UDP_L2TP, UDP_GTP_U, UDP_TEREDO, UDP_VXLAN,
                                       UDP_VXLAN_GPE, UDP_GENEVE, UDP_SFLOW, UDP_MPLS,
                                       *UDP_NOT_DECODED})
-UDP_SPECIAL_LOW: Final = 1701
-UDP_SPECIAL_HIGH: Final = 6635
 IP_NOT_DECODED: Final = {115: "l2tpv3"}
 # Tunnels inside tunnels: enough for any real network, few enough for the stack.
 MAX_TUNNEL_DEPTH: Final = 8
+
+
+def _port_table(ports: frozenset[int]) -> bytes:
+    """65,536 bytes, 1 at each of `ports`: a port's test is one indexing."""
+    table = bytearray(65536)
+    for port in ports:
+        table[port] = 1
+    return bytes(table)
+
+
+UDP_SPECIAL: Final = _port_table(UDP_SPECIAL_PORTS)
 
 # BSD NULL / LOOP address families that mean IPv6 (differs per BSD flavour).
 AF_INET: Final = 2
@@ -218,16 +227,15 @@ class Decoder:
                     ulen = data[38] << 8 | data[39]
                     sport = data[34] << 8 | data[35]
                     dport = data[36] << 8 | data[37]
-                    # tunnel ports leave the fast path (one range test each, usually)
-                    if 8 <= ulen <= claimed and not (
-                            (UDP_SPECIAL_LOW <= sport <= UDP_SPECIAL_HIGH
-                             or UDP_SPECIAL_LOW <= dport <= UDP_SPECIAL_HIGH)
-                            and (sport in UDP_SPECIAL_PORTS or dport in UDP_SPECIAL_PORTS)):
+                    # tunnel ports leave the fast path (a table: two indexings, no hashing)
+                    if 8 <= ulen <= claimed and not (UDP_SPECIAL[sport] or UDP_SPECIAL[dport]):
                         counts[1] += 1
-                        if end - 34 < ulen:
+                        payload_end = 34 + ulen
+                        if payload_end > end:  # cut by the snaplen (no min(): a call)
+                            payload_end = end
                             stats.truncated += 1
                         return Packet(number, ts, interface, 4, data[26:30], data[30:34],
-                                      PROTO_UDP, sport, dport, data[42:min(end, 34 + ulen)],
+                                      PROTO_UDP, sport, dport, data[42:payload_end],
                                       ulen - 8, key=data[26:38])
             elif ethertype == ETH_IPV6 and len(data) >= 74 and data[14] >> 4 == 6 and \
                     data[20] == PROTO_TCP:
@@ -534,7 +542,7 @@ class Decoder:
             payload_end = min(end, start + 8 + plen)
             pkt = Packet(number, ts, interface, version, src, dst, proto, sport, dport,
                          data[start + 8:payload_end], plen)
-            if sport in UDP_SPECIAL_PORTS or dport in UDP_SPECIAL_PORTS:
+            if UDP_SPECIAL[sport] or UDP_SPECIAL[dport]:
                 inner = self._udp_special(pkt, data, start + 8, payload_end, number)
                 if inner is not pkt:
                     return inner
