@@ -75,6 +75,8 @@ def _port_table(ports: frozenset[int]) -> bytes:
 
 
 UDP_SPECIAL: Final = _port_table(UDP_SPECIAL_PORTS)
+UDP_SPECIAL_LOW: Final = 1701  # min(UDP_SPECIAL_PORTS); literals compile to immediates
+UDP_SPECIAL_HIGH: Final = 6635  # max(UDP_SPECIAL_PORTS)
 
 # BSD NULL / LOOP address families that mean IPv6 (differs per BSD flavour).
 AF_INET: Final = 2
@@ -227,8 +229,12 @@ class Decoder:
                     ulen = data[38] << 8 | data[39]
                     sport = data[34] << 8 | data[35]
                     dport = data[36] << 8 | data[37]
-                    # tunnel ports leave the fast path (a table: two indexings, no hashing)
-                    if 8 <= ulen <= claimed and not (UDP_SPECIAL[sport] or UDP_SPECIAL[dport]):
+                    # Tunnel ports leave the fast path. Range tests first: compiled, they
+                    # are register work, where indexing the table misses the cache.
+                    if 8 <= ulen <= claimed and not (
+                            UDP_SPECIAL_LOW <= sport <= UDP_SPECIAL_HIGH and UDP_SPECIAL[sport]
+                            or UDP_SPECIAL_LOW <= dport <= UDP_SPECIAL_HIGH
+                            and UDP_SPECIAL[dport]):
                         counts[1] += 1
                         payload_end = 34 + ulen
                         if payload_end > end:  # cut by the snaplen (no min(): a call)
@@ -257,11 +263,17 @@ class Decoder:
                     if end - 54 < claimed:
                         stats.truncated += 1
                     return _fast_tcp(data, number, ts, interface, 6, 54, hlen, end, claimed)
+            while ethertype in ETH_VLAN_TAGS:
+                if len(data) < off + 4:
+                    return self._malformed(number, "VLAN tag cut short")
+                stats.protocols["vlan"] += 1
+                ethertype = (data[off + 2] << 8) | data[off + 3]
+                off += 4
             if ethertype == ETH_IPV4:
                 version = 4
             elif ethertype == ETH_IPV6:
                 version = 6
-            else:
+            else:  # MPLS, PPPoE, or not IP
                 located = self._ethertype_offset(ethertype, off, data, number)
                 if located is None:
                     return None
