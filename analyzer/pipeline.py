@@ -89,7 +89,8 @@ class CaptureSummary:
             tracker.append(
                 f"TCP: {self.tcp_evictions} streams were finished while still open, to "
                 "bound memory (idle too long, or too many open at once)")
-        return self.info.warnings + self.stats.warnings + tracker
+        return (self.info.warnings + self.stats.warnings
+                + self.stats.encapsulation_warnings() + tracker)
 
 
 class Analysis:

@@ -2,6 +2,11 @@
 
 The common path (Ethernet or loopback, IPv4/IPv6, TCP/UDP, no fragments) is one
 function with precompiled structs; the rarer link types go through `_link_offset`.
+Tunnels Wireshark decodes by default (GRE with ERSPAN, WCCP and Ethernet bridging, PPTP,
+IP in IP, EtherIP, VXLAN and VXLAN-GPE, Geneve, GTP-U, Teredo, L2TPv2, MPLS in Ethernet,
+GRE, IP and UDP, PPPoE sessions) are peeled on the slow path: the Packet is the innermost
+TCP/UDP/ICMP datagram, keyed by its own addresses and ports only, as Wireshark keys its
+conversations (see docs/tcp.md, "Tunnels").
 """
 
 from __future__ import annotations
@@ -26,6 +31,52 @@ ETH_IPV4: Final = 0x0800
 ETH_IPV6: Final = 0x86DD
 ETH_ARP: Final = 0x0806
 ETH_VLAN_TAGS: Final = (0x8100, 0x88A8, 0x9100)
+ETH_MPLS: Final = 0x8847
+ETH_MPLS_MULTICAST: Final = 0x8848
+ETH_PPPOE_SESSION: Final = 0x8864
+ETH_BRIDGED: Final = 0x6558  # transparent Ethernet bridging (GRE, Geneve)
+GRE_ERSPAN: Final = 0x88BE  # type I without a GRE sequence number, type II with one
+GRE_ERSPAN_3: Final = 0x22EB
+GRE_PPP: Final = 0x880B  # PPTP's enhanced GRE (version 1), and plain GRE
+GRE_WCCP: Final = 0x883E
+PPP_IPV4: Final = 0x0021
+PPP_IPV6: Final = 0x0057
+PROTO_IPV4_IN_IP: Final = 4
+PROTO_IPV6_IN_IP: Final = 41
+PROTO_GRE: Final = 47
+PROTO_ETHERIP: Final = 97
+PROTO_MPLS_IN_IP: Final = 137
+UDP_L2TP: Final = 1701
+UDP_GTP_U: Final = 2152
+UDP_TEREDO: Final = 3544
+UDP_VXLAN: Final = 4789
+UDP_VXLAN_GPE: Final = 4790
+UDP_GENEVE: Final = 6081
+UDP_SFLOW: Final = 6343
+UDP_MPLS: Final = 6635
+# Encapsulations Wireshark decodes on these ports that we only count (with a warning).
+UDP_NOT_DECODED: Final = {4341: "lisp-data", 5247: "capwap-data"}
+# UDP ports that take a datagram off the fast path: the tunnels above, encapsulations we
+# count but do not decode, and sFlow (counted: its sampled headers are not connections).
+UDP_SPECIAL_PORTS: Final = frozenset({UDP_L2TP, UDP_GTP_U, UDP_TEREDO, UDP_VXLAN,
+                                      UDP_VXLAN_GPE, UDP_GENEVE, UDP_SFLOW, UDP_MPLS,
+                                      *UDP_NOT_DECODED})
+IP_NOT_DECODED: Final = {115: "l2tpv3"}
+# Tunnels inside tunnels: enough for any real network, few enough for the stack.
+MAX_TUNNEL_DEPTH: Final = 8
+
+
+def _port_table(ports: frozenset[int]) -> bytes:
+    """65,536 bytes, 1 at each of `ports`: a port's test is one indexing."""
+    table = bytearray(65536)
+    for port in ports:
+        table[port] = 1
+    return bytes(table)
+
+
+UDP_SPECIAL: Final = _port_table(UDP_SPECIAL_PORTS)
+UDP_SPECIAL_LOW: Final = 1701  # min(UDP_SPECIAL_PORTS); literals compile to immediates
+UDP_SPECIAL_HIGH: Final = 6635  # max(UDP_SPECIAL_PORTS)
 
 # BSD NULL / LOOP address families that mean IPv6 (differs per BSD flavour).
 AF_INET: Final = 2
@@ -49,8 +100,9 @@ ETHERTYPE_NAMES: Final = {
     0x8864: "pppoe", 0x8847: "mpls", 0x888E: "eapol", 0x88F7: "ptp", 0x22F0: "avtp",
 }
 IP_PROTO_NAMES: Final = {
-    1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah",
-    58: "icmpv6", 89: "ospf", 103: "pim", 112: "vrrp", 132: "sctp",
+    1: "icmp", 2: "igmp", 4: "ipv4-in-ip", 6: "tcp", 17: "udp", 41: "ipv6-in-ip", 47: "gre",
+    50: "esp", 51: "ah", 58: "icmpv6", 89: "ospf", 97: "etherip", 103: "pim", 112: "vrrp",
+    115: "l2tpv3", 132: "sctp", 137: "mpls-in-ip",
 }
 
 _IPV4: Final = struct.Struct("!BBHHHBBH4s4s")
@@ -75,6 +127,8 @@ class DecodeStats:
         malformed: int = 0,
         truncated: int = 0,
         warnings: list[str] | None = None,
+        tunnels: Counter[str] | None = None,
+        not_decoded: Counter[str] | None = None,
     ) -> None:
         self.packets = packets
         self.bytes = bytes  # captured bytes
@@ -85,6 +139,19 @@ class DecodeStats:
         self.malformed = malformed
         self.truncated = truncated  # packets cut by the snaplen
         self.warnings = [] if warnings is None else warnings
+        # frames per tunnel layer decoded ("gre", "vxlan", ...), and per encapsulation
+        # seen but not decoded (their inner streams are not analyzed)
+        self.tunnels = Counter() if tunnels is None else tunnels
+        self.not_decoded = Counter() if not_decoded is None else not_decoded
+
+    def encapsulation_warnings(self) -> list[str]:
+        """One warning naming the encapsulations not decoded, if any were seen."""
+        if not self.not_decoded:
+            return []
+        seen = ", ".join(f"{name} ({count})" for name, count in self.not_decoded.most_common())
+        return [f"encapsulated traffic not decoded: {seen} frames; TCP streams and TFTP "
+                "transfers inside them are not analyzed (Wireshark may number streams "
+                "inside some of them, shifting later tcp.stream numbers)"]
 
     def warn(self, text: str) -> None:
         if len(self.warnings) < MAX_WARNINGS:
@@ -123,6 +190,7 @@ class Decoder:
         # IPv4 TCP, IPv4 UDP, IPv6 TCP packets decoded by the fast paths
         self._fast_counts = [0, 0, 0]
         self._linktype_counts: defaultdict[int, int] = defaultdict(int)
+        self._tunnel_depth = 0  # tunnels being peeled in the current frame
 
     def decode(self, frame: Frame, number: int) -> Packet | None:
         ts, linktype, interface = frame.ts, frame.linktype, frame.interface
@@ -164,13 +232,21 @@ class Decoder:
                                          claimed)
                 elif proto == PROTO_UDP and end >= 42:
                     ulen = data[38] << 8 | data[39]
-                    if 8 <= ulen <= claimed:
+                    sport = data[34] << 8 | data[35]
+                    dport = data[36] << 8 | data[37]
+                    # Tunnel ports leave the fast path. Range tests first: compiled, they
+                    # are register work, where indexing the table misses the cache.
+                    if 8 <= ulen <= claimed and not (
+                            UDP_SPECIAL_LOW <= sport <= UDP_SPECIAL_HIGH and UDP_SPECIAL[sport]
+                            or UDP_SPECIAL_LOW <= dport <= UDP_SPECIAL_HIGH
+                            and UDP_SPECIAL[dport]):
                         counts[1] += 1
-                        if end - 34 < ulen:
+                        payload_end = 34 + ulen
+                        if payload_end > end:  # cut by the snaplen (no min(): a call)
+                            payload_end = end
                             stats.truncated += 1
                         return Packet(number, ts, interface, 4, data[26:30], data[30:34],
-                                      PROTO_UDP, data[34] << 8 | data[35],
-                                      data[36] << 8 | data[37], data[42:min(end, 34 + ulen)],
+                                      PROTO_UDP, sport, dport, data[42:payload_end],
                                       ulen - 8, key=data[26:38])
             elif ethertype == ETH_IPV6 and len(data) >= 74 and data[14] >> 4 == 6 and \
                     data[20] == PROTO_TCP:
@@ -202,9 +278,11 @@ class Decoder:
                 version = 4
             elif ethertype == ETH_IPV6:
                 version = 6
-            else:
-                self._count_ethertype(ethertype)
-                return None
+            else:  # MPLS, PPPoE, or not IP
+                located = self._ethertype_offset(ethertype, off, data, number)
+                if located is None:
+                    return None
+                version, off = located
         else:
             located = self._link_offset(linktype, data, number)
             if located is None:
@@ -276,6 +354,8 @@ class Decoder:
 
     def _ethertype_offset(self, ethertype: int, off: int, data: bytes,
                           number: int) -> tuple[int, int] | None:
+        """(IP version, offset of the IP header) behind an EtherType at `off`: through
+        VLAN tags, an MPLS label stack and a PPPoE session header; None when not IP."""
         while ethertype in ETH_VLAN_TAGS:
             if len(data) < off + 4:
                 return self._malformed(number, "VLAN tag cut short")
@@ -286,8 +366,53 @@ class Decoder:
             return 4, off
         if ethertype == ETH_IPV6:
             return 6, off
+        if ethertype == ETH_MPLS or ethertype == ETH_MPLS_MULTICAST:
+            return self._mpls(data, off, number)
+        if ethertype == ETH_PPPOE_SESSION:
+            return self._pppoe(data, off, number)
         self._count_ethertype(ethertype)
         return None
+
+    def _mpls(self, data: bytes, off: int, number: int) -> tuple[int, int] | None:
+        """Past the label stack to its payload. As Wireshark does without a label
+        configured, the payload's first nibble tells IPv4 (4) from IPv6 (6); anything
+        else (pseudowires, control words) is counted as not decoded."""
+        self._stats.protocols["mpls"] += 1
+        while True:
+            if len(data) < off + 4:
+                return self._malformed(number, "MPLS label stack cut short")
+            bottom = data[off + 2] & 1
+            off += 4
+            if bottom:
+                break
+        self._stats.tunnels["mpls"] += 1
+        if off < len(data):
+            version = data[off] >> 4
+            if version == 4 or version == 6:
+                return version, off
+        self._stats.not_decoded["mpls-non-ip"] += 1
+        return None
+
+    def _pppoe(self, data: bytes, off: int, number: int) -> tuple[int, int] | None:
+        """A PPPoE session header, then PPP's protocol field (RFC 2516)."""
+        if len(data) < off + 8:
+            return self._malformed(number, "PPPoE session header cut short")
+        self._stats.protocols["pppoe"] += 1
+        self._stats.tunnels["pppoe"] += 1
+        version = self._ppp_ip_version((data[off + 6] << 8) | data[off + 7])
+        return (version, off + 8) if version else None
+
+    def _ppp_ip_version(self, ppp: int) -> int:
+        """4 or 6 for PPP's IPv4 and IPv6 protocols; 0 (counted) for the others."""
+        if ppp == PPP_IPV4:
+            return 4
+        if ppp == PPP_IPV6:
+            return 6
+        if ppp < 0x4000:  # a network-layer protocol other than IP (RFC 1661)
+            self._stats.not_decoded[f"ppp-{ppp:#06x}"] += 1
+        else:  # link and network control (LCP, IPCP, authentication): no traffic inside
+            self._stats.protocols[f"ppp-{ppp:#06x}"] += 1
+        return 0
 
     def _nflog(self, data: bytes, number: int) -> tuple[int, int] | None:
         if len(data) < 8:
@@ -435,8 +560,13 @@ class Decoder:
             protocols["udp"] += 1
             # Trust the UDP length when it fits in what IP claims (Ethernet padding).
             plen = ulen - 8 if 8 <= ulen <= claimed else max(claimed - 8, 0)
+            payload_end = min(end, start + 8 + plen)
             pkt = Packet(number, ts, interface, version, src, dst, proto, sport, dport,
-                         data[start + 8:min(end, start + 8 + plen)], plen)
+                         data[start + 8:payload_end], plen)
+            if UDP_SPECIAL[sport] or UDP_SPECIAL[dport]:
+                inner = self._udp_special(pkt, data, start + 8, payload_end, number)
+                if inner is not pkt:
+                    return inner
         elif proto == PROTO_ICMP or proto == PROTO_ICMPV6:
             if have < 4:
                 return self._malformed(number, "ICMP header cut short")
@@ -445,10 +575,312 @@ class Decoder:
                          data[start + 1], data[start + 4:end], max(claimed - 4, 0))
         else:
             protocols[IP_PROTO_NAMES.get(proto, f"ip-proto-{proto}")] += 1
+            if proto == PROTO_GRE:
+                return self._gre(data, start, end, claimed, number, ts, interface)
+            if proto == PROTO_IPV4_IN_IP or proto == PROTO_IPV6_IN_IP:
+                carried = 4 if proto == PROTO_IPV4_IN_IP else 6
+                self._stats.tunnels[f"ipv{carried}-in-ipv{version}"] += 1
+                return self._inner_ip(carried, data, start, end, claimed, number, ts,
+                                      interface)
+            if proto == PROTO_ETHERIP:  # RFC 3378: a 2-byte header, then Ethernet
+                if end - start < 2:
+                    return self._malformed(number, "EtherIP header cut short")
+                self._stats.tunnels["etherip"] += 1
+                return self._inner_ethernet(data, start + 2, end, claimed - 2, number, ts,
+                                            interface)
+            if proto == PROTO_MPLS_IN_IP:
+                return self._inner_mpls(data, start, end, claimed, number, ts, interface)
+            if proto in IP_NOT_DECODED:
+                self._stats.not_decoded[IP_NOT_DECODED[proto]] += 1
             return None
         if pkt.truncated:
             self._stats.truncated += 1
         return pkt
+
+    # -- tunnels ------------------------------------------------------------------------
+    # `start`/`end`: where the tunnel's header starts and its captured bytes end;
+    # `claimed`: its length as the outer header claims it (as for `_transport`).
+
+    def _inner_ip(self, version: int, data: bytes, off: int, end: int, claimed: int,
+                  number: int, ts: float, interface: int) -> Packet | None:
+        """The IP datagram a tunnel carries at `off`, decoded like an outer one."""
+        if self._tunnel_depth >= MAX_TUNNEL_DEPTH:
+            return self._malformed(number, f"tunnels nested more than {MAX_TUNNEL_DEPTH} deep")
+        if end < len(data):
+            data = data[:end]  # the outer datagram's bytes only, not its frame's padding
+        self._tunnel_depth += 1
+        try:
+            if version == 4:
+                return self._ipv4(data, off, max(claimed, 0), number, ts, interface)
+            return self._ipv6(data, off, max(claimed, 0), number, ts, interface)
+        finally:
+            self._tunnel_depth -= 1
+
+    def _inner_ethernet(self, data: bytes, off: int, end: int, claimed: int, number: int,
+                        ts: float, interface: int) -> Packet | None:
+        """An Ethernet frame a tunnel carries at `off` (no FCS, as Wireshark assumes)."""
+        if end < len(data):
+            data = data[:end]
+        if end - off < 14:
+            return self._malformed(number, "tunnelled Ethernet header cut short")
+        located = self._ethertype_offset((data[off + 12] << 8) | data[off + 13], off + 14,
+                                         data, number)
+        return self._inner_located(located, data, off, end, claimed, number, ts, interface)
+
+    def _inner_mpls(self, data: bytes, off: int, end: int, claimed: int, number: int,
+                    ts: float, interface: int) -> Packet | None:
+        """An MPLS label stack a tunnel carries at `off` (MPLS in GRE, IP, UDP)."""
+        if end < len(data):
+            data = data[:end]
+        located = self._mpls(data, off, number)
+        return self._inner_located(located, data, off, end, claimed, number, ts, interface)
+
+    def _inner_located(self, located: tuple[int, int] | None, data: bytes, off: int,
+                       end: int, claimed: int, number: int, ts: float,
+                       interface: int) -> Packet | None:
+        """The IP datagram found (`located`: version and offset) behind the link-layer
+        headers a tunnel carries at `off`."""
+        if located is None:
+            return None
+        version, ip_off = located
+        return self._inner_ip(version, data, ip_off, end, claimed - (ip_off - off), number,
+                              ts, interface)
+
+    def _inner_ppp(self, data: bytes, off: int, end: int, claimed: int, number: int,
+                   ts: float, interface: int) -> Packet | None:
+        """A PPP frame a tunnel carries at `off` (PPTP, L2TP): the address and control
+        bytes may be left out, and the protocol field compressed to one byte (RFC 1661)."""
+        start = off
+        if end - off >= 2 and data[off] == 0xFF and data[off + 1] == 0x03:
+            off += 2
+        if end - off < 1 or (not data[off] & 1 and end - off < 2):
+            return self._malformed(number, "PPP header cut short")
+        if data[off] & 1:  # an odd first byte: the protocol in one byte
+            ppp = data[off]
+            off += 1
+        else:
+            ppp = (data[off] << 8) | data[off + 1]
+            off += 2
+        version = self._ppp_ip_version(ppp)
+        if not version:
+            return None
+        return self._inner_ip(version, data, off, end, claimed - (off - start), number, ts,
+                              interface)
+
+    def _gre(self, data: bytes, start: int, end: int, claimed: int, number: int, ts: float,
+             interface: int) -> Packet | None:
+        """GRE (RFC 2784/2890), PPTP's enhanced GRE (RFC 2637), and what they carry."""
+        if end - start < 4:
+            return self._malformed(number, "GRE header cut short")
+        flags = data[start]
+        gre_version = data[start + 1] & 7
+        ptype = (data[start + 2] << 8) | data[start + 3]
+        if gre_version > 1:
+            self._stats.not_decoded[f"gre-version-{gre_version}"] += 1
+            return None
+        if flags & 0x40:  # routing present (RFC 1701, deprecated)
+            self._stats.not_decoded["gre-routing"] += 1
+            return None
+        off = start + 4
+        if flags & 0x80:  # checksum and reserved
+            off += 4
+        if flags & 0x20:  # key (PPTP: payload length and call id)
+            off += 4
+        sequenced = bool(flags & 0x10)
+        if sequenced:
+            off += 4
+        if gre_version == 1 and data[start + 1] & 0x80:  # PPTP's acknowledgment number
+            off += 4
+        if off > end:
+            return self._malformed(number, "GRE header cut short")
+        self._stats.tunnels["pptp" if gre_version == 1 else "gre"] += 1
+        claimed -= off - start
+        if ptype == GRE_PPP:
+            if off == end:
+                return None  # PPTP: an acknowledgment alone
+            return self._inner_ppp(data, off, end, claimed, number, ts, interface)
+        if gre_version == 1:
+            self._stats.not_decoded[f"pptp-{ptype:#06x}"] += 1
+            return None
+        if ptype == GRE_WCCP:
+            # WCCP 2 puts a 4-byte redirect header before the IPv4 datagram; version 1
+            # does not. As Wireshark tells them apart: is the first nibble an IPv4's?
+            if off < end and data[off] >> 4 != 4:
+                off += 4
+                claimed -= 4
+            self._stats.tunnels["wccp"] += 1
+            return self._inner_ip(4, data, off, end, claimed, number, ts, interface)
+        if ptype == ETH_IPV4 or ptype == ETH_IPV6:
+            return self._inner_ip(4 if ptype == ETH_IPV4 else 6, data, off, end, claimed,
+                                  number, ts, interface)
+        if ptype == ETH_BRIDGED:
+            return self._inner_ethernet(data, off, end, claimed, number, ts, interface)
+        if ptype == GRE_ERSPAN and not sequenced:  # type I: no header of its own
+            self._stats.tunnels["erspan"] += 1
+            return self._inner_ethernet(data, off, end, claimed, number, ts, interface)
+        if ptype == GRE_ERSPAN:  # type II: 8 bytes
+            if end - off < 8:
+                return self._malformed(number, "ERSPAN header cut short")
+            self._stats.tunnels["erspan"] += 1
+            return self._inner_ethernet(data, off + 8, end, claimed - 8, number, ts,
+                                        interface)
+        if ptype == GRE_ERSPAN_3:  # type III: 12 bytes, 8 more with the O flag
+            if end - off < 12:
+                return self._malformed(number, "ERSPAN header cut short")
+            size = 20 if data[off + 11] & 1 else 12
+            frame_type = (data[off + 10] >> 2) & 0x1F
+            if frame_type != 0:  # 0 is Ethernet
+                self._stats.not_decoded[f"erspan-frame-type-{frame_type}"] += 1
+                return None
+            self._stats.tunnels["erspan"] += 1
+            return self._inner_ethernet(data, off + size, end, claimed - size, number, ts,
+                                        interface)
+        if ptype == ETH_MPLS or ptype == ETH_MPLS_MULTICAST:
+            return self._inner_mpls(data, off, end, claimed, number, ts, interface)
+        self._stats.not_decoded[f"gre-{ptype:#06x}"] += 1
+        return None
+
+    def _udp_special(self, outer: Packet, data: bytes, off: int, end: int,
+                     number: int) -> Packet | None:
+        """A UDP datagram on a tunnel port (its payload at `off`): the tunnelled packet
+        when Wireshark would decode one, else the datagram itself. Wireshark tries the
+        lower port first; a well-known lower port (DNS, TFTP, ...) keeps the datagram."""
+        sport, dport = outer.sport, outer.dport
+        low, high = (sport, dport) if sport <= dport else (dport, sport)
+        port = low if low in UDP_SPECIAL_PORTS else (high if low >= 1024 else 0)
+        if port == 0:
+            return outer
+        if port == UDP_SFLOW:
+            self._stats.protocols["sflow"] += 1  # samples are not connections (docs/tcp.md)
+            return outer
+        if port in UDP_NOT_DECODED:
+            self._stats.not_decoded[UDP_NOT_DECODED[port]] += 1
+            return outer
+        claimed = outer.payload_len
+        ts, interface = outer.ts, outer.interface
+        if port == UDP_GTP_U:
+            return self._gtp_u(outer, data, off, end, number)
+        if port == UDP_MPLS:
+            return self._inner_mpls(data, off, end, claimed, number, ts, interface)
+        if port == UDP_TEREDO:
+            return self._teredo(outer, data, off, end, number)
+        if port == UDP_L2TP:
+            return self._l2tp(outer, data, off, end, number)
+        if port == UDP_VXLAN_GPE:
+            # draft-ietf-nvo3-vxlan-gpe: 8 bytes, the payload's protocol in the 4th
+            if end - off < 8:
+                return self._malformed(number, "VXLAN-GPE header cut short")
+            self._stats.tunnels["vxlan-gpe"] += 1
+            following = data[off + 3]
+            if following == 1 or following == 2:
+                return self._inner_ip(4 if following == 1 else 6, data, off + 8, end,
+                                      claimed - 8, number, ts, interface)
+            if following == 3:
+                return self._inner_ethernet(data, off + 8, end, claimed - 8, number, ts,
+                                            interface)
+            if following == 5:
+                return self._inner_mpls(data, off + 8, end, claimed - 8, number, ts,
+                                        interface)
+            self._stats.not_decoded[f"vxlan-gpe-{following}"] += 1
+            return None
+        if port == UDP_VXLAN:
+            if end - off < 8:
+                return self._malformed(number, "VXLAN header cut short")
+            self._stats.tunnels["vxlan"] += 1
+            return self._inner_ethernet(data, off + 8, end, claimed - 8, number, ts,
+                                        interface)
+        if port == UDP_GENEVE:
+            if end - off < 8:
+                return self._malformed(number, "Geneve header cut short")
+            size = 8 + (data[off] & 0x3F) * 4
+            ptype = (data[off + 2] << 8) | data[off + 3]
+            if end - off < size:
+                return self._malformed(number, "Geneve options cut short")
+            if ptype == ETH_BRIDGED:
+                self._stats.tunnels["geneve"] += 1
+                return self._inner_ethernet(data, off + size, end, claimed - size, number,
+                                            ts, interface)
+            if ptype == ETH_IPV4 or ptype == ETH_IPV6:
+                self._stats.tunnels["geneve"] += 1
+                return self._inner_ip(4 if ptype == ETH_IPV4 else 6, data, off + size, end,
+                                      claimed - size, number, ts, interface)
+            self._stats.not_decoded[f"geneve-{ptype:#06x}"] += 1
+            return None
+        return outer
+
+    def _teredo(self, outer: Packet, data: bytes, off: int, end: int,
+                number: int) -> Packet | None:
+        """Teredo (RFC 4380): IPv6 in UDP, after an optional authentication indicator
+        and an optional origin indication; anything else stays a UDP datagram."""
+        inner = off
+        if end - inner >= 4 and data[inner] == 0 and data[inner + 1] == 1:
+            inner += 4 + data[inner + 2] + data[inner + 3] + 9  # ids, nonce, confirmation
+        if end - inner >= 8 and data[inner] == 0 and data[inner + 1] == 0:
+            inner += 8
+        if end - inner < 40 or data[inner] >> 4 != 6:
+            return outer
+        self._stats.tunnels["teredo"] += 1
+        return self._inner_ip(6, data, inner, end, outer.payload_len - (inner - off), number,
+                              outer.ts, outer.interface)
+
+    def _l2tp(self, outer: Packet, data: bytes, off: int, end: int,
+              number: int) -> Packet | None:
+        """L2TP version 2 (RFC 2661) data messages: the PPP frame they carry. Control
+        messages stay UDP datagrams; L2TPv3 over UDP is counted, not decoded."""
+        if end - off < 6:
+            return outer
+        flags = (data[off] << 8) | data[off + 1]
+        if flags & 0x0F != 2:
+            self._stats.not_decoded[f"l2tp-version-{flags & 0x0F}"] += 1
+            return outer
+        if flags & 0x8000:  # a control message
+            return outer
+        claimed = outer.payload_len
+        if flags & 0x4000:  # the message's length: what follows it is not the message's
+            length = (data[off + 2] << 8) | data[off + 3]
+            end = min(end, off + length)
+            claimed = min(claimed, length)
+        inner = off + 2 + (2 if flags & 0x4000 else 0) + 4  # length; tunnel and session
+        if flags & 0x0800:  # Ns and Nr
+            inner += 4
+        if flags & 0x0200:  # offset size, then that much padding
+            if end - inner < 2:
+                return self._malformed(number, "L2TP header cut short")
+            inner += 2 + ((data[inner] << 8) | data[inner + 1])
+        if inner > end:
+            return self._malformed(number, "L2TP header cut short")
+        self._stats.tunnels["l2tp"] += 1
+        return self._inner_ppp(data, inner, end, claimed - (inner - off), number, outer.ts,
+                               outer.interface)
+
+    def _gtp_u(self, outer: Packet, data: bytes, off: int, end: int,
+               number: int) -> Packet | None:
+        """GTP-U (3GPP TS 29.281): a G-PDU's IP packet; signalling (echo, error
+        indication, end marker) and GTP' are left as the UDP datagram they are."""
+        if end - off < 8 or data[off] >> 4 != 0x3 or data[off + 1] != 0xFF:
+            return outer  # not GTPv1 with PT=1, or not a G-PDU
+        size = 8
+        if data[off] & 0x07:  # E, S or PN: sequence number, N-PDU number, next extension
+            size = 12
+            if end - off < size:
+                return self._malformed(number, "GTP-U header cut short")
+            following = data[off + 11] if data[off] & 0x04 else 0
+            while following:
+                if end - off < size + 1 or not data[off + size]:
+                    return self._malformed(number, "GTP-U extension header cut short")
+                size += data[off + size] * 4
+                if end - off < size:
+                    return self._malformed(number, "GTP-U extension header cut short")
+                following = data[off + size - 1]
+        self._stats.tunnels["gtp-u"] += 1
+        if end - off > size:
+            version = data[off + size] >> 4
+            if version == 4 or version == 6:
+                return self._inner_ip(version, data, off + size, end,
+                                      outer.payload_len - size, number, outer.ts,
+                                      outer.interface)
+        self._stats.not_decoded["gtp-u-non-ip"] += 1
+        return None
 
     def _malformed(self, number: int, why: str) -> Any:
         """Count a malformed frame; returns None, so callers `return self._malformed(...)`."""

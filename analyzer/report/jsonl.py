@@ -64,6 +64,8 @@ def capture_object(summary: CaptureSummary) -> dict[str, Any]:
             for i in info.interfaces
         ],
         "protocols": dict(stats.protocols.most_common()),
+        "tunnels": dict(stats.tunnels.most_common()),
+        "tunnels_not_decoded": dict(stats.not_decoded.most_common()),
         "malformed": stats.malformed,
         "truncated": stats.truncated,
         "filtered_out": summary.filtered_out,

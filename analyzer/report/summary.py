@@ -72,6 +72,11 @@ def capture_summary(summary: CaptureSummary) -> RenderableType:
         table.add_row("ended", data["ended"])
     table.add_row("protocols", ", ".join(f"{k} {v:,}" for k, v in data["protocols"].items())
                   or "-")
+    if data["tunnels"]:
+        table.add_row("tunnels", ", ".join(f"{k} {v:,}" for k, v in data["tunnels"].items()))
+    if data["tunnels_not_decoded"]:
+        table.add_row("not decoded", Text(", ".join(
+            f"{k} {v:,}" for k, v in data["tunnels_not_decoded"].items()), style="yellow"))
     if data["malformed"] or data["truncated"]:
         table.add_row("damaged", Text(f"{data['malformed']:,} malformed, "
                                       f"{data['truncated']:,} cut by the snaplen", style="yellow"))

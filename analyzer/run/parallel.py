@@ -222,6 +222,8 @@ def _add_stats(total: DecodeStats, part: DecodeStats) -> None:
     total.linktypes.update(part.linktypes)
     total.protocols.update(part.protocols)
     total.skipped_linktypes.update(part.skipped_linktypes)
+    total.tunnels.update(part.tunnels)
+    total.not_decoded.update(part.not_decoded)
     total.malformed += part.malformed
     total.truncated += part.truncated
     for warning in part.warnings:
