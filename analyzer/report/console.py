@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from analyzer.capture.live import InterfaceEntry, LiveCapture
     from analyzer.pipeline import Analysis, Analyzer
     from analyzer.tcp.result import TcpStreamResult
+    from analyzer.tftp.transfer import TftpTransfer
 
 
 TABLE_ROWS = 300  # a terminal table of thousands of streams helps nobody
@@ -74,9 +75,11 @@ def json_writer() -> Callable[[TcpStreamResult], None]:
     return write
 
 
-def print_analysis(analysis: Analysis, *, table: TableStreams | None = None) -> None:
-    """The report; `table`: the streams to show, when the tracker handed its results
-    there as they finished (else they are chosen from `analysis.tcp.results()`)."""
+def print_analysis(analysis: Analysis, *, table: TableStreams | None = None,
+                   transfers: TableTransfers | None = None) -> None:
+    """The report; `table` / `transfers`: the streams / TFTP transfers to show, when the
+    trackers handed their results there as they finished (else they are chosen from
+    `analysis.tcp.results()` / `analysis.tftp.results()`)."""
     from analyzer.report.tftp_view import transfers_table
 
     console = stdout_console()
@@ -85,7 +88,11 @@ def print_analysis(analysis: Analysis, *, table: TableStreams | None = None) -> 
         table = TableStreams()
         for result in analysis.tcp.results():
             table(result)
-    tftp_results = analysis.tftp.results()
+    if transfers is None:
+        transfers = TableTransfers()
+    for transfer in analysis.tftp.results():
+        transfers(transfer)
+    tftp_results = transfers.shown()
     if table.total:
         console.print()
         shown = table.shown()
@@ -97,7 +104,12 @@ def print_analysis(analysis: Analysis, *, table: TableStreams | None = None) -> 
                 "narrows the capture", style="dim"))
     if tftp_results:
         console.print()
-        console.print(transfers_table(tftp_results))
+        console.print(transfers_table(tftp_results, transfers.total))
+        if len(tftp_results) < transfers.total:
+            console.print(Text(
+                f"showing {len(tftp_results):,} of {transfers.total:,} TFTP transfers: "
+                "with findings or an error, then incomplete, then the rest by number; "
+                "`--json` lists every one, `-f` narrows the capture", style="dim"))
     if not table.total and not tftp_results:
         console.print(Text("\nNo TCP streams or TFTP transfers in this capture.", style="dim"))
 
@@ -130,6 +142,35 @@ class TableStreams:
 
 
 _HEALTH_RANK = {BROKEN: 0, SUSPICIOUS: 1, GOOD: 2}
+
+
+class TableTransfers:
+    """The TFTP transfers the table shows, chosen as they are settled: at most `limit`,
+    those with findings or an error first, then incomplete ones (an unanswered request
+    is one), then the rest, each by number; shown in number order. As a tracker's
+    `on_result` it keeps a few hundred transfers, not one per request (a port-69 scan
+    is 100,000 requests)."""
+
+    def __init__(self, limit: int = TABLE_ROWS) -> None:
+        self.limit = limit
+        self.total = 0
+        # a heap of (-rank, -number, transfer): its top is the first to give way
+        self._kept: list[tuple[int, int, TftpTransfer]] = []
+
+    def __call__(self, transfer: TftpTransfer) -> None:
+        self.total += 1
+        if transfer.findings or transfer.status == "error":
+            rank = 0
+        else:
+            rank = 1 if transfer.status == "incomplete" else 2
+        entry = (-rank, -transfer.number, transfer)
+        if len(self._kept) < self.limit:
+            heapq.heappush(self._kept, entry)
+        elif entry[:2] > self._kept[0][:2]:  # numbers are unique: no ties
+            heapq.heapreplace(self._kept, entry)
+
+    def shown(self) -> list[TftpTransfer]:
+        return sorted((entry[2] for entry in self._kept), key=lambda t: t.number)
 
 
 class FileProgress:
@@ -180,7 +221,7 @@ class LiveView:
             table.add_row("tcp", *row)
         from analyzer.report.tftp_view import live_rows as tftp_live_rows
 
-        for tftp_row in tftp_live_rows(self.analyzer.tftp.transfers, 4):
+        for tftp_row in tftp_live_rows(self.analyzer.tftp.under_way(4), 4):
             table.add_row("tftp", *tftp_row)
         return Group(header, table) if table.row_count else Group(header)
 

@@ -58,19 +58,23 @@ def options_text(transfer: TftpTransfer, compact: bool = False) -> Text:
 WIDE_LAYOUT = 170
 
 
-def transfers_table(results: Sequence[TftpTransfer]) -> RenderableType:
-    """All transfers, one row each, then their findings (layout fitted to the width)."""
-    return _TransfersView(list(results))
+def transfers_table(results: Sequence[TftpTransfer], total: int | None = None
+                    ) -> RenderableType:
+    """The transfers, one row each, then their findings (layout fitted to the width);
+    `total`: how many there were, when `results` shows only some."""
+    return _TransfersView(list(results), len(results) if total is None else total)
 
 
 class _TransfersView:
-    def __init__(self, results: list[TftpTransfer]) -> None:
+    def __init__(self, results: list[TftpTransfer], total: int) -> None:
         self.results = results
+        self.total = total
 
     def __rich_console__(self, console: Console,
                          options: ConsoleOptions) -> Iterator[RenderableType]:
         wide = options.max_width >= WIDE_LAYOUT
-        yield _wide_table(self.results) if wide else _compact_table(self.results)
+        yield (_wide_table(self.results, self.total) if wide
+               else _compact_table(self.results, self.total))
         notes = findings_text(self.results)
         if notes.plain:
             yield notes
@@ -89,8 +93,8 @@ def _codes(t: TftpTransfer, sep: str) -> str:
     return sep.join(sorted({f.code for f in t.findings})) or "-"
 
 
-def _wide_table(results: Sequence[TftpTransfer]) -> Table:
-    table = Table(title=f"TFTP transfers ({len(results)})", title_justify="left")
+def _wide_table(results: Sequence[TftpTransfer], total: int) -> Table:
+    table = Table(title=f"TFTP transfers ({total})", title_justify="left")
     for name, justify in (("#", "right"), ("client", "left"), ("server", "left"),
                           ("req", "left"), ("file", "left"), ("mode", "left"),
                           ("options", "left"), ("size", "right"), ("blocks", "right"),
@@ -106,8 +110,8 @@ def _wide_table(results: Sequence[TftpTransfer]) -> Table:
     return table
 
 
-def _compact_table(results: Sequence[TftpTransfer]) -> Table:
-    table = Table(title=f"TFTP transfers ({len(results)})", title_justify="left",
+def _compact_table(results: Sequence[TftpTransfer], total: int) -> Table:
+    table = Table(title=f"TFTP transfers ({total})", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right")
     table.add_column("transfer", overflow="fold", min_width=20)

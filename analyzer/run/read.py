@@ -64,18 +64,21 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
     tftp_lines = TftpLines() if as_json else None
     parking = SpillFile(prefix="analyzer-parked-")
     table = None
+    transfers = None
     if tcp_lines is not None:
         tcp_tracker = TcpTracker(on_result=tcp_lines, parking=parking)
     else:
-        from analyzer.report.console import TableStreams
+        from analyzer.report.console import TableStreams, TableTransfers
 
         table = TableStreams()
+        transfers = TableTransfers()
         tcp_tracker = TcpTracker(on_result=table, parking=parking)
     try:
         with bar or nullcontext():
             analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
                                     bpf=bpf, progress=bar.update if bar else None,
-                                    tcp_tracker=tcp_tracker, tftp_results=tftp_lines)
+                                    tcp_tracker=tcp_tracker,
+                                    tftp_results=tftp_lines or transfers)
     except BaseException:
         for lines in (tcp_lines, tftp_lines):
             if lines is not None:
@@ -88,7 +91,7 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
     else:
         from analyzer.report import console
 
-        console.print_analysis(analysis, table=table)
+        console.print_analysis(analysis, table=table, transfers=transfers)
 
 
 def one_tcp_stream(path: Source, stream: int, bpf: str | None = None) -> TcpStreamResult:
