@@ -91,16 +91,19 @@ def ordinary(packets: int, blocks: int = 8) -> Iterator[tuple[int, bytes]]:
             index += 1
 
 
-def write(path: Path, frames: Iterator[tuple[int, bytes]], count: int, seconds: float) -> None:
-    """A pcap of `count` frames spread evenly over `seconds` of capture time."""
+def write(path: Path, frames: Iterator[tuple[int, bytes]], count: int, seconds: float,
+          snaplen: int = 65535) -> None:
+    """A pcap of `count` frames spread evenly over `seconds` of capture time, each cut to
+    `snaplen` bytes as a capture with that snaplen would."""
     step = seconds / max(count, 1)
     with path.open("wb") as out:
         out.write(_PCAP_HEADER)
         for index, frame in frames:
             ts = START + index * step
             sec = int(ts)
-            out.write(_RECORD.pack(sec, int((ts - sec) * 1e6), len(frame), len(frame)))
-            out.write(frame)
+            kept = frame[:snaplen]
+            out.write(_RECORD.pack(sec, int((ts - sec) * 1e6), len(kept), len(frame)))
+            out.write(kept)
 
 
 def measure(capture: Path) -> tuple[float, float]:

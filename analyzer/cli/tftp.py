@@ -62,6 +62,7 @@ def run_extract(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from analyzer.report.console import stdout_console
+    from analyzer.report.text import escape
     from analyzer.report.tftp_view import extraction_table
 
     console = stdout_console()
@@ -69,8 +70,16 @@ def run_extract(args: argparse.Namespace) -> int:
         console.print(extraction_table(results))
     else:
         console.print("no TFTP transfers in this capture")
-    for warning in analysis.capture.warnings:
-        Console(stderr=True).print(f"warning: {warning}", style="yellow", markup=False)
+    warnings = list(analysis.capture.warnings)
+    for t in results:
+        if t.cut is not None:  # the file ends at a hole (transfer.MAX_FILL_BYTES)
+            warnings.append(f"#{t.number} {t.extracted or t.request.filename!r}: ends at "
+                            f"byte {t.cut.offset:,}, where blocks {t.cut.first}-{t.cut.last} "
+                            f"({t.cut.length:,} bytes) are missing: more zeros than a "
+                            "file may get for its holes")
+    for warning in warnings:
+        Console(stderr=True).print(f"warning: {escape(warning)}", style="yellow",
+                                   markup=False)
     return 0
 
 

@@ -146,6 +146,10 @@ CAPTURE_GAP: Final = FindingKind(
     "capture-gap", "", INFO,
     "{ranges} range(s) of blocks the capture missed but the transfer went past: "
     "zero-filled in the file")
+FILE_CUT: Final = FindingKind(
+    "file-cut", "", WARN,
+    "blocks {first}-{last} are missing ({length} bytes): more zeros than the {limit} a "
+    "file may get for its holes, so the file ends at byte {offset}, where they start")
 TRUNCATED: Final = FindingKind(
     "truncated", "", INFO,
     "the capture cut DATA {block} short (snaplen); the missing bytes are zeros{again}")
@@ -155,7 +159,7 @@ KINDS: Final = (
     TSIZE_MISMATCH, BLKSIZE_EXCEEDED, SHORT_BLOCK, RESEND_TIMING, RESEND_TOO_EARLY,
     RESEND_TOO_LATE, SORCERERS_APPRENTICE, DATA_BEFORE_ACK0, OACK_UNREQUESTED, OACK_REPEATED,
     OPTION_OUT_OF_RANGE, OPTION_RAISED, OPTION_CHANGED, OPTIONS_IGNORED, LATE_OACK, STRAY_TID,
-    ICMP_UNREACHABLE, ROLLOVER, CAPTURE_GAP, TRUNCATED, MALFORMED, UNEXPECTED_PACKET,
+    ICMP_UNREACHABLE, ROLLOVER, CAPTURE_GAP, FILE_CUT, TRUNCATED, MALFORMED, UNEXPECTED_PACKET,
     DUPLICATE_REQUEST, DATA_AFTER_FINAL, ERROR_AFTER_COMPLETE, SAME_PORT_REPLY,
     SERVER_ADDRESS_CHANGED, CONTENT_CHANGED,
 )

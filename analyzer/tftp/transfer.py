@@ -9,10 +9,13 @@ to it: `on_data`, `on_ack`, `on_error`, `on_oack`. Blocks get absolute numbers (
 decides). The file is rebuilt in block order and hashed on the fly; only blocks that
 arrive ahead of a gap are held. A gap becomes permanent once the receiver acknowledges
 past it (it got them, so nobody will resend), when more than MAX_HELD_BYTES are held,
-or at the end; it is zero-filled (full blocks) and recorded. The final block is the
-first shorter than the blksize in effect (the OACK's value, not clamped), so an empty
-final block after an exact multiple needs no special case. netascii is decoded as it
-streams.
+or at the end; it is zero-filled (full blocks) and recorded. Holes cost at most
+MAX_FILL_BYTES of zeros per file: a hole that would take the total past that (block
+numbers that jump, a huge OACK blksize, DATA claiming a 1 TiB file) ends the file where it
+starts, and the `file-cut` finding names it; blocks after it are counted, not written.
+The final block is the first shorter than the blksize in effect (the OACK's value, not
+clamped), so an empty final block after an exact multiple needs no special case.
+netascii is decoded as it streams.
 
 Findings that are clear at once are made with `note`; those that may repeat are
 `count`ed (first frame, how often, the parameters of the first) and turned into
@@ -67,6 +70,12 @@ SERVER: Final = "server"
 # receiver's ACKs usually settle a gap long before (they are missing only when the
 # capture saw one direction).
 MAX_HELD_BYTES: Final = 8 << 20
+# What a held block costs besides its bytes (so empty or tiny blocks are bounded too).
+_HELD_OVERHEAD: Final = 64
+# Zero bytes a rebuilt file may get for its holes, in all: past that, the file ends at
+# the hole (see the module docstring). Zeros are written this much at a time.
+MAX_FILL_BYTES: Final = 16 << 20
+_ZEROS: Final = bytes(1 << 20)
 # Wrap detection: a block number this far below the expected one is past a rollover.
 _HALF: Final = 32768
 # Only this close to block 65535 can a small block number mean a wrap.
@@ -152,6 +161,8 @@ class TftpTransfer:
         self.blocks = 0
         self.retransmissions = 0
         self.gaps: list[Gap] = []
+        self.cut: Gap | None = None  # the hole the file ends at (see MAX_FILL_BYTES)
+        self._filled = 0  # zero bytes the file got for holes so far
         self.extracted: str | None = None
         self.findings: list[Finding] = []
         self.events: list[TimelineEvent] | None = None
@@ -324,7 +335,7 @@ class TftpTransfer:
                 self.drain(force=False)
         else:
             self._held[block] = bytes(payload)
-            self._held_bytes += length
+            self._held_bytes += len(payload) + _HELD_OVERHEAD
             if self._held_bytes > MAX_HELD_BYTES:
                 self.drain(force=True)
             else:
@@ -433,6 +444,8 @@ class TftpTransfer:
 
     def append(self, chunk: bytes | memoryview) -> None:
         """Add the next block's bytes to the file (hash, size, sink)."""
+        if self.cut is not None:
+            return  # the file ended at a hole too large to fill
         self.wire_bytes += len(chunk)
         if self._decoder is not None:
             chunk = self._decoder.decode(chunk)
@@ -454,31 +467,49 @@ class TftpTransfer:
         """Append held blocks that are now in order, filling gaps that are permanent
         (acknowledged past, or all of them when `force`d)."""
         held = self._held
+        if force:
+            # In block order, each hole filled: one sort, however many are held.
+            for block in sorted(held):
+                if block > self._next:
+                    self._fill_gap(self._next, block - 1)
+                chunk = held.pop(block)
+                self._held_bytes -= len(chunk) + _HELD_OVERHEAD
+                self.append(chunk)
+                self._next = block + 1
+            return
         while held:
             block = self._next
             if block in held:
                 chunk = held.pop(block)
-                self._held_bytes -= len(chunk)
+                self._held_bytes -= len(chunk) + _HELD_OVERHEAD
                 self.append(chunk)
                 self._next += 1
                 continue
-            first_held = min(held)
-            if force:
-                gap_end = first_held - 1
-            elif self._acked >= block:
-                gap_end = min(first_held - 1, self._acked)
-            else:
+            if self._acked < block:
                 return
-            self._fill_gap(block, gap_end)
+            self._fill_gap(block, min(min(held) - 1, self._acked))
 
     def _fill_gap(self, first: int, last: int) -> None:
-        """Blocks the capture never saw but the transfer went past: zeros in the file."""
+        """Blocks the capture never saw but the transfer went past: zeros in the file,
+        unless they would take the file's zeros past MAX_FILL_BYTES: then it ends here."""
+        self._next = last + 1
+        if self.cut is not None:
+            return
         self._flush_decoder()
         length = (last - first + 1) * self._full_size
-        self.gaps.append(Gap(first, last, self.bytes, length))
-        self._emit(bytes(length))
+        gap = Gap(first, last, self.bytes, length)
+        self.gaps.append(gap)
+        if self._filled + length > MAX_FILL_BYTES:
+            self.cut = gap
+            if self._hash is None:
+                self._emit(b"")  # the file exists, empty, so the cut is in it
+            return
+        self._filled += length
         self.wire_bytes += length
-        self._next = last + 1
+        while length:
+            zeros = _ZEROS[:min(length, len(_ZEROS))]
+            self._emit(zeros)
+            length -= len(zeros)
 
     def _flush_decoder(self) -> None:
         if self._decoder is not None:

@@ -20,6 +20,7 @@ from analyzer.tftp.codec import (
 )
 from analyzer.tftp.findings import (
     CAPTURE_GAP,
+    FILE_CUT,
     OACK_REPEATED,
     OACK_UNREQUESTED,
     OPTION_CHANGED,
@@ -34,7 +35,7 @@ from analyzer.tftp.findings import (
     TSIZE_MISMATCH,
     Finding,
 )
-from analyzer.tftp.transfer import TftpTransfer
+from analyzer.tftp.transfer import MAX_FILL_BYTES, TftpTransfer
 
 
 def oack_findings(request: Request, oack: Options, frame: int) -> list[Finding]:
@@ -88,6 +89,10 @@ def judge(transfer: TftpTransfer) -> None:
     if transfer.gaps and transfer.gaps[0].length is not None:
         lost = sum(1 for g in transfer.gaps if g.length is not None)
         transfer.note(CAPTURE_GAP, None, ranges=lost)
+    cut = transfer.cut
+    if cut is not None:
+        transfer.note(FILE_CUT, None, first=cut.first, last=cut.last, length=cut.length,
+                      limit=f"{MAX_FILL_BYTES >> 20} MiB", offset=cut.offset)
     _judge_tsize(transfer)
     _judge_resend(transfer)
     for stray in transfer.strays:

@@ -10,7 +10,6 @@ is shared) while the benchmark records the numbers.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 from analyzer.tftp.tracker import TftpTracker
 from benchmarks import hostile_tftp
 from benchmarks.generate import generate
+from tests.conftest import require_tool
 from tests.tftp import craft
 from tests.tftp.craft import Capture, raw_packets
 
@@ -32,16 +32,17 @@ MAX_PEAK_MIB = 100
 
 
 def run_measured(*args: str, out: Path) -> tuple[int, float, float]:
-    """(exit status, wall seconds, peak RSS in MiB) of `analyzer ARGS`, stdout to `out`."""
+    """(exit status, wall seconds, peak RSS in MiB) of `analyzer ARGS`, stdout to `out`.
+    GNU time measures, as the benchmarks do: a child forked from this (large) test
+    process would count the parent's pages it shares until exec in its peak."""
+    gnu_time = require_tool("time")
+    peak_file = out.with_suffix(".peak")
     start = time.perf_counter()
     with out.open("wb") as stdout:
-        proc = subprocess.Popen([*ANALYZER, *args], stdout=stdout, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not the max
+        status = subprocess.run([gnu_time, "-f", "%M", "-o", str(peak_file), *ANALYZER, *args],
+                                stdout=stdout, stderr=subprocess.DEVNULL).returncode
     elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.stderr is not None
-    proc.stderr.close()
-    return proc.returncode, elapsed, usage.ru_maxrss / 1024
+    return status, elapsed, int(peak_file.read_text().split()[-1]) / 1024
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +67,17 @@ def test_request_flood_costs_little_in_read_json(flood_captures, tmp_path) -> No
     assert peak <= MAX_PEAK_MIB, f"peak {peak:.0f} MiB"
     assert elapsed <= 3 * base_time + 2, f"{elapsed:.1f} s against {base_time:.1f} s"
     # Every request is still reported, as the unanswered transfer it is.
-    lines = [json.loads(line) for line in (tmp_path / "flood.json").read_text().splitlines()]
-    transfers = [line for line in lines if line["type"] == "tftp_transfer"]
-    assert len(transfers) == FLOOD
-    expected = [hostile_tftp.client_endpoint(i) for i in (0, FLOOD // 2, FLOOD - 1)]
-    for index, (address, port) in zip((0, FLOOD // 2, FLOOD - 1), expected, strict=True):
-        transfer = transfers[index]
+    transfers = {}
+    count = 0
+    with (tmp_path / "flood.json").open() as lines:
+        for line in lines:
+            if '"tftp_transfer"' in line:
+                if count in (0, FLOOD // 2, FLOOD - 1):
+                    transfers[count] = json.loads(line)
+                count += 1
+    assert count == FLOOD
+    for index, transfer in transfers.items():
+        address, port = hostile_tftp.client_endpoint(index)
         assert transfer["client"] == f"{socket.inet_ntoa(address)}:{port}"
         assert transfer["server"] == "10.0.0.1:69"
         assert (transfer["filename"], transfer["status"], transfer["bytes"]) == \
@@ -199,3 +205,122 @@ def test_sniff_reports_every_request_of_a_flood(tmp_path) -> None:
     assert all(t["status"] == "incomplete" and t["filename"] == "scan.bin" for t in transfers)
     text = reports["--no-live"][0]
     assert f"showing 300 of {count:,} TFTP transfers" in text
+
+
+# -- holes that would cost gigabytes --------------------------------------------------
+
+MIB = 1 << 20
+FILL_LIMIT = 16 * MIB  # docs/tftp.md: holes cost at most 16 MiB of zeros per file
+HOST, SERVER_HOST = bytes((10, 0, 0, 2)), bytes((10, 0, 0, 1))
+
+
+def hostile_transfer(path: Path, exchange: list[tuple[bool, bytes]], snaplen: int = 65535
+                     ) -> Path:
+    """A pcap of one transfer: (from the client?, TFTP payload) in order; the RRQ goes
+    to port 69, everything else between 10.0.0.2:40001 and the server's TID 50001."""
+    frames = []
+    for index, (from_client, payload) in enumerate(exchange):
+        if index == 0:
+            frames.append(hostile_tftp.udp_frame(HOST, 40001, SERVER_HOST, 69, payload))
+        elif from_client:
+            frames.append(hostile_tftp.udp_frame(HOST, 40001, SERVER_HOST, 50001, payload))
+        else:
+            frames.append(hostile_tftp.udp_frame(SERVER_HOST, 50001, HOST, 40001, payload))
+    hostile_tftp.write(path, enumerate(frames), len(frames), seconds=1.0, snaplen=snaplen)
+    return path
+
+
+def run_bounded(*args: str) -> subprocess.CompletedProcess[str]:
+    """`analyzer ARGS` unable to write a file past 64 MiB or to take 1 GiB of memory (the
+    old code zero-filled gigabytes), within a minute."""
+    import resource
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * MIB, 64 * MIB))
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    return subprocess.run([*ANALYZER, *args], capture_output=True, text=True, timeout=60,
+                          preexec_fn=limits)
+
+
+def data(block: int, chunk: bytes) -> bytes:
+    return craft.raw_data(block, chunk)
+
+
+def test_block_numbers_that_jump_end_the_file_at_the_hole(tmp_path) -> None:
+    """DATA 1, then blocks 30001, 60001, 90001 (each acknowledged): the first hole,
+    29,999 blocks of 512 bytes, is within 16 MiB and zero-filled; the second would take
+    the file past it, so the file ends where that hole starts."""
+    exchange = [(True, hostile_tftp.rrq(b"jumps.bin")), (False, data(1, b"a" * 512)),
+                (True, craft.raw_ack(1))]
+    for block in (30001, 60001, 90001):
+        exchange += [(False, data(block, b"b" * 512)), (True, craft.raw_ack(block))]
+    capture = hostile_transfer(tmp_path / "jumps.pcap", exchange)
+    out = tmp_path / "out"
+    result = run_bounded("tftp", "extract", str(capture), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    first_hole = 29_999 * 512
+    assert first_hole <= FILL_LIMIT < 2 * first_hole
+    size = 512 + first_hole + 512  # block 1, the zeros, block 30001; then the cut
+    partial = out / "jumps.bin.partial"
+    assert partial.stat().st_size == size
+    content = partial.read_bytes()
+    assert content == b"a" * 512 + bytes(first_hole) + b"b" * 512
+    assert f"ends at byte {size:,}" in result.stderr and "30002-60000" in result.stderr
+    gap_map = json.loads((out / "jumps.bin.partial.json").read_text())
+    assert [(g["first_block"], g["offset"]) for g in gap_map["missing"]][:2] == \
+        [(2, 512), (30002, size)]
+    # read --extract and --json: the same file, bytes as written, the cut as a finding
+    again = tmp_path / "again"
+    result = run_bounded("read", str(capture), "--json", "--extract", str(again))
+    assert result.returncode == 0, result.stderr
+    (transfer,) = [json.loads(line) for line in result.stdout.splitlines()
+                   if '"tftp_transfer"' in line]
+    assert transfer["bytes"] == size
+    assert (again / "jumps.bin.partial").read_bytes() == content
+    assert "file-cut" in {f["code"] for f in transfer["findings"]}
+
+
+def test_a_huge_oack_blksize_never_allocates_it(tmp_path) -> None:
+    """An OACK blksize of 2^32-1 and block 1 missing: the hole would be 4 GiB of zeros."""
+    huge = str(2**32 - 1)
+    exchange = [(True, hostile_tftp.rrq(b"huge.bin") + b"blksize\0" + huge.encode() + b"\0"),
+                (False, b"\0\x06blksize\0" + huge.encode() + b"\0"),
+                (True, craft.raw_ack(0)), (False, data(2, b"tail")), (True, craft.raw_ack(2))]
+    capture = hostile_transfer(tmp_path / "huge.pcap", exchange)
+    out = tmp_path / "out"
+    result = run_bounded("tftp", "extract", str(capture), "-o", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    (transfer,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert transfer["blksize"] == 2**32 - 1
+    assert transfer["bytes"] == 0  # the file ends where block 1 (missing) starts
+    assert (out / "huge.bin.partial").stat().st_size == 0
+    assert "file-cut" in {f["code"] for f in transfer["findings"]}
+
+
+def test_data_claiming_a_terabyte_file(tmp_path) -> None:
+    """blksize 65464 and block numbers that run 32,000 ahead at a time, past the 16-bit
+    wrap, up to 2^24 blocks (a 1 TiB file), each DATA cut to 120 bytes by the snaplen:
+    the file is block 1 (the capture's bytes, then zeros for what the snaplen cut),
+    the rest is counted, not written."""
+    blksize = 65464
+    exchange = [(True, hostile_tftp.rrq(b"tera.bin") + b"blksize\x0065464\x00"),
+                (False, b"\0\x06blksize\x0065464\x00"), (True, craft.raw_ack(0))]
+    block = 1
+    while block < 1 << 24:
+        exchange += [(False, data(block, bytes([block % 251]) * blksize)),
+                     (True, craft.raw_ack(block))]
+        block += 32_000
+    capture = hostile_transfer(tmp_path / "tera.pcap", exchange, snaplen=120)
+    assert capture.stat().st_size < 200_000
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    result = run_bounded("tftp", "extract", str(capture), "-o", str(out), "--json")
+    assert time.perf_counter() - started < 30
+    assert result.returncode == 0, result.stderr
+    (transfer,) = [json.loads(line) for line in result.stdout.splitlines()]
+    kept = 120 - 14 - 20 - 8 - 4  # the snaplen less Ethernet, IPv4, UDP, TFTP headers
+    assert transfer["bytes"] == blksize
+    assert (out / "tera.bin.partial").read_bytes() == b"\x01" * kept + bytes(blksize - kept)
+    assert transfer["blocks"] == len(exchange[3:]) // 2
+    assert transfer["missing_blocks"][0] == {"first": 2, "last": 32000}
