@@ -175,8 +175,10 @@ def _system_error(exc: OSError) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         import tempfile
 
-        text += (f" (temporary files go to {tempfile.gettempdir()}; TMPDIR names another "
-                 "directory)")
+        where = tempfile.gettempdir()
+        # (not when the full disk is one the user named, say `tftp extract -o DIR`)
+        if not exc.filename or os.path.dirname(os.fspath(exc.filename)) == where:
+            text += f" (temporary files go to {where}; TMPDIR names another directory)"
     return text
 
 

@@ -22,9 +22,11 @@ import pytest
 from analyzer.tftp.tracker import TftpTracker
 from benchmarks import hostile_tftp
 from benchmarks.generate import generate
-from tests.conftest import require_tool
+from tests.cli.test_sniff import Sniffer
+from tests.conftest import require_root, require_tool
 from tests.tftp import craft
 from tests.tftp.craft import Capture, raw_packets
+from tests.tftp.test_tracker import content_of, lockstep_rrq
 
 ANALYZER = [sys.executable, "-m", "analyzer"]
 FLOOD = 100_000
@@ -171,9 +173,6 @@ def test_an_answer_after_the_request_timeout_joins_nothing(tmp_path) -> None:
 def test_sniff_reports_every_request_of_a_flood(tmp_path) -> None:
     """`sniff` on lo while 1,000 RRQs from distinct ports go to a closed port 69 on
     127.0.0.77: the JSON report lists each, the table shows at most 300."""
-    from tests.cli.test_sniff import Sniffer
-    from tests.conftest import require_root
-
     require_root()
     count = 1000
     reports = {}
@@ -324,3 +323,40 @@ def test_data_claiming_a_terabyte_file(tmp_path) -> None:
     assert (out / "tera.bin.partial").read_bytes() == b"\x01" * kept + bytes(blksize - kept)
     assert transfer["blocks"] == len(exchange[3:]) // 2
     assert transfer["missing_blocks"][0] == {"first": 2, "last": 32000}
+
+
+# -- a full disk ------------------------------------------------------------------------
+
+@pytest.mark.root
+@pytest.mark.parametrize("command", [("tftp", "extract", "-o"), ("read", "--json", "--extract")])
+def test_a_full_disk_during_extract_exits_1_and_leaves_no_temporary_file(
+        tmp_path, command: tuple[str, ...]) -> None:
+    """A 64 KiB tmpfs as the output directory cannot take a 300 KB file: one line naming
+    the directory and the error, exit 1, no `.tftp-extract-*.tmp` left."""
+    require_root()
+    cap = Capture()
+    cap.udp(CLIENT, LISTEN, craft.rrq("small.txt"))
+    lockstep_rrq(cap, b"fits on the disk\n")
+    other = ("10.0.0.2", 40002)
+    cap.udp(other, LISTEN, craft.rrq("big.bin"))
+    lockstep_rrq(cap, content_of(300_000), client=other, tid=("10.0.0.1", 50002))
+    capture = cap.write(tmp_path / "two.pcap")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+                   check=True, capture_output=True)
+    try:
+        *words, option = command
+        done = subprocess.run([*ANALYZER, *words, str(capture), option, str(small)],
+                              capture_output=True, text=True, timeout=120)
+        left = sorted(path.name for path in small.iterdir())
+    finally:
+        subprocess.run(["umount", str(small)], check=True, capture_output=True)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "No space left on device" in lines[0] and str(small) in lines[0], lines
+    assert "TMPDIR" not in lines[0]  # the full disk is the one named, not the temp dir
+    # Both transfers were under way when the disk filled: neither is settled, and no
+    # temporary file of either is left.
+    assert left == []
