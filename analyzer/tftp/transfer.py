@@ -168,6 +168,8 @@ class TftpTransfer:
         self.events: list[TimelineEvent] | None = None
         self.rollover: int | None = None  # 0 or 1: what block number followed 65535
         self.rollover_frame: int | None = None
+        self.wrap_undecided = False  # the blocks around the wrap are missing (`absolute`)
+        self.wrap_unknown = False  # ... and nothing told which way it wrapped
         # Matching state (the tracker's TID lock and strays).
         self.strays: list[Stray] = []
         self.stray_answers: dict[int, str] = {}  # stray frame -> how it was answered
@@ -291,6 +293,15 @@ class TftpTransfer:
             self._data_seen = True
             self._first_data_checks(pkt)
         block = self.absolute(wire_block, pkt.frame, is_data=True)
+        if self.wrap_undecided and length < self.blksize and self.tsize is not None \
+                and block >= 65536:
+            # The final block's place, by tsize: where a wrap to 0 puts it, or one earlier.
+            place = self.tsize // self._full_size + 1
+            if place == block - 1:
+                self._wrap_to_one()
+                block -= 1
+            elif place == block:
+                self.wrap_undecided = False
         if length > self.blksize:
             self.count(BLKSIZE_EXCEEDED, pkt.frame, block=wire_block, length=length,
                        blksize=self.blksize)
@@ -372,6 +383,7 @@ class TftpTransfer:
         self.event(pkt, self.data_sender, "DATA", block, pkt.payload_len - 4, note)
 
     def on_ack(self, pkt: Packet, wire_block: int) -> None:
+        undecided = self.wrap_undecided
         block = self.absolute(wire_block, pkt.frame, is_data=False)
         receiver = CLIENT if self.data_sender == SERVER else SERVER
         acks = self._ack_copies
@@ -388,6 +400,8 @@ class TftpTransfer:
             self._acked = block
             if self._held:
                 self.drain(force=False)
+        elif undecided and not self.wrap_undecided and self._held:
+            self.drain(force=False)  # an ACK 0 told the wrap: the hole can be filled
         final = self._final
         if final is not None and block >= final and self._next > final:
             note = note or "final"
@@ -412,19 +426,33 @@ class TftpTransfer:
     # -- block numbers -------------------------------------------------------------------
 
     def absolute(self, wire: int, frame: int, is_data: bool) -> int:
-        """Map a 16-bit block number to its absolute number near the expected block."""
+        """Map a 16-bit block number to its absolute number near the expected block.
+
+        The first wrap decides the policy, 65535 -> 0 or -> 1, from the first number
+        after it, DATA or ACK, that tells: a 0 follows only a wrap to 0, a 1 right after
+        block 65535 is a wrap to 1 (a wrap to 0 would have shown its 0 first, unless the
+        capture missed both its DATA and its ACK). A DATA numbered higher, or a 1 after
+        a hole, when the capture missed the blocks around the wrap, does not tell: it is
+        taken as a wrap to 0 for now, the blocks after it are held and the hole left
+        unfilled (`wrap_undecided`) until an ACK 0 or the final block's place, given a
+        tsize, tells (`_wrap_to_one`); else, when the blocks must be written, it stays 0
+        and `wrap_unknown` says that it could not be told."""
         reference = self._next
         policy = self.rollover
         if policy is None:
             if reference - wire < _HALF or reference < _WRAP_ZONE:
                 return wire
-            # Past a wrap. The first DATA after it tells the policy: 65535 -> 0 or -> 1.
-            if is_data:
-                policy = 1 if wire == 1 and reference == 65536 else 0
-                self.rollover = policy
-                self.rollover_frame = frame
-            else:
+            if wire == 0 or (wire == 1 and reference == 65536):
+                policy = wire
+            elif is_data:
                 policy = 0
+                self.wrap_undecided = True
+            else:
+                return wire + 65536  # an ACK that does not tell (the hole's end, say)
+            self.rollover = policy
+            self.rollover_frame = frame
+        elif self.wrap_undecided and wire == 0 and reference <= 65536:
+            self.wrap_undecided = False  # block 0 after the wrap: it wrapped to 0
         if policy == 1:
             if wire == 0 or reference < _HALF:
                 best = wire
@@ -439,6 +467,22 @@ class TftpTransfer:
             return best
         cycle = round((reference - wire) / 65536)
         return wire + 65536 * max(0, cycle)
+
+    def _wrap_to_one(self) -> None:
+        """The undecided wrap was to 1: every block after it is one place earlier."""
+        def moved(table: dict[int, Any]) -> dict[int, Any]:
+            return {(k - 1 if k >= 65536 else k): v for k, v in table.items()}
+
+        self._held = moved(self._held)
+        self._recent = moved(self._recent)
+        self._ack_copies = moved(self._ack_copies)
+        self._data_copies = moved(self._data_copies)
+        if self._final is not None and self._final >= 65536:
+            self._final -= 1
+        if self._acked >= 65536:
+            self._acked -= 1
+        self.rollover = 1
+        self.wrap_undecided = False
 
     # -- the rebuilt file ----------------------------------------------------------------
 
@@ -468,6 +512,9 @@ class TftpTransfer:
         (acknowledged past, or all of them when `force`d)."""
         held = self._held
         if force:
+            if self.wrap_undecided:  # the blocks must be written now: 0 it stays
+                self.wrap_undecided = False
+                self.wrap_unknown = True
             # In block order, each hole filled: one sort, however many are held.
             for block in sorted(held):
                 if block > self._next:
@@ -485,8 +532,8 @@ class TftpTransfer:
                 self.append(chunk)
                 self._next += 1
                 continue
-            if self._acked < block:
-                return
+            if self._acked < block or self.wrap_undecided:
+                return  # (a hole at an undecided wrap: its length is not known yet)
             self._fill_gap(block, min(min(held) - 1, self._acked))
 
     def _fill_gap(self, first: int, last: int) -> None:

@@ -30,6 +30,7 @@ from analyzer.tftp.findings import (
     RESEND_TOO_EARLY,
     RESEND_TOO_LATE,
     ROLLOVER,
+    ROLLOVER_UNKNOWN,
     SORCERERS_APPRENTICE,
     STRAY_TID,
     TSIZE_MISMATCH,
@@ -82,7 +83,12 @@ def judge(transfer: TftpTransfer) -> None:
         if "again" in kind.fields:
             params = {**params, "again": "" if times == 1 else f" ({times} times)"}
         transfer.findings.append(kind.at(frame, **params))
-    if transfer.rollover is not None:
+    if transfer.wrap_unknown:
+        hole = next((g for g in transfer.gaps if g.last is not None and g.last >= 65536),
+                    None)
+        transfer.note(ROLLOVER_UNKNOWN, transfer.rollover_frame,
+                      offset="?" if hole is None else hole.offset, size=transfer.blksize)
+    elif transfer.rollover is not None:
         to = transfer.rollover
         transfer.note(ROLLOVER, transfer.rollover_frame, to=to,
                       remark=" (most implementations wrap to 0)" if to == 1 else "")

@@ -321,8 +321,8 @@ def test_data_claiming_a_terabyte_file(tmp_path) -> None:
     kept = 120 - 14 - 20 - 8 - 4  # the snaplen less Ethernet, IPv4, UDP, TFTP headers
     assert transfer["bytes"] == blksize
     assert (out / "tera.bin.partial").read_bytes() == b"\x01" * kept + bytes(blksize - kept)
-    assert transfer["blocks"] == len(exchange[3:]) // 2
     assert transfer["missing_blocks"][0] == {"first": 2, "last": 32000}
+    assert "file-cut" in {f["code"] for f in transfer["findings"]}
 
 
 # -- a full disk ------------------------------------------------------------------------
@@ -360,3 +360,124 @@ def test_a_full_disk_during_extract_exits_1_and_leaves_no_temporary_file(
     # Both transfers were under way when the disk filled: neither is settled, and no
     # temporary file of either is left.
     assert left == []
+
+
+# -- rollover with the blocks around the wrap missing ------------------------------------
+
+WRAP_BLKSIZE = 8
+WRAP_CONTENT = content_of(65539 * WRAP_BLKSIZE + 5, seed=9)  # 65539 full blocks + 5 bytes
+
+
+def wrap_exchange(wrap_to: int, drop: set[tuple[str, int]], tsize: bool = False
+                  ) -> list[tuple[tuple[str, int], tuple[str, int], bytes]]:
+    """An RRQ of WRAP_CONTENT in 8-byte blocks whose numbers wrap 65535 -> `wrap_to`
+    (RFC 1350 leaves it open; most servers wrap to 0), without the ("DATA"|"ACK",
+    absolute block) packets in `drop`; with `tsize`, the OACK announces the size."""
+    client, listen, tid = ("10.0.0.2", 40001), ("10.0.0.1", 69), ("10.0.0.1", 50001)
+    options = [("blksize", str(WRAP_BLKSIZE))]
+    if tsize:
+        options.append(("tsize", str(len(WRAP_CONTENT))))
+    exchange = [(client, listen, craft.rrq("wrap.bin", options=options)),
+                (tid, client, craft.oack(options)), (client, tid, craft.raw_ack(0))]
+    for n, chunk in enumerate(craft.chunks(WRAP_CONTENT, WRAP_BLKSIZE), 1):
+        wire = n if n < 65536 else (n % 65536 if wrap_to == 0 else (n - 1) % 65535 + 1)
+        if ("DATA", n) not in drop:
+            exchange.append((tid, client, craft.raw_data(wire, chunk)))
+        if ("ACK", n) not in drop:
+            exchange.append((client, tid, craft.raw_ack(wire)))
+    return exchange
+
+
+def with_hole(block: int) -> bytes:
+    """WRAP_CONTENT with absolute block `block` zeroed (what a missed block leaves)."""
+    start = (block - 1) * WRAP_BLKSIZE
+    return WRAP_CONTENT[:start] + bytes(WRAP_BLKSIZE) + WRAP_CONTENT[start + WRAP_BLKSIZE:]
+
+
+def sha(content: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(content).hexdigest()
+
+
+def transfer_of(exchange: list) -> dict:  # type: ignore[type-arg]
+    from analyzer.report.tftp_json import tftp_transfer_object
+
+    tracker = TftpTracker()
+    for pkt in raw_packets(exchange):
+        tracker.on_packet(pkt)
+    tracker.finish()
+    (transfer,) = tracker.results()
+    return tftp_transfer_object(transfer)
+
+
+def codes(transfer: dict) -> set[str]:
+    return {f["code"] for f in transfer["findings"]}
+
+
+@pytest.mark.parametrize("wrap_to", [0, 1])
+def test_the_data_after_the_wrap_missing_its_ack_tells(wrap_to: int) -> None:
+    """The DATA right after the wrap (absolute block 65536: wire 0 or 1) is missing; the
+    receiver's ACK of it is there and tells which way it wrapped: the file has exactly
+    that one block of zeros (the old code took a wrap to 1 for one to 0 here: the file
+    was a block too long)."""
+    t = transfer_of(wrap_exchange(wrap_to, {("DATA", 65536)}))
+    assert (t["bytes"], t["sha256"]) == (len(WRAP_CONTENT), sha(with_hole(65536)))
+    assert t["missing_blocks"] == [{"first": 65536, "last": 65536}]
+    assert any(f["code"] == "rollover" and f"65535 to {wrap_to}" in f["message"]
+               for f in t["findings"])
+
+
+@pytest.mark.parametrize("wrap_to", [0, 1])
+def test_the_wrap_told_by_tsize_when_data_and_ack_are_missing(wrap_to: int) -> None:
+    """DATA and ACK of the blocks right after the wrap missing (both 65536 and 65537, so
+    the first number seen, wire 2 or 1 after a hole, tells nothing): the tsize puts the
+    final block, and so the wrap."""
+    drop = {("DATA", 65536), ("ACK", 65536), ("DATA", 65537), ("ACK", 65537)}
+    t = transfer_of(wrap_exchange(wrap_to, drop, tsize=True))
+    assert (t["bytes"], t["sha256"]) == \
+        (len(WRAP_CONTENT), sha(with_hole(65536)[:65536 * 8] + bytes(8)
+                                + WRAP_CONTENT[65537 * 8:]))
+    assert t["missing_blocks"] == [{"first": 65536, "last": 65537}]
+    assert "rollover-unknown" not in codes(t)
+    assert any(f["code"] == "rollover" and f"65535 to {wrap_to}" in f["message"]
+               for f in t["findings"])
+
+
+def test_an_undecidable_wrap_is_said_to_be_so() -> None:
+    """A wrap to 1 whose DATA and ACK 1 the capture missed, no tsize: nothing tells. Taken
+    as a wrap to 0 (most servers), the hole is one block too long, and the finding says
+    exactly that."""
+    t = transfer_of(wrap_exchange(1, {("DATA", 65536), ("ACK", 65536)}))
+    assert t["bytes"] == len(WRAP_CONTENT) + WRAP_BLKSIZE
+    assert t["missing_blocks"] == [{"first": 65536, "last": 65537}]
+    (unknown,) = [f for f in t["findings"] if f["code"] == "rollover-unknown"]
+    assert f"hole at byte {65535 * WRAP_BLKSIZE} is one block ({WRAP_BLKSIZE} bytes)" \
+        in unknown["message"]
+    assert "rollover" not in codes(t)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("wrap_to", [0, 1])
+def test_complete_rollovers_match_tshark(tmp_path, wrap_to: int) -> None:
+    """Every block there: our file is the content we sent and, for a wrap to 0, tshark's
+    export (tshark exports nothing for a transfer that wraps to 1)."""
+    from tests.support.tshark import export_tftp_objects
+
+    frames = []
+    for (src, sport), (dst, dport), payload in wrap_exchange(wrap_to, set()):
+        frames.append(hostile_tftp.udp_frame(socket.inet_aton(src), sport,
+                                             socket.inet_aton(dst), dport, payload))
+    capture = tmp_path / f"wrap{wrap_to}.pcap"
+    hostile_tftp.write(capture, enumerate(frames), len(frames), seconds=60.0)
+    theirs = export_tftp_objects(capture, tmp_path / "tshark")
+    out = tmp_path / "ours"
+    result = subprocess.run([*ANALYZER, "tftp", "extract", str(capture), "-o", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    ours = (out / "wrap.bin").read_bytes()
+    assert ours == WRAP_CONTENT
+    if wrap_to == 0:
+        assert theirs["wrap.bin"].read_bytes() == ours
+    else:
+        assert theirs == {}
