@@ -15,7 +15,7 @@ from rich.text import Text
 
 from analyzer.active.sockets import socket_address_text
 from analyzer.decode.packet import format_address, format_endpoint
-from analyzer.report.text import payload_text
+from analyzer.report.text import escape, payload_text
 
 if TYPE_CHECKING:
     from analyzer.active.tcp import TcpEvent, TcpExchange
@@ -159,7 +159,7 @@ def print_watch(result: SessionResult[Any], *, as_json: bool, out: TextIO,
         ("Watched ", "bold"), (result.interface or "", "bold cyan"),
         f" (filter: {result.bpf}): {stats.packets:,} packets", style=""))
     for warning in analysis.capture.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        console.print(Text(f"warning: {escape(warning)}", style="yellow"))
     for stream in analysis.tcp.results():
         console.print(ladder(stream))
     transfers = analysis.tftp.results()

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from analyzer.pipeline import CaptureSummary
 from analyzer.report.jsonl import capture_object
+from analyzer.report.text import escape
 
 
 def format_time(ts: float | None) -> str:
@@ -49,7 +50,7 @@ def capture_summary(summary: CaptureSummary) -> RenderableType:
         table.add_row("files", f"{len(files)} files merged in time order: "
                                f"{files[0]['file']} … {files[-1]['file']}")
     else:
-        table.add_row("file", data["file"])
+        table.add_row("file", Text(escape(data["file"])))
     table.add_row("format", fmt)
     table.add_row("packets", f"{data['packets']:,}"
                   + (f" ({data['filtered_out']:,} filtered out)" if data["filtered_out"] else ""))
@@ -62,10 +63,11 @@ def capture_summary(summary: CaptureSummary) -> RenderableType:
         table.add_row("skipped", Text(", ".join(
             f"{k} ({v:,})" for k, v in data["skipped_link_types"].items()), style="yellow"))
     if len(data["interfaces"]) > 1 or any(i["name"] for i in data["interfaces"]):
-        table.add_row("interfaces", ", ".join(
+        # (interface names come from the capture file: escaped, never read as markup)
+        table.add_row("interfaces", Text(escape(", ".join(
             f"#{i['id']} {i['name'] or '(unnamed)'} {i['link_type']} ({i['packets']:,})"
             + (f" dropped {i['dropped']:,}" if i["dropped"] else "")
-            for i in data["interfaces"]))
+            for i in data["interfaces"]))))
     table.add_row("protocols", ", ".join(f"{k} {v:,}" for k, v in data["protocols"].items())
                   or "-")
     if data["malformed"] or data["truncated"]:
@@ -77,5 +79,5 @@ def capture_summary(summary: CaptureSummary) -> RenderableType:
         warnings.append("timestamps beyond what a date can show (a damaged capture?): shown "
                         "as epoch seconds")
     for warning in warnings:
-        parts.append(Text(f"warning: {warning}", style="bold yellow"))
+        parts.append(Text(f"warning: {escape(warning)}", style="bold yellow"))
     return Group(*parts)

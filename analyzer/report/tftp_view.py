@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.report.summary import format_bytes
+from analyzer.report.text import escape
 from analyzer.tftp.codec import error_name, format_options
 from analyzer.tftp.transfer import CLIENT, SERVER, TftpTransfer, TimelineEvent
 
@@ -19,7 +20,7 @@ STATUS_STYLES = {"complete": "green", "error": "red", "incomplete": "yellow"}
 
 def printable(text: str) -> Text:
     """Wire text with control characters made visible, never read as rich markup."""
-    return Text("".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text))
+    return Text(escape(text))
 
 
 def format_duration(seconds: float) -> str:
@@ -139,7 +140,7 @@ def findings_text(results: Sequence[TftpTransfer]) -> Text:
             where = f" frame {f.frame}" if f.frame is not None else ""
             text.append(f"  #{t.number} ", style="bold")
             text.append(f.code, style="magenta")
-            text.append(f"{where}: {f.message}\n")
+            text.append(f"{where}: {escape(f.message)}\n")  # (names, options off the wire)
     return text
 
 

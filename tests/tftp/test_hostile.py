@@ -10,6 +10,7 @@ is shared) while the benchmark records the numbers.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -481,3 +482,100 @@ def test_complete_rollovers_match_tshark(tmp_path, wrap_to: int) -> None:
         assert theirs["wrap.bin"].read_bytes() == ours
     else:
         assert theirs == {}
+
+
+# -- terminal safety ----------------------------------------------------------------------
+
+ESC_NAME = "[bold]\x1b[2J\x1b]0;owned\x07boot.img"
+ESC_OPTION, ESC_VALUE = "\x1b[31mevil", "\x1b[5mon"
+ESC_ERROR = "File \x1b[2J not found\x07\r"
+ESC_IFACE = "\x1b]0;pwned\x07eth0"
+
+
+def pcapng(path: Path, frames: list[bytes], if_name: str) -> Path:
+    """A pcapng (RFC draft, section 4): SHB, one Ethernet IDB named `if_name`, EPBs."""
+    import struct
+
+    def block(kind: int, body: bytes) -> bytes:
+        body += bytes(-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+
+    def option(code: int, value: bytes) -> bytes:
+        return struct.pack("<HH", code, len(value)) + value + bytes(-len(value) % 4)
+
+    name = if_name.encode()
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(1, struct.pack("<HHI", 1, 0, 65535) + option(2, name) + option(0, b""))
+    for index, frame in enumerate(frames):
+        ts = (1_700_000_000 + index) * 1_000_000
+        out += block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(frame),
+                                    len(frame)) + frame)
+    path.write_bytes(out)
+    return path
+
+
+def control_characters(text: str) -> list[str]:
+    """Every character below 0x20 but the newline, and DEL, in `text`."""
+    return sorted({repr(ch) for ch in text if (ord(ch) < 0x20 and ch != "\n") or ch == "\x7f"})
+
+
+def test_names_options_errors_and_interfaces_reach_the_terminal_escaped(tmp_path) -> None:
+    """ESC, OSC and BEL from the wire (a file name, an OACK option the client never asked
+    for, an ERROR message) and from the capture (a pcapng interface name): every view
+    shows them escaped, and `[bold]` in a name as text, never as rich markup."""
+    client, server = bytes((10, 0, 0, 2)), bytes((10, 0, 0, 1))
+
+    def udp(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes) -> bytes:
+        return hostile_tftp.udp_frame(src, sport, dst, dport, payload)
+
+    options = b"blksize\x00512\x00"
+    frames = [
+        udp(client, 40001, server, 69, hostile_tftp.rrq(ESC_NAME.encode()) + options),
+        udp(server, 50001, client, 40001, b"\x00\x06" + options + ESC_OPTION.encode()
+            + b"\x00" + ESC_VALUE.encode() + b"\x00"),
+        udp(client, 40001, server, 50001, craft.raw_ack(0)),
+        udp(server, 50001, client, 40001, craft.raw_data(1, b"short file")),
+        udp(client, 40001, server, 50001, craft.raw_ack(1)),
+        udp(client, 40002, server, 69, hostile_tftp.rrq(b"x\x1b[Hy")),
+        udp(server, 50002, client, 40002, b"\x00\x05\x00\x01" + ESC_ERROR.encode() + b"\x00"),
+    ]
+    capture = pcapng(tmp_path / "escapes.pcapng", frames, ESC_IFACE)
+    views = {
+        "read wide": (["read", str(capture)], "200"),
+        "read compact": (["read", str(capture)], "80"),
+        "read --extract": (["read", str(capture), "--extract", str(tmp_path / "a")], "200"),
+        "tftp show 1": (["tftp", "show", str(capture), "1"], "120"),
+        "tftp show 2": (["tftp", "show", str(capture), "2"], "120"),
+        "tftp extract": (["tftp", "extract", str(capture), "-o", str(tmp_path / "b")], "200"),
+    }
+    for view, (args, columns) in views.items():
+        done = subprocess.run([*ANALYZER, *args], capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "COLUMNS": columns})
+        assert done.returncode == 0, (view, done.stderr)
+        assert control_characters(done.stdout + done.stderr) == [], view
+        if view != "tftp show 2":
+            assert "[bold]" in done.stdout, view  # shown as text, not taken as markup
+    read = subprocess.run([*ANALYZER, "read", str(capture)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "\\x1b]0;pwned\\x07eth0" in read  # the interface, escaped
+    assert "\\x1b[31mevil=\\x1b[5mon" in read  # the unrequested option, in its finding
+    show = subprocess.run([*ANALYZER, "tftp", "show", str(capture), "2"], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "COLUMNS": "200"}).stdout
+    assert "File \\x1b[2J not found\\x07\\r" in show
+
+
+def test_a_check_detail_from_the_server_is_escaped() -> None:
+    """`tftp check`'s report card: a detail carrying a server's ERROR message."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from analyzer.report.tftp_check import report_table
+    from analyzer.tftpcheck.checks import CHECKS, Verdict
+    from analyzer.tftpcheck.runner import CheckResult
+
+    result = CheckResult(CHECKS[0], Verdict("fail", f"ERROR 1: {ESC_ERROR}", (3,)))
+    out = StringIO()
+    Console(file=out, width=200, color_system=None).print(report_table([result], "card"))
+    assert control_characters(out.getvalue()) == []
+    assert "\\x1b[2J" in out.getvalue()
