@@ -117,7 +117,7 @@ class Analyzer:
                  extract_dir: str | os.PathLike[str] | None = None,
                  frame_filter: FrameFilter | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
-                 tftp_results: Callable[[TftpTransfer], None] | None = None,
+                 tftp_results: Callable[[TftpTransfer], object] | None = None,
                  tftp_tracker: TftpTracker | None = None, track_tcp: bool = True,
                  track_tftp: bool = True) -> None:
         self.decoder = Decoder()
@@ -188,7 +188,7 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
                  extract_dir: str | os.PathLike[str] | None = None, bpf: str | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
-                 tftp_results: Callable[[TftpTransfer], None] | None = None,
+                 tftp_results: Callable[[TftpTransfer], object] | None = None,
                  tftp_tracker: TftpTracker | None = None, track_tcp: bool = True,
                  track_tftp: bool = True) -> Analysis:
     """Read a whole capture through the trackers. `progress(done, total)` in file bytes;

@@ -90,7 +90,7 @@ class TftpTracker:
     def __init__(self, extra_ports: Iterable[int] = (), sink: FileSink | None = None,
                  timeline: bool | Iterable[int] = False, linger: float = 60.0,
                  idle_timeout: float = 300.0, request_timeout: float = 30.0,
-                 on_result: Callable[[TftpTransfer], None] | None = None) -> None:
+                 on_result: Callable[[TftpTransfer], object] | None = None) -> None:
         self.matcher = TidMatcher({TFTP_PORT, *extra_ports}, self._on_request,
                                   self._from_client, self._from_server, self._take_held)
         self.listen_ports = self.matcher.listen_ports
