@@ -164,6 +164,13 @@ class TableTransfers(_TableChoice["TftpTransfer"]):
         super().__init__(_transfer_rank, lambda t: t.number, limit)
 
 
+class ExtractedFiles(_TableChoice["TftpTransfer"]):
+    """The transfers `tftp extract`'s table shows: those that wrote a file first."""
+
+    def __init__(self, limit: int = TABLE_ROWS) -> None:
+        super().__init__(lambda t: 0 if t.extracted else 1, lambda t: t.number, limit)
+
+
 def _transfer_rank(transfer: TftpTransfer) -> int:
     if transfer.findings or transfer.status == "error":
         return 0

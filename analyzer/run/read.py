@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, TextIO
 
@@ -127,7 +127,9 @@ def one_tftp_transfer(path: Source, number: int, bpf: str | None = None,
 
 
 def extract_files(path: Source, out_dir: Path, bpf: str | None = None,
-                  tftp_ports: tuple[int, ...] = ()) -> Analysis:
-    """Every TFTP file of a capture, written into `out_dir` (`tftp extract`)."""
+                  tftp_ports: tuple[int, ...] = (),
+                  on_result: Callable[[TftpTransfer], object] | None = None) -> Analysis:
+    """Every TFTP file of a capture, written into `out_dir` (`tftp extract`); each
+    settled transfer goes to `on_result` when given (else the tracker keeps them)."""
     return analyze_file(path, tftp_ports=tftp_ports, extract_dir=out_dir, bpf=bpf,
-                        track_tcp=False)
+                        track_tcp=False, tftp_results=on_result)

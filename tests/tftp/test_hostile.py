@@ -102,6 +102,26 @@ def test_request_flood_table_shows_a_bounded_choice(flood_captures, tmp_path) ->
     assert f"showing 300 of {FLOOD:,} TFTP transfers" in text
 
 
+@pytest.mark.slow
+def test_request_flood_tftp_extract_is_bounded(flood_captures, tmp_path) -> None:
+    """`tftp extract` kept every transfer and tabled each (91 s, 652 MB): now the table
+    shows 300, and --json lists every one from a spill file."""
+    flood, ordinary = flood_captures
+    status, base_time, _ = run_measured("read", str(ordinary), "--json",
+                                        out=tmp_path / "ordinary.json")
+    for args, out in ((("-o", str(tmp_path / "a")), "table.txt"),
+                      (("-o", str(tmp_path / "b"), "--json"), "lines.json")):
+        status, elapsed, peak = run_measured("tftp", "extract", str(flood), *args,
+                                             out=tmp_path / out)
+        assert status == 0
+        assert peak <= MAX_PEAK_MIB, f"peak {peak:.0f} MiB"
+        assert elapsed <= 4 * base_time + 3, f"{elapsed:.1f} s against {base_time:.1f} s"
+    assert f"showing 300 of {FLOOD:,} transfers" in (tmp_path / "table.txt").read_text()
+    with (tmp_path / "lines.json").open() as lines:
+        assert sum(1 for line in lines if '"tftp_transfer"' in line) == FLOOD
+    assert list((tmp_path / "a").iterdir()) == []  # no DATA, no file
+
+
 def test_unanswered_requests_expire_while_the_capture_goes_on() -> None:
     """100 requests a second for 200 s: only the last half minute's are held."""
     rate, seconds = 100, 200
