@@ -42,6 +42,7 @@ most every SWEEP_EVERY seconds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Final
 
 from analyzer.decode.icmp import icmp_error_name
@@ -172,16 +173,14 @@ class TftpTracker:
     # -- lifecycle -----------------------------------------------------------------------
 
     def _on_request(self, pkt: Packet) -> None:
-        try:
-            request = decode(pkt.payload)
-        except MalformedPacket:
+        request = request_of(bytes(pkt.payload))
+        if request is None:
             return  # not TFTP after all: something else talking to port 69
-        assert isinstance(request, Request)
         key = (pkt.src, pkt.sport, pkt.dport)
         held = self.matcher.held.get(key)
         if held is not None:
             if pkt.ts - held_ts(held[-1]) <= self.request_timeout \
-                    and decode(held_packet(held[0]).payload) == request:
+                    and request_of(held_packet(held[0]).payload) == request:
                 again = self.matcher.hold_again(key, pkt)
                 if again is not None:
                     again.on_request_again(pkt)
@@ -221,8 +220,8 @@ class TftpTracker:
         (`match` False: to settle it at once, so the matcher need not know it)."""
         held = self.matcher.held.pop(key)
         first = held_packet(held[0])
-        request = decode(first.payload)
-        assert isinstance(request, Request)
+        request = request_of(first.payload)
+        assert request is not None
         transfer = self._new_transfer(held_number(held), request, first, match)
         for record in held[1:]:
             pkt = held_packet(record)
@@ -328,3 +327,14 @@ class TftpTracker:
 
 def _number(transfer: TftpTransfer) -> int:
     return transfer.number
+
+
+@lru_cache(maxsize=1024)
+def request_of(payload: bytes) -> Request | None:
+    """The request a payload sent to a TFTP port holds (None: not one). Cached: a scan
+    sends the same request thousands of times, and a held one is decoded again."""
+    try:
+        request = decode(payload)
+    except MalformedPacket:
+        return None
+    return request if isinstance(request, Request) else None
