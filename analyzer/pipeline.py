@@ -10,7 +10,7 @@ import gc
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from analyzer.capture import CaptureInfo, Frame, open_capture
 from analyzer.capture.bpf import FrameFilter
@@ -19,6 +19,9 @@ from analyzer.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UD
 from analyzer.decode.partition import fast_owner, owner_of_packet
 from analyzer.tcp.tracker import TcpTracker
 from analyzer.tftp.tracker import TftpTracker, TftpTransfer
+
+if TYPE_CHECKING:
+    from analyzer.tftp.extract import Extractor
 
 PROGRESS_EVERY: Final = 1 << 14  # frames between progress callbacks
 # The trackers free finished streams as they go and leave no reference cycles, so the
@@ -115,17 +118,18 @@ class Analyzer:
                  extract_dir: str | os.PathLike[str] | None = None,
                  frame_filter: FrameFilter | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
-                 tftp_results: Callable[[TftpTransfer], None] | None = None,
+                 tftp_results: Callable[[TftpTransfer], object] | None = None,
                  tftp_tracker: TftpTracker | None = None, track_tcp: bool = True,
                  track_tftp: bool = True) -> None:
         self.decoder = Decoder()
         self.tcp = tcp_tracker if tcp_tracker is not None else TcpTracker()
+        self.extractor: Extractor | None = None
         if tftp_tracker is None:
             sink = None
             if extract_dir is not None:
                 from analyzer.tftp.extract import Extractor
 
-                sink = Extractor(extract_dir)
+                sink = self.extractor = Extractor(extract_dir)
             tftp_tracker = TftpTracker(extra_ports=tftp_ports, sink=sink,
                                        on_result=tftp_results)
         self.tftp = tftp_tracker
@@ -185,7 +189,7 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
                  extract_dir: str | os.PathLike[str] | None = None, bpf: str | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
-                 tftp_results: Callable[[TftpTransfer], None] | None = None,
+                 tftp_results: Callable[[TftpTransfer], object] | None = None,
                  tftp_tracker: TftpTracker | None = None, track_tcp: bool = True,
                  track_tftp: bool = True, tee_fd: int | None = None) -> Analysis:
     """Read a whole capture through the trackers. `progress(done, total)` in file bytes;
@@ -197,19 +201,24 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
                             first_half=first_half, tftp_results=tftp_results,
                             tftp_tracker=tftp_tracker, track_tcp=track_tcp,
                             track_tftp=track_tftp)
-        if progress is None:
-            for frame in cap:
-                analyzer.feed(frame)  # compiled: a direct call, unlike a bound method's
-        else:
-            countdown = PROGRESS_EVERY
-            for frame in cap:
-                analyzer.feed(frame)
-                countdown -= 1
-                if not countdown:
-                    countdown = PROGRESS_EVERY
-                    progress(cap.bytes_read, cap.size)
-            progress(cap.size, cap.size)
-        return analyzer.finish(cap.info)
+        try:
+            if progress is None:
+                for frame in cap:
+                    analyzer.feed(frame)  # compiled: a direct call, unlike a bound method's
+            else:
+                countdown = PROGRESS_EVERY
+                for frame in cap:
+                    analyzer.feed(frame)
+                    countdown -= 1
+                    if not countdown:
+                        countdown = PROGRESS_EVERY
+                        progress(cap.bytes_read, cap.size)
+                progress(cap.size, cap.size)
+            return analyzer.finish(cap.info)
+        except BaseException:
+            if analyzer.extractor is not None:
+                analyzer.extractor.discard()  # no temporary file outlives the command
+            raise
 
 
 def track_second_half(path: str | os.PathLike[str], bpf: str | None,

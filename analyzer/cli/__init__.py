@@ -111,19 +111,29 @@ def run_sniff(args: argparse.Namespace) -> int:
 
     # Live, each stream's JSON line goes out as soon as the stream is finished.
     tcp_tracker = TcpTracker(on_result=console.json_writer()) if args.json else None
-    analyzer = Analyzer(tftp_ports=args.tftp_port, extract_dir=args.extract,
-                        tcp_tracker=tcp_tracker)
-    live = not args.no_live and not args.json and sys.stderr.isatty()
-    with console.LiveView(analyzer, enabled=live) as view:
-        analysis = sniff(args.interface, bpf=args.filter, count=args.count,
-                         duration=args.duration, write=args.write, analyzer=analyzer,
-                         on_start=view.start)
-    if args.json:
-        from analyzer.report.jsonl import write_analysis
+    # Settled TFTP transfers are spilled (JSON) or chosen for the table as they come:
+    # a long capture (a port-69 scan) is not kept in memory.
+    from analyzer.run.results import TftpLines
 
-        write_analysis(analysis, sys.stdout)
-    else:
-        console.print_analysis(analysis)
+    tftp_lines = TftpLines() if args.json else None
+    transfers = None if args.json else console.TableTransfers()
+    analyzer = Analyzer(tftp_ports=args.tftp_port, extract_dir=args.extract,
+                        tcp_tracker=tcp_tracker, tftp_results=tftp_lines or transfers)
+    live = not args.no_live and not args.json and sys.stderr.isatty()
+    try:
+        with console.LiveView(analyzer, enabled=live) as view:
+            analysis = sniff(args.interface, bpf=args.filter, count=args.count,
+                             duration=args.duration, write=args.write, analyzer=analyzer,
+                             on_start=view.start)
+        if tftp_lines is not None:
+            from analyzer.run.results import write_spilled_analysis
+
+            write_spilled_analysis(analysis, sys.stdout, tftp_lines=tftp_lines)
+    finally:
+        if tftp_lines is not None:
+            tftp_lines.close()
+    if tftp_lines is None:
+        console.print_analysis(analysis, transfers=transfers)
     if analysis.capture.info.ended == "interface lost":
         # the report of what was seen is out; the capture itself did not end as asked
         sys.stdout.flush()
@@ -174,8 +184,10 @@ def _system_error(exc: OSError) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         import tempfile
 
-        text += (f" (temporary files go to {tempfile.gettempdir()}; TMPDIR names another "
-                 "directory)")
+        where = tempfile.gettempdir()
+        # (not when the full disk is one the user named, say `tftp extract -o DIR`)
+        if not exc.filename or os.path.dirname(os.fspath(exc.filename)) == where:
+            text += f" (temporary files go to {where}; TMPDIR names another directory)"
     return text
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from analyzer.cli import tftp_check, tftp_client
+
+if TYPE_CHECKING:
+    from analyzer.tftp.transfer import TftpTransfer
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -51,26 +55,52 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def run_extract(args: argparse.Namespace) -> int:
     from analyzer.run.read import extract_files
 
-    analysis = extract_files(args.capture, args.output, args.filter, tuple(args.tftp_port))
-    results = analysis.tftp.results()
+    # Settled transfers are spilled (JSON) or chosen for the table as they come: a
+    # port-69 scan is 100,000 transfers, none of which wrote a file.
     if args.json:
-        from analyzer.report.jsonl import write_objects
-        from analyzer.report.tftp_json import tftp_transfer_object
+        from analyzer.run.results import TftpLines
 
-        write_objects((tftp_transfer_object(t) for t in results), sys.stdout)
+        lines = TftpLines()
+        try:
+            extract_files(args.capture, args.output, args.filter, tuple(args.tftp_port),
+                          on_result=lines)
+            lines.write_ordered(sys.stdout)
+        finally:
+            lines.close()
         return 0
     from rich.console import Console
+    from rich.text import Text
 
-    from analyzer.report.console import stdout_console
+    from analyzer.report.console import ExtractedFiles, stdout_console
+    from analyzer.report.text import escape
     from analyzer.report.tftp_view import extraction_table
 
+    chosen = ExtractedFiles()
+    cut: list[str] = []
+
+    def take(t: TftpTransfer) -> None:
+        chosen(t)
+        if t.cut is not None:  # the file ends at a hole (transfer.MAX_FILL_BYTES)
+            cut.append(f"#{t.number} {t.extracted or t.request.filename!r}: ends at "
+                       f"byte {t.cut.offset:,}, where blocks {t.cut.first}-{t.cut.last} "
+                       f"({t.cut.length:,} bytes) are missing: more zeros than a "
+                       "file may get for its holes")
+
+    analysis = extract_files(args.capture, args.output, args.filter, tuple(args.tftp_port),
+                             on_result=take)
     console = stdout_console()
+    results = chosen.shown()
     if results:
         console.print(extraction_table(results))
+        if len(results) < chosen.total:
+            console.print(Text(f"showing {len(results):,} of {chosen.total:,} transfers: "
+                               "those that wrote a file first; `--json` lists every one",
+                               style="dim"))
     else:
         console.print("no TFTP transfers in this capture")
-    for warning in analysis.capture.warnings:
-        Console(stderr=True).print(f"warning: {warning}", style="yellow", markup=False)
+    for warning in [*analysis.capture.warnings, *cut]:
+        Console(stderr=True).print(f"warning: {escape(warning)}", style="yellow",
+                                   markup=False)
     return 0
 
 

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from analyzer.capture.live import InterfaceEntry, LiveCapture
     from analyzer.pipeline import Analysis, Analyzer
     from analyzer.tcp.result import TcpStreamResult
+    from analyzer.tftp.transfer import TftpTransfer
 
 
+R = TypeVar("R")
 TABLE_ROWS = 300  # a terminal table of thousands of streams helps nobody
 # Reports written to a pipe or file are not squeezed into rich's default 80 columns.
 PIPE_WIDTH = 140
@@ -75,9 +77,11 @@ def json_writer() -> Callable[[TcpStreamResult], None]:
     return write
 
 
-def print_analysis(analysis: Analysis, *, table: TableStreams | None = None) -> None:
-    """The report; `table`: the streams to show, when the tracker handed its results
-    there as they finished (else they are chosen from `analysis.tcp.results()`)."""
+def print_analysis(analysis: Analysis, *, table: TableStreams | None = None,
+                   transfers: TableTransfers | None = None) -> None:
+    """The report; `table` / `transfers`: the streams / TFTP transfers to show, when the
+    trackers handed their results there as they finished (else they are chosen from
+    `analysis.tcp.results()` / `analysis.tftp.results()`)."""
     from analyzer.report.tftp_view import transfers_table
 
     console = stdout_console()
@@ -86,7 +90,11 @@ def print_analysis(analysis: Analysis, *, table: TableStreams | None = None) -> 
         table = TableStreams()
         for result in analysis.tcp.results():
             table(result)
-    tftp_results = analysis.tftp.results()
+    if transfers is None:
+        transfers = TableTransfers()
+    for transfer in analysis.tftp.results():
+        transfers(transfer)
+    tftp_results = transfers.shown()
     if table.total:
         console.print()
         shown = table.shown()
@@ -98,39 +106,76 @@ def print_analysis(analysis: Analysis, *, table: TableStreams | None = None) -> 
                 "narrows the capture", style="dim"))
     if tftp_results:
         console.print()
-        console.print(transfers_table(tftp_results))
+        console.print(transfers_table(tftp_results, transfers.total))
+        if len(tftp_results) < transfers.total:
+            console.print(Text(
+                f"showing {len(tftp_results):,} of {transfers.total:,} TFTP transfers: "
+                "with findings or an error, then incomplete, then the rest by number; "
+                "`--json` lists every one, `-f` narrows the capture", style="dim"))
     if not table.total and not tftp_results:
         console.print(Text("\nNo TCP streams or TFTP transfers in this capture.", style="dim"))
 
 
-class TableStreams:
-    """The streams the table shows, chosen as they finish: at most `limit`, broken ones
-    first, then suspicious, then the rest, each by stream number; shown in stream order.
-    As a tracker's `on_result` it keeps a few hundred results, not one per connection."""
+class _TableChoice(Generic[R]):
+    """The results a table shows, chosen as they come: at most `limit`, the lowest
+    `rank` first, then by number; shown in number order. As a tracker's `on_result` it
+    keeps a few hundred results, not one per connection or request."""
 
-    def __init__(self, limit: int = TABLE_ROWS) -> None:
+    def __init__(self, rank: Callable[[R], int], number: Callable[[R], int],
+                 limit: int = TABLE_ROWS) -> None:
         self.limit = limit
         self.total = 0
-        # a heap of (-rank, -stream, result): its top is the first to give way
-        self._kept: list[tuple[int, int, TcpStreamResult]] = []
+        self._rank = rank
+        self._number = number
+        # a heap of (-rank, -number, result): its top is the first to give way
+        self._kept: list[tuple[int, int, R]] = []
 
-    def __call__(self, result: TcpStreamResult) -> bool:
-        """Take a finished stream; True if it is (for now) one of those shown."""
+    def __call__(self, result: R) -> bool:
+        """Take a result; True if it is (for now) one of those shown."""
         self.total += 1
-        entry = (-_HEALTH_RANK[health(result)], -result.stream, result)
+        entry = (-self._rank(result), -self._number(result), result)
         if len(self._kept) < self.limit:
             heapq.heappush(self._kept, entry)
-        elif entry[:2] > self._kept[0][:2]:  # stream numbers are unique: no ties
+        elif entry[:2] > self._kept[0][:2]:  # numbers are unique: no ties
             heapq.heapreplace(self._kept, entry)
         else:
             return False
         return True
 
-    def shown(self) -> list[TcpStreamResult]:
-        return sorted((entry[2] for entry in self._kept), key=lambda r: r.stream)
+    def shown(self) -> list[R]:
+        return sorted((entry[2] for entry in self._kept), key=self._number)
+
+
+class TableStreams(_TableChoice["TcpStreamResult"]):
+    """The streams the table shows: broken ones first, then suspicious, then the rest."""
+
+    def __init__(self, limit: int = TABLE_ROWS) -> None:
+        super().__init__(lambda r: _HEALTH_RANK[health(r)], lambda r: r.stream, limit)
 
 
 _HEALTH_RANK = {BROKEN: 0, SUSPICIOUS: 1, GOOD: 2}
+
+
+class TableTransfers(_TableChoice["TftpTransfer"]):
+    """The TFTP transfers the table shows: those with findings or an error first, then
+    incomplete ones (an unanswered request is one), then the rest (a port-69 scan is
+    100,000 requests: the table shows 300)."""
+
+    def __init__(self, limit: int = TABLE_ROWS) -> None:
+        super().__init__(_transfer_rank, lambda t: t.number, limit)
+
+
+class ExtractedFiles(_TableChoice["TftpTransfer"]):
+    """The transfers `tftp extract`'s table shows: those that wrote a file first."""
+
+    def __init__(self, limit: int = TABLE_ROWS) -> None:
+        super().__init__(lambda t: 0 if t.extracted else 1, lambda t: t.number, limit)
+
+
+def _transfer_rank(transfer: TftpTransfer) -> int:
+    if transfer.findings or transfer.status == "error":
+        return 0
+    return 1 if transfer.status == "incomplete" else 2
 
 
 class FileProgress:
@@ -182,7 +227,7 @@ class LiveView:
             table.add_row("tcp", *row)
         from analyzer.report.tftp_view import live_rows as tftp_live_rows
 
-        for tftp_row in tftp_live_rows(self.analyzer.tftp.transfers, 4):
+        for tftp_row in tftp_live_rows(self.analyzer.tftp.under_way(4), 4):
             table.add_row("tftp", *tftp_row)
         return Group(header, table) if table.row_count else Group(header)
 

@@ -161,7 +161,7 @@ def print_watch(result: SessionResult[Any], *, as_json: bool, out: TextIO,
         ("Watched ", "bold"), (result.interface or "", "bold cyan"),
         f" (filter: {result.bpf}): {stats.packets:,} packets", style=""))
     for warning in analysis.capture.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        console.print(Text(f"warning: {escape(warning)}", style="yellow"))
     for stream in analysis.tcp.results():
         console.print(ladder(stream))
     transfers = analysis.tftp.results()

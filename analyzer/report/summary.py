@@ -86,5 +86,5 @@ def capture_summary(summary: CaptureSummary) -> RenderableType:
         warnings.append("timestamps beyond what a date can show (a damaged capture?): shown "
                         "as epoch seconds")
     for warning in warnings:
-        parts.append(Text(f"warning: {warning}", style="bold yellow"))
+        parts.append(Text(f"warning: {escape(warning)}", style="bold yellow"))
     return Group(*parts)

@@ -9,6 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from analyzer.report.text import escape
 from analyzer.tftpcheck.checks import VERDICTS
 from analyzer.tftpcheck.runner import CheckResult
 
@@ -49,6 +50,6 @@ def report_table(results: list[CheckResult], title: str) -> Table:
             table.add_row(
                 Text(rfc if i == 0 else ""), Text(result.check.id),
                 Text(verdict.verdict, style=VERDICT_STYLES[verdict.verdict]),
-                Text(verdict.detail), Text(",".join(map(str, verdict.frames))),
+                Text(escape(verdict.detail)), Text(",".join(map(str, verdict.frames))),
                 end_section=i == len(groups[rfc]) - 1)
     return table

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.report.summary import format_bytes
+from analyzer.report.text import escape
 from analyzer.tftp.codec import error_name, format_options
 from analyzer.tftp.transfer import CLIENT, SERVER, TftpTransfer, TimelineEvent
 
@@ -19,7 +20,7 @@ STATUS_STYLES = {"complete": "green", "error": "red", "incomplete": "yellow"}
 
 def printable(text: str) -> Text:
     """Wire text with control characters made visible, never read as rich markup."""
-    return Text("".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text))
+    return Text(escape(text))
 
 
 def format_duration(seconds: float) -> str:
@@ -58,19 +59,23 @@ def options_text(transfer: TftpTransfer, compact: bool = False) -> Text:
 WIDE_LAYOUT = 170
 
 
-def transfers_table(results: Sequence[TftpTransfer]) -> RenderableType:
-    """All transfers, one row each, then their findings (layout fitted to the width)."""
-    return _TransfersView(list(results))
+def transfers_table(results: Sequence[TftpTransfer], total: int | None = None
+                    ) -> RenderableType:
+    """The transfers, one row each, then their findings (layout fitted to the width);
+    `total`: how many there were, when `results` shows only some."""
+    return _TransfersView(list(results), len(results) if total is None else total)
 
 
 class _TransfersView:
-    def __init__(self, results: list[TftpTransfer]) -> None:
+    def __init__(self, results: list[TftpTransfer], total: int) -> None:
         self.results = results
+        self.total = total
 
     def __rich_console__(self, console: Console,
                          options: ConsoleOptions) -> Iterator[RenderableType]:
         wide = options.max_width >= WIDE_LAYOUT
-        yield _wide_table(self.results) if wide else _compact_table(self.results)
+        yield (_wide_table(self.results, self.total) if wide
+               else _compact_table(self.results, self.total))
         notes = findings_text(self.results)
         if notes.plain:
             yield notes
@@ -89,8 +94,8 @@ def _codes(t: TftpTransfer, sep: str) -> str:
     return sep.join(sorted({f.code for f in t.findings})) or "-"
 
 
-def _wide_table(results: Sequence[TftpTransfer]) -> Table:
-    table = Table(title=f"TFTP transfers ({len(results)})", title_justify="left")
+def _wide_table(results: Sequence[TftpTransfer], total: int) -> Table:
+    table = Table(title=f"TFTP transfers ({total})", title_justify="left")
     for name, justify in (("#", "right"), ("client", "left"), ("server", "left"),
                           ("req", "left"), ("file", "left"), ("mode", "left"),
                           ("options", "left"), ("size", "right"), ("blocks", "right"),
@@ -106,8 +111,8 @@ def _wide_table(results: Sequence[TftpTransfer]) -> Table:
     return table
 
 
-def _compact_table(results: Sequence[TftpTransfer]) -> Table:
-    table = Table(title=f"TFTP transfers ({len(results)})", title_justify="left",
+def _compact_table(results: Sequence[TftpTransfer], total: int) -> Table:
+    table = Table(title=f"TFTP transfers ({total})", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right")
     table.add_column("transfer", overflow="fold", min_width=20)
@@ -135,7 +140,7 @@ def findings_text(results: Sequence[TftpTransfer]) -> Text:
             where = f" frame {f.frame}" if f.frame is not None else ""
             text.append(f"  #{t.number} ", style="bold")
             text.append(f.code, style="magenta")
-            text.append(f"{where}: {f.message}\n")
+            text.append(f"{where}: {escape(f.message)}\n")  # (names, options off the wire)
     return text
 
 

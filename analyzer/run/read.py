@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, TextIO
 
@@ -68,18 +68,21 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
     tftp_lines = TftpLines() if as_json else None
     parking = SpillFile(prefix="analyzer-parked-")
     table = None
+    transfers = None
     if tcp_lines is not None:
         tcp_tracker = TcpTracker(on_result=tcp_lines, parking=parking)
     else:
-        from analyzer.report.console import TableStreams
+        from analyzer.report.console import TableStreams, TableTransfers
 
         table = TableStreams()
+        transfers = TableTransfers()
         tcp_tracker = TcpTracker(on_result=table, parking=parking)
     try:
         with bar or nullcontext():
             analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
                                     bpf=bpf, progress=bar.update if bar else None,
-                                    tcp_tracker=tcp_tracker, tftp_results=tftp_lines)
+                                    tcp_tracker=tcp_tracker,
+                                    tftp_results=tftp_lines or transfers)
     except BaseException:
         for lines in (tcp_lines, tftp_lines):
             if lines is not None:
@@ -92,9 +95,10 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
     else:
         from analyzer.report import console
 
-        console.print_analysis(analysis, table=table)
+        console.print_analysis(analysis, table=table, transfers=transfers)
+        shown = transfers.shown() if transfers is not None else analysis.tftp.results()
         if isinstance(path, str | os.PathLike) and any(
-                t.findings for t in analysis.tftp.results()):  # findings name frames
+                t.findings for t in shown):  # findings name frames
             from analyzer.report.wireshark_view import frame_hint
 
             console.stdout_console().print(frame_hint(os.fspath(path)), soft_wrap=True)
@@ -153,7 +157,9 @@ def one_tftp_transfer(path: Source, number: int, bpf: str | None = None,
 
 
 def extract_files(path: Source, out_dir: Path, bpf: str | None = None,
-                  tftp_ports: tuple[int, ...] = ()) -> Analysis:
-    """Every TFTP file of a capture, written into `out_dir` (`tftp extract`)."""
+                  tftp_ports: tuple[int, ...] = (),
+                  on_result: Callable[[TftpTransfer], object] | None = None) -> Analysis:
+    """Every TFTP file of a capture, written into `out_dir` (`tftp extract`); each
+    settled transfer goes to `on_result` when given (else the tracker keeps them)."""
     return analyze_file(path, tftp_ports=tftp_ports, extract_dir=out_dir, bpf=bpf,
-                        track_tcp=False)
+                        track_tcp=False, tftp_results=on_result)

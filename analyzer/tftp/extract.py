@@ -9,10 +9,16 @@ transfer is settled, so a failed or partial transfer never sits under the final 
 a complete file gets its name, anything else `NAME.partial` plus `NAME.partial.json`,
 a map of the missing byte ranges. An existing name is never overwritten (`stem-2.ext`,
 `stem-3.ext`, ... instead), and nothing is ever written outside DIR.
+
+A write that fails once the directory was found writable (a full disk, a quota) is the
+machine's trouble, not the input's: every temporary file is removed (`discard`) and an
+OSError naming DIR goes up (exit 1, one line). A command that ends early for any other
+reason discards them too (`analyzer.pipeline.analyze_file`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -72,16 +78,33 @@ class Extractor:
             raise InputError(f"cannot write into extraction directory {directory}")
         self.max_open = max(1, max_open)
         self._open: OrderedDict[FileWriter, None] = OrderedDict()
+        self._temps: set[str] = set()  # temporary files not yet settled
         self.written: list[str] = []
 
     def open(self, transfer: TftpTransfer) -> FileWriter:
         try:
             fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=".tmp", dir=self.directory)
         except OSError as exc:
-            raise InputError(f"cannot write into {self.directory}: {exc.strerror}") from None
+            raise self.failed(exc) from None
+        self._temps.add(temp)
         os.close(fd)
         os.chmod(temp, 0o644)  # mkstemp's 0600 is for the temporary name only
         return FileWriter(self, temp)
+
+    def failed(self, exc: OSError) -> OSError:
+        """Writing failed: discard every temporary file; the error to raise, naming DIR."""
+        self.discard()
+        return OSError(exc.errno, exc.strerror or str(exc), self.directory)
+
+    def discard(self) -> None:
+        """Close and remove every temporary file (the command ends without settling)."""
+        for writer in list(self._open):
+            writer._drop()
+        self._open.clear()
+        for temp in self._temps:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        self._temps.clear()
 
     def _activate(self, writer: FileWriter) -> None:
         """Keep at most `max_open` descriptors: close the least recently written."""
@@ -107,6 +130,7 @@ class Extractor:
             if gap_map is not None and not _create_exclusive(gap_map, _gap_map(transfer)):
                 continue
             if _move_exclusive(temp, target):
+                self._temps.discard(temp)
                 self.written.append(target)
                 return target
             if gap_map is not None:
@@ -123,30 +147,31 @@ class FileWriter:
         self._file: IO[bytes] | None = None
 
     def write(self, data: bytes) -> None:
-        if self._file is None:
-            try:
-                self._file = open(self.temp, "ab")  # noqa: SIM115 - kept open across calls
-            except OSError as exc:
-                raise InputError(f"cannot write {self.temp}: {exc.strerror}") from None
-        self.extractor._activate(self)
         try:
+            if self._file is None:
+                self._file = open(self.temp, "ab")  # noqa: SIM115 - kept open across calls
+            self.extractor._activate(self)
             self._file.write(data)
         except OSError as exc:
-            raise InputError(f"cannot write {self.temp}: {exc.strerror}") from None
+            raise self.extractor.failed(exc) from None
 
     def _release(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            file.close()  # (flushes: may fail on a full disk)
+
+    def _drop(self) -> None:
+        """Close without caring whether the last bytes made it (being discarded)."""
+        with contextlib.suppress(OSError):
+            self._release()
 
     def close(self, transfer: TftpTransfer) -> str | None:
-        self._release()
-        self.extractor._forget(self)
         try:
+            self._release()
+            self.extractor._forget(self)
             return self.extractor._settle(self.temp, transfer)
         except OSError as exc:
-            raise InputError(f"cannot write into {self.extractor.directory}: "
-                             f"{exc.strerror or exc}") from None
+            raise self.extractor.failed(exc) from None
 
 
 def _gap_map(transfer: TftpTransfer) -> dict[str, Any]:
@@ -169,8 +194,13 @@ def _gap_map(transfer: TftpTransfer) -> dict[str, Any]:
 def _create_exclusive(path: str, content: dict[str, Any]) -> bool:
     try:
         with open(path, "x", encoding="utf-8") as out:
-            json.dump(content, out, indent=1)
-            out.write("\n")
+            try:
+                json.dump(content, out, indent=1)
+                out.write("\n")
+                out.flush()
+            except OSError:
+                os.unlink(path)  # no half-written map (the `with` then fails to flush)
+                raise
     except FileExistsError:
         return False
     return True

@@ -133,6 +133,12 @@ SORCERERS_APPRENTICE: Final = FindingKind(
 ROLLOVER: Final = FindingKind(
     "rollover", "RFC 1350 section 5", INFO,
     "block numbers wrapped from 65535 to {to}{remark}")
+ROLLOVER_UNKNOWN: Final = FindingKind(
+    "rollover-unknown", "RFC 1350 section 5", WARN,
+    "block numbers wrapped after 65535, but the capture missed the blocks around the wrap "
+    "and nothing tells whether they wrapped to 0 or to 1: taken as 0 (most "
+    "implementations); had they wrapped to 1, the hole at byte {offset} is one block "
+    "({size} bytes) too long and the file as much too long")
 ERROR_AFTER_COMPLETE: Final = FindingKind(
     "error-after-complete", "RFC 1350 section 6", WARN,
     "the {sender} sent ERROR {code} ({name}) after the file was complete")
@@ -146,6 +152,10 @@ CAPTURE_GAP: Final = FindingKind(
     "capture-gap", "", INFO,
     "{ranges} range(s) of blocks the capture missed but the transfer went past: "
     "zero-filled in the file")
+FILE_CUT: Final = FindingKind(
+    "file-cut", "", WARN,
+    "blocks {first}-{last} are missing ({length} bytes): more zeros than the {limit} a "
+    "file may get for its holes, so the file ends at byte {offset}, where they start")
 TRUNCATED: Final = FindingKind(
     "truncated", "", INFO,
     "the capture cut DATA {block} short (snaplen); the missing bytes are zeros{again}")
@@ -155,8 +165,8 @@ KINDS: Final = (
     TSIZE_MISMATCH, BLKSIZE_EXCEEDED, SHORT_BLOCK, RESEND_TIMING, RESEND_TOO_EARLY,
     RESEND_TOO_LATE, SORCERERS_APPRENTICE, DATA_BEFORE_ACK0, OACK_UNREQUESTED, OACK_REPEATED,
     OPTION_OUT_OF_RANGE, OPTION_RAISED, OPTION_CHANGED, OPTIONS_IGNORED, LATE_OACK, STRAY_TID,
-    ICMP_UNREACHABLE, ROLLOVER, CAPTURE_GAP, TRUNCATED, MALFORMED, UNEXPECTED_PACKET,
-    DUPLICATE_REQUEST, DATA_AFTER_FINAL, ERROR_AFTER_COMPLETE, SAME_PORT_REPLY,
+    ICMP_UNREACHABLE, ROLLOVER, ROLLOVER_UNKNOWN, CAPTURE_GAP, FILE_CUT, TRUNCATED, MALFORMED,
+    UNEXPECTED_PACKET, DUPLICATE_REQUEST, DATA_AFTER_FINAL, ERROR_AFTER_COMPLETE, SAME_PORT_REPLY,
     SERVER_ADDRESS_CHANGED, CONTENT_CHANGED,
 )
 BY_CODE: Final = {kind.code: kind for kind in KINDS}

@@ -17,6 +17,13 @@ transfer, and how the peer answers them is recorded (ERROR 5 as RFC 1350 says, a
 port unreachable, nothing, or worse). When a request went out twice and two server
 processes answered, the client's answer tells which TID it follows (`relock`).
 
+A request nobody has answered yet costs little (a port-69 scan is 100,000 of them): it is
+held in `held` as one bytes record of its packet (`hold_record`, ~100 bytes), not as a
+transfer, and becomes a `TftpTransfer` (the tracker's `take_held`) only when a packet
+concerns it: an answer, an ICMP error, the client talking on, or when it expires.
+Lookups by request key or client endpoint (`request_at`, `client_request`) see held
+requests and transfers alike, newest first, as if every request were a transfer.
+
 `ports` is a pre-filter: every port a transfer or stray uses (it only grows, and holds at
 most 65536 numbers). The tracker looks up `flows` itself on the per-packet path and
 calls `unmatched` for the rest; a matched packet goes back to it through the
@@ -25,8 +32,9 @@ calls `unmatched` for the rest; a matched packet goes back to it through the
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 from analyzer.decode.icmp import icmp_error_name, is_port_unreachable, quoted_datagram
 from analyzer.decode.packet import PROTO_UDP, Packet, format_address, format_endpoint
@@ -48,6 +56,17 @@ from analyzer.tftp.transfer import CLIENT, SERVER, Stray, TftpTransfer
 
 Key = tuple[bytes, int, int]  # (address, port, port)
 Endpoint = tuple[bytes, int]
+# A held request: the record of each copy of it the client sent, and of each ICMP error
+# that quoted one (see `hold_record`).
+Held = tuple[bytes, ...]
+
+# A held request's record: its transfer number, frame, capture time, the IP length of
+# its payload, the pcapng interface, the IP protocol (UDP for a copy of the request, ICMP
+# for an error quoting it), the address size; then the packet's addresses, ports (ICMP
+# type and code) and payload.
+_HELD: Final = struct.Struct("<qqdIIBB")
+# Packets a held request may hold before it is made a transfer.
+HELD_COPIES: Final = 8
 
 
 class TidMatcher:
@@ -56,11 +75,14 @@ class TidMatcher:
     def __init__(self, listen_ports: Iterable[int],
                  on_request: Callable[[Packet], None],
                  to_client: Callable[[TftpTransfer, Packet], None],
-                 to_server: Callable[[TftpTransfer, Packet], None]) -> None:
+                 to_server: Callable[[TftpTransfer, Packet], None],
+                 take_held: Callable[[Key], TftpTransfer | None]) -> None:
         self.listen_ports = frozenset(listen_ports)
         self.on_request = on_request  # a request to a TFTP port
         self.to_client = to_client  # deliver a packet the client sent
         self.to_server = to_server  # deliver a packet the server sent
+        # a held request made a transfer (None: it had expired, and is settled)
+        self.take_held = take_held
         # Ports worth a closer look: TFTP ports, clients' ports, servers' TIDs.
         self.ports: set[int] = set(self.listen_ports)
         self.flows: dict[Key, TftpTransfer] = {}
@@ -68,13 +90,65 @@ class TidMatcher:
         self.by_client: dict[Endpoint, TftpTransfer] = {}
         self.server_ends: dict[Endpoint, TftpTransfer] = {}
         self.strays: dict[Endpoint, Stray] = {}
+        # Unanswered requests not yet made transfers, by request key, oldest first.
+        self.held: dict[Key, Held] = {}
 
     def add_request(self, transfer: TftpTransfer) -> None:
         """A new transfer, known by its request until the server answers."""
         client = (transfer.client_addr, transfer.client_port)
-        self.requests[(*client, transfer.listen_port)] = transfer
-        self.by_client[client] = transfer
+        key = (*client, transfer.listen_port)
+        # (a held request made a transfer late may be older than what holds its keys)
+        known = self.requests.get(key)
+        if known is None or known.number < transfer.number:
+            self.requests[key] = transfer
+        known = self.by_client.get(client)
+        if known is None or known.number < transfer.number:
+            self.by_client[client] = transfer
         self.ports.add(transfer.client_port)
+        held = self.held.get(key)
+        if held is not None and held_number(held) == transfer.number:
+            del self.held[key]  # it was this one, held until now
+
+    def hold(self, key: Key, number: int, pkt: Packet) -> None:
+        """A new request, held as its packet until something concerns it; as the newest
+        request of its client endpoint it hides the transfers before it there."""
+        self.held[key] = (hold_record(number, pkt),)
+        self.ports.add(pkt.sport)
+        _forget_any(self.requests, key)
+        _forget_any(self.by_client, (key[0], key[1]))
+
+    def hold_again(self, key: Key, pkt: Packet) -> TftpTransfer | None:
+        """The client sent a held request once more, or an ICMP error quoted it: None
+        when it is held with the rest, else the transfer it is made now (a request sent
+        more than HELD_COPIES times is worth one), for the caller to give `pkt` to."""
+        held = self.held[key]
+        if len(held) >= HELD_COPIES:
+            return self.take_held(key)
+        self.held[key] = (*held, hold_record(held_number(held), pkt))
+        return None
+
+    def request_at(self, key: Key) -> TftpTransfer | None:
+        """The newest transfer whose request has this key (a held one is made one)."""
+        transfer = self.requests.get(key)
+        held = self.held.get(key)
+        if held is not None and (transfer is None or held_number(held) > transfer.number):
+            return self.take_held(key)
+        return transfer
+
+    def client_request(self, client: Endpoint) -> TftpTransfer | None:
+        """The newest transfer requested from the client endpoint `client` (a held
+        request is made one)."""
+        transfer = self.by_client.get(client)
+        if self.held:
+            newest = None
+            number = -1 if transfer is None else transfer.number
+            for port in self.listen_ports:
+                held = self.held.get((*client, port))
+                if held is not None and held_number(held) > number:
+                    newest, number = (*client, port), held_number(held)
+            if newest is not None:
+                return self.take_held(newest)
+        return transfer
 
     def forget(self, transfer: TftpTransfer) -> None:
         """Remove every key that still leads to a settled transfer."""
@@ -96,7 +170,11 @@ class TidMatcher:
         """Whether a newer request from the client endpoint of the ended `transfer` is
         still unanswered (the client port and the server TID were both reused)."""
         newer = self.by_client.get(client)
-        return newer is not None and newer is not transfer and newer.server_port is None
+        if newer is not None and newer is not transfer and newer.server_port is None:
+            return True
+        return any(held_number(held) > transfer.number
+                   for held in (self.held.get((*client, port)) for port in self.listen_ports)
+                   if held is not None)
 
     # -- packets on no known flow --------------------------------------------------------
 
@@ -111,12 +189,12 @@ class TidMatcher:
             return
         if not DATA <= opcode <= OACK:  # DATA, ACK, ERROR, OACK
             return
-        pending = self.by_client.get((pkt.dst, pkt.dport))
+        pending = self.client_request((pkt.dst, pkt.dport))
         if pending is not None and pending.server_port is None:
             self.lock_tid(pending, pkt.src, pkt.sport, pkt.frame)
             self.to_server(pending, pkt)
             return
-        sender = self.by_client.get((pkt.src, pkt.sport))
+        sender = self.client_request((pkt.src, pkt.sport))
         if (sender is not None and sender.server_port is None
                 and pkt.dport not in self.listen_ports):
             # The capture missed the server's first answer (say the ACK 0 of a WRQ), but
@@ -261,18 +339,67 @@ class TidMatcher:
             stray.transfer.stray_answers[stray.frame] = answer
             stray.transfer.event(pkt, stray.side, "ICMP", note=f"answer to the stray: {what}")
             return
-        transfer = self.requests.get((src, sport, dport))
+        key = (src, sport, dport)
+        held = self.held.get(key)
+        transfer = self.requests.get(key)
+        if held is not None and (transfer is None or held_number(held) > transfer.number):
+            # A closed port 69 answers a scan so: the request stays held, with its answer.
+            transfer = self.hold_again(key, pkt)
+            if transfer is None:
+                return
         if transfer is not None:
-            transfer.count(ICMP_UNREACHABLE, pkt.frame, what=what,
-                           situation=f"the request: no TFTP server at "
-                                     f"{format_endpoint(dst, dport)}")
-            transfer.event(pkt, SERVER, "ICMP", note=what)
+            request_unreachable(transfer, pkt, what)
+
+
+def request_unreachable(transfer: TftpTransfer, pkt: Packet, what: str) -> None:
+    """An ICMP error quoting a transfer's request: no server at the other end."""
+    quoted = quoted_datagram(pkt)
+    assert quoted is not None
+    transfer.count(ICMP_UNREACHABLE, pkt.frame, what=what,
+                   situation=f"the request: no TFTP server at "
+                             f"{format_endpoint(quoted.dst, quoted.dport)}")
+    transfer.event(pkt, SERVER, "ICMP", note=what)
 
 
 def _forget(table: dict[Any, TftpTransfer], key: Any, transfer: TftpTransfer) -> None:
     """Remove `key` if it still leads to `transfer` (a newer transfer may own it now)."""
     if table.get(key) is transfer:
         del table[key]
+
+
+def _forget_any(table: dict[Any, TftpTransfer], key: Any) -> None:
+    if key in table:
+        del table[key]
+
+
+def hold_record(number: int, pkt: Packet) -> bytes:
+    """A held request's packet as one bytes object (`held_packet` makes it a packet)."""
+    return _HELD.pack(number, pkt.frame, pkt.ts, pkt.payload_len, pkt.interface,
+                      pkt.proto, len(pkt.src)) + pkt.src + pkt.dst + \
+        ((pkt.sport << 16) | pkt.dport).to_bytes(4, "big") + bytes(pkt.payload)
+
+
+def held_number(held: Held) -> int:
+    """The transfer number of a held request."""
+    number: int = _HELD.unpack_from(held[0])[0]
+    return number
+
+
+def held_ts(record: bytes) -> float:
+    """The capture time of a held request's copy."""
+    ts: float = _HELD.unpack_from(record)[2]
+    return ts
+
+
+def held_packet(record: bytes) -> Packet:
+    """The request packet a held record was made from."""
+    _number, frame, ts, payload_len, interface, proto, size = _HELD.unpack_from(record)
+    start = _HELD.size
+    src = record[start:start + size]
+    dst = record[start + size:start + 2 * size]
+    ports = int.from_bytes(record[start + 2 * size:start + 2 * size + 4], "big")
+    return Packet(frame, ts, interface, 4 if size == 4 else 6, src, dst, proto,
+                  ports >> 16, ports & 0xFFFF, record[start + 2 * size + 4:], payload_len)
 
 
 def _after_end(transfer: TftpTransfer) -> str:

@@ -9,10 +9,13 @@ to it: `on_data`, `on_ack`, `on_error`, `on_oack`. Blocks get absolute numbers (
 decides). The file is rebuilt in block order and hashed on the fly; only blocks that
 arrive ahead of a gap are held. A gap becomes permanent once the receiver acknowledges
 past it (it got them, so nobody will resend), when more than MAX_HELD_BYTES are held,
-or at the end; it is zero-filled (full blocks) and recorded. The final block is the
-first shorter than the blksize in effect (the OACK's value, not clamped), so an empty
-final block after an exact multiple needs no special case. netascii is decoded as it
-streams.
+or at the end; it is zero-filled (full blocks) and recorded. Holes cost at most
+MAX_FILL_BYTES of zeros per file: a hole that would take the total past that (block
+numbers that jump, a huge OACK blksize, DATA claiming a 1 TiB file) ends the file where it
+starts, and the `file-cut` finding names it; blocks after it are counted, not written.
+The final block is the first shorter than the blksize in effect (the OACK's value, not
+clamped), so an empty final block after an exact multiple needs no special case.
+netascii is decoded as it streams.
 
 Findings that are clear at once are made with `note`; those that may repeat are
 `count`ed (first frame, how often, the parameters of the first) and turned into
@@ -67,6 +70,12 @@ SERVER: Final = "server"
 # receiver's ACKs usually settle a gap long before (they are missing only when the
 # capture saw one direction).
 MAX_HELD_BYTES: Final = 8 << 20
+# What a held block costs besides its bytes (so empty or tiny blocks are bounded too).
+_HELD_OVERHEAD: Final = 64
+# Zero bytes a rebuilt file may get for its holes, in all: past that, the file ends at
+# the hole (see the module docstring). Zeros are written this much at a time.
+MAX_FILL_BYTES: Final = 16 << 20
+_ZEROS: Final = bytes(1 << 20)
 # Wrap detection: a block number this far below the expected one is past a rollover.
 _HALF: Final = 32768
 # Only this close to block 65535 can a small block number mean a wrap.
@@ -152,11 +161,15 @@ class TftpTransfer:
         self.blocks = 0
         self.retransmissions = 0
         self.gaps: list[Gap] = []
+        self.cut: Gap | None = None  # the hole the file ends at (see MAX_FILL_BYTES)
+        self._filled = 0  # zero bytes the file got for holes so far
         self.extracted: str | None = None
         self.findings: list[Finding] = []
         self.events: list[TimelineEvent] | None = None
         self.rollover: int | None = None  # 0 or 1: what block number followed 65535
         self.rollover_frame: int | None = None
+        self.wrap_undecided = False  # the blocks around the wrap are missing (`absolute`)
+        self.wrap_unknown = False  # ... and nothing told which way it wrapped
         # Matching state (the tracker's TID lock and strays).
         self.strays: list[Stray] = []
         self.stray_answers: dict[int, str] = {}  # stray frame -> how it was answered
@@ -280,6 +293,15 @@ class TftpTransfer:
             self._data_seen = True
             self._first_data_checks(pkt)
         block = self.absolute(wire_block, pkt.frame, is_data=True)
+        if self.wrap_undecided and length < self.blksize and self.tsize is not None \
+                and block >= 65536:
+            # The final block's place, by tsize: where a wrap to 0 puts it, or one earlier.
+            place = self.tsize // self._full_size + 1
+            if place == block - 1:
+                self._wrap_to_one()
+                block -= 1
+            elif place == block:
+                self.wrap_undecided = False
         if length > self.blksize:
             self.count(BLKSIZE_EXCEEDED, pkt.frame, block=wire_block, length=length,
                        blksize=self.blksize)
@@ -324,7 +346,7 @@ class TftpTransfer:
                 self.drain(force=False)
         else:
             self._held[block] = bytes(payload)
-            self._held_bytes += length
+            self._held_bytes += len(payload) + _HELD_OVERHEAD
             if self._held_bytes > MAX_HELD_BYTES:
                 self.drain(force=True)
             else:
@@ -361,6 +383,7 @@ class TftpTransfer:
         self.event(pkt, self.data_sender, "DATA", block, pkt.payload_len - 4, note)
 
     def on_ack(self, pkt: Packet, wire_block: int) -> None:
+        undecided = self.wrap_undecided
         block = self.absolute(wire_block, pkt.frame, is_data=False)
         receiver = CLIENT if self.data_sender == SERVER else SERVER
         acks = self._ack_copies
@@ -377,6 +400,8 @@ class TftpTransfer:
             self._acked = block
             if self._held:
                 self.drain(force=False)
+        elif undecided and not self.wrap_undecided and self._held:
+            self.drain(force=False)  # an ACK 0 told the wrap: the hole can be filled
         final = self._final
         if final is not None and block >= final and self._next > final:
             note = note or "final"
@@ -401,19 +426,33 @@ class TftpTransfer:
     # -- block numbers -------------------------------------------------------------------
 
     def absolute(self, wire: int, frame: int, is_data: bool) -> int:
-        """Map a 16-bit block number to its absolute number near the expected block."""
+        """Map a 16-bit block number to its absolute number near the expected block.
+
+        The first wrap decides the policy, 65535 -> 0 or -> 1, from the first number
+        after it, DATA or ACK, that tells: a 0 follows only a wrap to 0, a 1 right after
+        block 65535 is a wrap to 1 (a wrap to 0 would have shown its 0 first, unless the
+        capture missed both its DATA and its ACK). A DATA numbered higher, or a 1 after
+        a hole, when the capture missed the blocks around the wrap, does not tell: it is
+        taken as a wrap to 0 for now, the blocks after it are held and the hole left
+        unfilled (`wrap_undecided`) until an ACK 0 or the final block's place, given a
+        tsize, tells (`_wrap_to_one`); else, when the blocks must be written, it stays 0
+        and `wrap_unknown` says that it could not be told."""
         reference = self._next
         policy = self.rollover
         if policy is None:
             if reference - wire < _HALF or reference < _WRAP_ZONE:
                 return wire
-            # Past a wrap. The first DATA after it tells the policy: 65535 -> 0 or -> 1.
-            if is_data:
-                policy = 1 if wire == 1 and reference == 65536 else 0
-                self.rollover = policy
-                self.rollover_frame = frame
-            else:
+            if wire == 0 or (wire == 1 and reference == 65536):
+                policy = wire
+            elif is_data:
                 policy = 0
+                self.wrap_undecided = True
+            else:
+                return wire + 65536  # an ACK that does not tell (the hole's end, say)
+            self.rollover = policy
+            self.rollover_frame = frame
+        elif self.wrap_undecided and wire == 0 and reference <= 65536:
+            self.wrap_undecided = False  # block 0 after the wrap: it wrapped to 0
         if policy == 1:
             if wire == 0 or reference < _HALF:
                 best = wire
@@ -429,10 +468,28 @@ class TftpTransfer:
         cycle = round((reference - wire) / 65536)
         return wire + 65536 * max(0, cycle)
 
+    def _wrap_to_one(self) -> None:
+        """The undecided wrap was to 1: every block after it is one place earlier."""
+        def moved(table: dict[int, Any]) -> dict[int, Any]:
+            return {(k - 1 if k >= 65536 else k): v for k, v in table.items()}
+
+        self._held = moved(self._held)
+        self._recent = moved(self._recent)
+        self._ack_copies = moved(self._ack_copies)
+        self._data_copies = moved(self._data_copies)
+        if self._final is not None and self._final >= 65536:
+            self._final -= 1
+        if self._acked >= 65536:
+            self._acked -= 1
+        self.rollover = 1
+        self.wrap_undecided = False
+
     # -- the rebuilt file ----------------------------------------------------------------
 
     def append(self, chunk: bytes | memoryview) -> None:
         """Add the next block's bytes to the file (hash, size, sink)."""
+        if self.cut is not None:
+            return  # the file ended at a hole too large to fill
         self.wire_bytes += len(chunk)
         if self._decoder is not None:
             chunk = self._decoder.decode(chunk)
@@ -454,31 +511,52 @@ class TftpTransfer:
         """Append held blocks that are now in order, filling gaps that are permanent
         (acknowledged past, or all of them when `force`d)."""
         held = self._held
+        if force:
+            if self.wrap_undecided:  # the blocks must be written now: 0 it stays
+                self.wrap_undecided = False
+                self.wrap_unknown = True
+            # In block order, each hole filled: one sort, however many are held.
+            for block in sorted(held):
+                if block > self._next:
+                    self._fill_gap(self._next, block - 1)
+                chunk = held.pop(block)
+                self._held_bytes -= len(chunk) + _HELD_OVERHEAD
+                self.append(chunk)
+                self._next = block + 1
+            return
         while held:
             block = self._next
             if block in held:
                 chunk = held.pop(block)
-                self._held_bytes -= len(chunk)
+                self._held_bytes -= len(chunk) + _HELD_OVERHEAD
                 self.append(chunk)
                 self._next += 1
                 continue
-            first_held = min(held)
-            if force:
-                gap_end = first_held - 1
-            elif self._acked >= block:
-                gap_end = min(first_held - 1, self._acked)
-            else:
-                return
-            self._fill_gap(block, gap_end)
+            if self._acked < block or self.wrap_undecided:
+                return  # (a hole at an undecided wrap: its length is not known yet)
+            self._fill_gap(block, min(min(held) - 1, self._acked))
 
     def _fill_gap(self, first: int, last: int) -> None:
-        """Blocks the capture never saw but the transfer went past: zeros in the file."""
+        """Blocks the capture never saw but the transfer went past: zeros in the file,
+        unless they would take the file's zeros past MAX_FILL_BYTES: then it ends here."""
+        self._next = last + 1
+        if self.cut is not None:
+            return
         self._flush_decoder()
         length = (last - first + 1) * self._full_size
-        self.gaps.append(Gap(first, last, self.bytes, length))
-        self._emit(bytes(length))
+        gap = Gap(first, last, self.bytes, length)
+        self.gaps.append(gap)
+        if self._filled + length > MAX_FILL_BYTES:
+            self.cut = gap
+            if self._hash is None:
+                self._emit(b"")  # the file exists, empty, so the cut is in it
+            return
+        self._filled += length
         self.wire_bytes += length
-        self._next = last + 1
+        while length:
+            zeros = _ZEROS[:min(length, len(_ZEROS))]
+            self._emit(zeros)
+            length -= len(zeros)
 
     def _flush_decoder(self) -> None:
         if self._decoder is not None:

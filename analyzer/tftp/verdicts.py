@@ -20,6 +20,7 @@ from analyzer.tftp.codec import (
 )
 from analyzer.tftp.findings import (
     CAPTURE_GAP,
+    FILE_CUT,
     OACK_REPEATED,
     OACK_UNREQUESTED,
     OPTION_CHANGED,
@@ -29,12 +30,13 @@ from analyzer.tftp.findings import (
     RESEND_TOO_EARLY,
     RESEND_TOO_LATE,
     ROLLOVER,
+    ROLLOVER_UNKNOWN,
     SORCERERS_APPRENTICE,
     STRAY_TID,
     TSIZE_MISMATCH,
     Finding,
 )
-from analyzer.tftp.transfer import TftpTransfer
+from analyzer.tftp.transfer import MAX_FILL_BYTES, TftpTransfer
 
 
 def oack_findings(request: Request, oack: Options, frame: int) -> list[Finding]:
@@ -81,13 +83,22 @@ def judge(transfer: TftpTransfer) -> None:
         if "again" in kind.fields:
             params = {**params, "again": "" if times == 1 else f" ({times} times)"}
         transfer.findings.append(kind.at(frame, **params))
-    if transfer.rollover is not None:
+    if transfer.wrap_unknown:
+        hole = next((g for g in transfer.gaps if g.last is not None and g.last >= 65536),
+                    None)
+        transfer.note(ROLLOVER_UNKNOWN, transfer.rollover_frame,
+                      offset="?" if hole is None else hole.offset, size=transfer.blksize)
+    elif transfer.rollover is not None:
         to = transfer.rollover
         transfer.note(ROLLOVER, transfer.rollover_frame, to=to,
                       remark=" (most implementations wrap to 0)" if to == 1 else "")
     if transfer.gaps and transfer.gaps[0].length is not None:
         lost = sum(1 for g in transfer.gaps if g.length is not None)
         transfer.note(CAPTURE_GAP, None, ranges=lost)
+    cut = transfer.cut
+    if cut is not None:
+        transfer.note(FILE_CUT, None, first=cut.first, last=cut.last, length=cut.length,
+                      limit=f"{MAX_FILL_BYTES >> 20} MiB", offset=cut.offset)
     _judge_tsize(transfer)
     _judge_resend(transfer)
     for stray in transfer.strays:
