@@ -2,7 +2,7 @@
 
 At a small scale (20k packets) `analyzer read --json` on each hostile capture must exit
 0, count every packet the generator wrote, keep the largest process under a generous
-memory bound (its peak RSS from wait4, which covers the worker it forks) and take at
+memory bound (its peak RSS and its worker's, tests/support/peak.py) and take at
 most a few times as long as normal traffic of the same packet count; benchmarks/hostile.py
 measures the issue's full sizes (docs/performance.md). Then the bookkeeping itself, on
 the tracker: what one-byte out-of-order segments, holes and conflicting retransmissions
@@ -12,18 +12,15 @@ may hold.
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from benchmarks.generate import generate
 from benchmarks.hostile import SCENARIOS, conflicts, one_byte_ooo, write_scenario
+from tests.support.peak import run_with_peak
 
 PACKETS = 20_000
 MAX_RSS_MIB = 120
@@ -35,22 +32,10 @@ MAX_RATIO = 3.0
 RATIO_EXCEPTIONS = {"syn-flood": 12.0}
 
 
-def measured_child(argv: list[str]) -> tuple[float, float, bytes, bytes, int]:
+def measured_child(argv: list[str], scratch: Path) -> tuple[float, float, bytes, bytes, int]:
     """Wall seconds, peak RSS (MiB, the child and the workers it waited for), output."""
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # Read the pipes on threads while wait4 reaps the child with its resource usage.
-    out: dict[str, bytes] = {}
-    readers = [threading.Thread(target=lambda name=name, pipe=pipe: out.__setitem__(
-        name, pipe.read())) for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr))]
-    for reader in readers:
-        reader.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    for reader in readers:
-        reader.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return (time.monotonic() - started, usage.ru_maxrss / 1024, out["stdout"], out["stderr"],
-            proc.returncode)
+    done, peak, seconds = run_with_peak(argv, scratch / "measures.json")
+    return seconds, peak, done.stdout, done.stderr, done.returncode
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +43,7 @@ def normal_wall(tmp_path_factory: pytest.TempPathFactory) -> float:
     path = tmp_path_factory.mktemp("normal") / "normal.pcap"
     generate(path, PACKETS)
     wall, _, _, stderr, code = measured_child(
-        [sys.executable, "-m", "analyzer", "read", str(path), "--json"])
+        [sys.executable, "-m", "analyzer", "read", str(path), "--json"], path.parent)
     assert code == 0, stderr[-2000:]
     return wall
 
@@ -67,7 +52,7 @@ def normal_wall(tmp_path_factory: pytest.TempPathFactory) -> float:
 def test_hostile_capture_is_bounded(scenario: str, normal_wall: float, tmp_path: Path) -> None:
     capture = write_scenario(tmp_path / f"{scenario}.pcap", scenario, PACKETS)
     wall, rss_mib, stdout, stderr, code = measured_child(
-        [sys.executable, "-m", "analyzer", "read", str(capture), "--json"])
+        [sys.executable, "-m", "analyzer", "read", str(capture), "--json"], tmp_path)
     assert code == 0, stderr[-2000:]
     assert b"Traceback" not in stderr
     objects = [json.loads(line) for line in stdout.splitlines() if line.strip()]

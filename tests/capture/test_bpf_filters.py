@@ -32,6 +32,7 @@ from analyzer.capture.bpf import (
 from analyzer.errors import InputError
 from tests.conftest import CAPTURES_DIR, require_root, require_tool
 from tests.oracle import real_capture_params, run_tshark
+from tests.support.peak import run_with_peak
 
 ANALYZER = [sys.executable, "-m", "analyzer"]
 TOUR = CAPTURES_DIR / "tour.pcapng"
@@ -47,20 +48,12 @@ MEMORY_BOUND_MIB = 300
 TIME_BOUND_SECONDS = 60.0
 
 
-def run_measured(argv: list[str], timeout: float) -> tuple[subprocess.CompletedProcess[str],
-                                                           float, float]:
-    """Run `argv` from a fresh Python whose only children are it and its own children:
-    their peak resident memory (MiB) is then that command's. Returns (result, MiB, s)."""
-    wrapper = ("import json, resource, subprocess, sys, time\n"
-               "start = time.monotonic()\n"
-               "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-               "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-               "print(json.dumps([done.returncode, done.stdout, done.stderr, peak,\n"
-               "                  time.monotonic() - start]))\n")
-    outer = subprocess.run([sys.executable, "-c", wrapper, *argv], capture_output=True,
-                           text=True, timeout=timeout, check=True)
-    code, stdout, stderr, peak, seconds = json.loads(outer.stdout)
-    return subprocess.CompletedProcess(argv, code, stdout, stderr), peak, seconds
+def run_measured(argv: list[str], timeout: float, scratch: Path
+                 ) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """(result, peak MiB, seconds) of `argv` (tests/support/peak.py)."""
+    done, peak, seconds = run_with_peak(argv, scratch / "measures.json", timeout=timeout)
+    return subprocess.CompletedProcess(argv, done.returncode, done.stdout.decode(),
+                                       done.stderr.decode()), peak, seconds
 
 
 def tcpdump_count(path: Path, bpf: str) -> int:
@@ -71,13 +64,14 @@ def tcpdump_count(path: Path, bpf: str) -> int:
 
 
 @pytest.mark.slow
-def test_3000_port_filter_gives_libpcaps_packets_in_bounded_time_and_memory() -> None:
+def test_3000_port_filter_gives_libpcaps_packets_in_bounded_time_and_memory(
+        tmp_path: Path) -> None:
     expected = tcpdump_count(TOUR, SHORT_EQUIVALENT)
     assert len(run_tshark(TOUR, ["frame.number"], TSHARK_EQUIVALENT).rows) == expected
     assert 0 < expected < tcpdump_count(TOUR, "")  # the filter keeps some, not all
     done, peak_mib, seconds = run_measured(
         [*ANALYZER, "read", str(TOUR), "--json", "-f", LONG_FILTER],
-        timeout=TIME_BOUND_SECONDS + 30)
+        timeout=TIME_BOUND_SECONDS + 30, scratch=tmp_path)
     assert done.returncode == 0, done.stderr[-500:]
     summary = json.loads(done.stdout.splitlines()[-1])
     assert summary["packets"] == expected

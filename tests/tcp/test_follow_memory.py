@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO_DIR
+from tests.support.peak import run_with_peak
 
 CLIENT, SERVER = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
 SEGMENT = 1400
@@ -58,34 +59,14 @@ def _write_stream(path: Path, data: bytes, extra_streams: int) -> None:
         record(_frame(CLIENT, SERVER, 40000, 80, seq + 1, 5002, 0x10))
 
 
-# The CLI run with its own peak memory (VmHWM, of this process image only: a fork's
-# maximum RSS would include the test process it was forked from) written at exit.
-_PEAK = """
-import atexit, os, runpy, sys
-def peak():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            open(os.environ["PEAK_FILE"], "w").write(line.split()[1])
-atexit.register(peak)
-real_exit = os._exit
-def exit_after_peak(code):  # `read --json` ends with os._exit, past atexit
-    peak()
-    real_exit(code)
-os._exit = exit_after_peak
-sys.argv = ["analyzer", *sys.argv[1:]]
-runpy.run_module("analyzer", run_name="__main__")
-"""
-
-
-def _run(*args: str, stdout: Path, **env: str) -> tuple[int, int]:
+def _run(*args: str, stdout: Path, **env: str) -> tuple[int, float]:
     """(exit status, peak RSS in MiB) of one CLI run, its stdout into a file."""
-    peak_file = stdout.with_suffix(".peak")
     with stdout.open("wb") as out:
-        done = subprocess.run([sys.executable, "-c", _PEAK, *args], stdout=out,
-                              stderr=subprocess.DEVNULL, cwd=REPO_DIR, timeout=600,
-                              env={**os.environ, "PEAK_FILE": str(peak_file), **env},
-                              check=False)
-    return done.returncode, int(peak_file.read_text()) // 1024
+        done, peak, _ = run_with_peak([sys.executable, "-m", "analyzer", *args],
+                                      stdout.with_suffix(".peak"), stdout=out,
+                                      stderr=subprocess.DEVNULL, cwd=REPO_DIR,
+                                      env={**os.environ, **env})
+    return done.returncode, peak
 
 
 def test_follow_of_a_large_stream_holds_little_memory(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Expected values come from construction: the generator knows how many requests it wrote
 and from which endpoints; RFC 1350 says what an unanswered request is (a transfer nobody
-answered). Memory is the child process's own peak RSS (wait4), time is wall time against
+answered). Memory is the command's own peak RSS (tests/support/peak.py), time is wall time against
 the benchmark's ordinary capture of the same packet count, asserted loosely (the machine
 is shared) while the benchmark records the numbers.
 """
@@ -24,7 +24,8 @@ from analyzer.tftp.tracker import TftpTracker
 from benchmarks import hostile_tftp
 from benchmarks.generate import generate
 from tests.cli.test_sniff import Sniffer
-from tests.conftest import require_root, require_tool
+from tests.conftest import require_root
+from tests.support.peak import run_with_peak
 from tests.tftp import craft
 from tests.tftp.craft import Capture, raw_packets
 from tests.tftp.test_tracker import content_of, lockstep_rrq
@@ -35,17 +36,12 @@ MAX_PEAK_MIB = 100
 
 
 def run_measured(*args: str, out: Path) -> tuple[int, float, float]:
-    """(exit status, wall seconds, peak RSS in MiB) of `analyzer ARGS`, stdout to `out`.
-    GNU time measures, as the benchmarks do: a child forked from this (large) test
-    process would count the parent's pages it shares until exec in its peak."""
-    gnu_time = require_tool("time")
-    peak_file = out.with_suffix(".peak")
-    start = time.perf_counter()
+    """(exit status, wall seconds, peak RSS in MiB) of `analyzer ARGS`, stdout to `out`
+    (tests/support/peak.py: not a child of this large test process's pages)."""
     with out.open("wb") as stdout:
-        status = subprocess.run([gnu_time, "-f", "%M", "-o", str(peak_file), *ANALYZER, *args],
-                                stdout=stdout, stderr=subprocess.DEVNULL).returncode
-    elapsed = time.perf_counter() - start
-    return status, elapsed, int(peak_file.read_text().split()[-1]) / 1024
+        done, peak, seconds = run_with_peak([*ANALYZER, *args], out.with_suffix(".peak"),
+                                            stdout=stdout, stderr=subprocess.DEVNULL)
+    return done.returncode, seconds, peak
 
 
 @pytest.fixture(scope="module")
