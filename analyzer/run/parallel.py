@@ -122,8 +122,11 @@ def _fork_worker_one(path: str, bpf: str | None, workdir: str
     tee_read = tee_write = None
     if path == STDIN:
         tee_read, tee_write = os.pipe()
-        with contextlib.suppress(OSError):  # fewer, larger copies (Linux; the limit may be lower)
-            fcntl.fcntl(tee_write, F_SETPIPE_SZ, TEE_PIPE_SIZE)
+        # Fewer, larger copies: both pipes hold 1 MiB rather than 64 KiB (Linux; a pipe
+        # that is not ours, or a lower pipe-max-size, keeps its size).
+        for pipe in (tee_write, sys.stdin.fileno()):
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe, F_SETPIPE_SZ, TEE_PIPE_SIZE)
     sys.stdout.flush()  # what is buffered now must be written once, by the parent
     sys.stderr.flush()
     # Worker 1 says nothing and leaves nothing: the parent reports every error and
