@@ -27,7 +27,7 @@ import argparse
 import random
 import struct
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -196,13 +196,17 @@ ISSUE_COUNTS = {"syn-flood": 1_000_000, "fragments": 200_000, "ooo-ahead": 100_0
 
 def write_scenario(path: Path, scenario: str, packets: int, seed: int = 1) -> Path:
     """Write `packets` frames of `scenario` as a pcap (Ethernet), flushed in chunks."""
-    rng = random.Random(seed)
+    return write_frames(path, SCENARIOS[scenario](packets, random.Random(seed)))
+
+
+def write_frames(path: Path, frames: Iterable[Frame]) -> Path:
+    """Write Ethernet `frames` as a pcap, GAP_SECONDS apart, flushed in chunks."""
     pack = RECORD.pack
     with path.open("wb") as out:
         out.write(PCAP_HEADER)
         chunk: list[bytes] = []
         us = int(START_TIME * 1_000_000)
-        for frame in SCENARIOS[scenario](packets, rng):
+        for frame in frames:
             us += int(GAP_SECONDS * 1_000_000)
             chunk.append(pack(us // 1_000_000, us % 1_000_000, len(frame), len(frame)))
             chunk.append(frame)

@@ -7,56 +7,42 @@ from __future__ import annotations
 
 import os
 import random
-import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks import hostile
 from tests.conftest import REPO_DIR
 from tests.support.peak import run_with_peak
 
-CLIENT, SERVER = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+SERVER = hostile.SERVER4
+CLIENT = hostile.CLIENT4
 SEGMENT = 1400
 
 
-def _frame(src: bytes, dst: bytes, sport: int, dport: int, seq: int, ack: int, flags: int,
-           payload: bytes = b"") -> bytes:
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0,
-                     src, dst)
-    return b"\x00\x01\x02\x03\x04\x05\x00\x01\x02\x03\x04\x06\x08\x00" + ip + tcp + payload
+def _stream_frames(data: bytes, extra_streams: int) -> Iterator[bytes]:
+    """`extra_streams` unanswered SYNs (each from its own address), then one connection
+    carrying `data` from client to server in SEGMENT-byte segments (the server ACKs
+    every other one)."""
+    tcp4, syn, ack, psh, fin = hostile.tcp4, hostile.SYN, hostile.ACK, hostile.PSH, hostile.FIN
+    for i in range(extra_streams):
+        yield tcp4(1024 + i % 60000, 80, i, 0, syn, src=bytes([10, 1, i >> 8 & 255, i & 255]))
+    yield from hostile.handshake(40000, 80, 1000, 5000)
+    seq = 1001
+    for index, start in enumerate(range(0, len(data), SEGMENT)):
+        piece = data[start:start + SEGMENT]
+        yield tcp4(40000, 80, seq, 5001, ack | psh, piece)
+        seq += len(piece)
+        if index % 2:
+            yield tcp4(80, 40000, 5001, seq, ack, src=SERVER, dst=CLIENT)
+    yield tcp4(40000, 80, seq, 5001, fin | ack)
+    yield tcp4(80, 40000, 5001, seq + 1, fin | ack, src=SERVER, dst=CLIENT)
+    yield tcp4(40000, 80, seq + 1, 5002, ack)
 
 
 def _write_stream(path: Path, data: bytes, extra_streams: int) -> None:
-    """A pcap: `extra_streams` unanswered SYNs, then one connection carrying `data` from
-    client to server in SEGMENT-byte segments (the server ACKs every other one)."""
-    with path.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        clock = [1_000_000_000.0]
-
-        def record(frame: bytes) -> None:
-            clock[0] += 1e-5
-            seconds = int(clock[0])
-            out.write(struct.pack("<IIII", seconds, int((clock[0] - seconds) * 1e6),
-                                  len(frame), len(frame)))
-            out.write(frame)
-
-        for i in range(extra_streams):
-            record(_frame(bytes([10, 1, i >> 8 & 255, i & 255]), SERVER, 1024 + i % 60000,
-                          80, i, 0, 0x02))
-        record(_frame(CLIENT, SERVER, 40000, 80, 1000, 0, 0x02))
-        record(_frame(SERVER, CLIENT, 80, 40000, 5000, 1001, 0x12))
-        record(_frame(CLIENT, SERVER, 40000, 80, 1001, 5001, 0x10))
-        seq = 1001
-        for index, start in enumerate(range(0, len(data), SEGMENT)):
-            piece = data[start:start + SEGMENT]
-            record(_frame(CLIENT, SERVER, 40000, 80, seq, 5001, 0x18, piece))
-            seq += len(piece)
-            if index % 2:
-                record(_frame(SERVER, CLIENT, 80, 40000, 5001, seq, 0x10))
-        record(_frame(CLIENT, SERVER, 40000, 80, seq, 5001, 0x11))
-        record(_frame(SERVER, CLIENT, 80, 40000, 5001, seq + 1, 0x11))
-        record(_frame(CLIENT, SERVER, 40000, 80, seq + 1, 5002, 0x10))
+    hostile.write_frames(path, _stream_frames(data, extra_streams))
 
 
 def _run(*args: str, stdout: Path, **env: str) -> tuple[int, float]:
@@ -92,7 +78,7 @@ def test_one_stream_of_many_holds_what_read_holds(tmp_path: Path) -> None:
                                stdout=tmp_path / "ladder.txt")
     assert status == 0
     text = (tmp_path / "ladder.txt").read_text()
-    assert "10.0.0.1:40000" in text and "3000 bytes sent" in text
+    assert f"{'.'.join(map(str, CLIENT))}:40000" in text and "3000 bytes sent" in text
     status, read_peak = _run("read", str(capture), "--json", stdout=tmp_path / "read.jsonl",
                              ANALYZER_WORKERS="1")
     assert status == 0
