@@ -289,15 +289,14 @@ class TftpClient:
         return [send, SetTimer(self._wait)]
 
     def receive(self, datagram: bytes | memoryview, sender: Endpoint) -> list[Action]:
-        # Fast path: the next DATA of a get from the locked peer, the bulk of a download.
+        # Fast path: the next full DATA of a plain download, the bulk of one.
+        ack, data = self.receive_next_block(datagram, sender)
+        if data:
+            return self._next_full_block(ack, data)
+        # Any other DATA of a get from the locked peer needs no general decoding.
         if (sender == self.peer and self.state == TRANSFERRING and not self.config.put
                 and len(datagram) >= 4 and datagram[1] == _DATA and datagram[0] == 0):
-            block = (datagram[2] << 8) | datagram[3]
-            if (block == self._expected & 0xFFFF and len(datagram) - 4 == self.blksize
-                    and self._plain_get and self._tries == 0 and (
-                        self.total is None or self.wire_bytes + self.blksize <= self.total)):
-                return self._next_full_block(bytes(datagram[4:]))
-            return self._on_data(Data(block, datagram[4:]))
+            return self._on_data(Data((datagram[2] << 8) | datagram[3], datagram[4:]))
         if self.state == DONE:
             return []
         if self.peer is not None and sender != self.peer:
@@ -462,7 +461,8 @@ class TftpClient:
             return self._send_ack(0, [])
         return self._unexpected(message, "DATA")
 
-    def receive_next_block(self, datagram: bytes, sender: Endpoint) -> tuple[bytes, bytes]:
+    def receive_next_block(self, datagram: bytes | memoryview,
+                           sender: Endpoint) -> tuple[bytes, bytes]:
         """`receive`, shortened for the bulk of a plain download, for a driver that wants
         the ACK on the wire before anything else: when `datagram` is the next full-size
         DATA of an octet get from the locked peer, with no retry pending and nothing
@@ -475,13 +475,12 @@ class TftpClient:
                 and datagram[1] == _DATA and datagram[0] == 0
                 and (datagram[2] << 8 | datagram[3]) == self._expected & 0xFFFF
                 and (self.total is None or self.wire_bytes + self.blksize <= self.total)):
-            data = datagram[4:]
+            data = bytes(datagram[4:])
             return self._take_full_block(data), data
         return b"", b""
 
-    def _next_full_block(self, payload: bytes) -> list[Action]:
-        """The in-order, full-size DATA of a plain octet get: `_on_data`, shortened."""
-        ack = self._take_full_block(payload)
+    def _next_full_block(self, ack: bytes, payload: bytes) -> list[Action]:
+        """`receive_next_block`'s answer as actions (`_on_data`, shortened)."""
         actions: list[Action] = []
         # The ACK goes first: the server prepares the next block while the driver writes.
         if ack:
@@ -493,7 +492,7 @@ class TftpClient:
         return actions
 
     def _take_full_block(self, payload: bytes) -> bytes:
-        """The state changes of `_next_full_block`; the ACK due (b"": none yet)."""
+        """The state changes of taking the next full block; the ACK due (b"": none yet)."""
         expected = self._expected
         self._expected = expected + 1
         size = len(payload)
