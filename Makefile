@@ -31,7 +31,7 @@ $(VENV)/.installed-test: pyproject.toml Makefile | $(BIN)/python
 
 # Compiles the hot path with mypyc; without a C compiler it says so and the package stays
 # pure Python (the stamp is then not written, so a later make tries again).
-$(VENV)/.native: $(NATIVE_SOURCES) analyzer/tcp/_sha256.c analyzer/native.py scripts/build_native.py | $(VENV)/.installed
+$(VENV)/.native: $(NATIVE_SOURCES) analyzer/tcp/_sha256.c analyzer/active/_tftp_bulk.c analyzer/native.py scripts/build_native.py | $(VENV)/.installed
 	$(BIN)/python scripts/build_native.py --stamp $@
 
 native: $(VENV)/.native

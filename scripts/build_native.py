@@ -31,6 +31,8 @@ def missing_toolchain() -> str | None:
 
 
 SHA256_SOURCE = "analyzer/tcp/_sha256.c"
+# A plain download's full blocks received and ACKed in C (analyzer/active/tftp.py).
+TFTP_BULK_SOURCE = "analyzer/active/_tftp_bulk.c"
 
 
 def openssl_headers() -> bool:
@@ -63,15 +65,18 @@ def main() -> int:
         built = built_module(REPO / source)
         if built is not None:
             os.unlink(built)
-    for built in Path(REPO, SHA256_SOURCE).parent.glob("_sha256.*.so"):
-        built.unlink()
+    for c_source in (SHA256_SOURCE, TFTP_BULK_SOURCE):
+        for built in Path(REPO, c_source).parent.glob(Path(c_source).stem + ".*.so"):
+            built.unlink()
     with tempfile.TemporaryDirectory(prefix="analyzer-native-") as tmp:
         extensions = mypycify(sources, opt_level="3", group_name=GROUP_NAME,
                               target_dir=str(Path(tmp) / "c"))
+        from setuptools import Extension
+
+        extensions.append(Extension("analyzer.active._tftp_bulk", [TFTP_BULK_SOURCE],
+                                    extra_compile_args=["-O2"]))
         sha256 = openssl_headers()
         if sha256:
-            from setuptools import Extension
-
             extensions.append(Extension("analyzer.tcp._sha256", [SHA256_SOURCE],
                                         libraries=["crypto"], extra_compile_args=["-O2"]))
         else:
@@ -80,7 +85,7 @@ def main() -> int:
         setup(name="analyzer-native", ext_modules=extensions, script_args=[
             "--quiet", "build_ext", "--inplace", "--build-temp", str(Path(tmp) / "obj"),
             "--parallel", str(os.cpu_count() or 1)])
-    print(f"build_native: compiled {len(sources)} modules with mypyc"
+    print(f"build_native: compiled {len(sources)} modules with mypyc, {TFTP_BULK_SOURCE}"
           + (f" and {SHA256_SOURCE}" if sha256 else ""))
     if args.stamp:
         Path(args.stamp).touch()

@@ -7,7 +7,6 @@ The protocol is `analyzer.tftp.client.TftpClient`; the sockets and files are
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from collections.abc import Iterator
@@ -116,6 +115,7 @@ def _spec(args: argparse.Namespace, put: bool) -> Any:
         retries=_number(args.retries, "--retries", 0, 1000)
         if args.retries is not None else DEFAULT_RETRIES,
         use_options=not args.no_options,
+        digest=args.json,  # the file's SHA-256 is shown only there (TransferSpec.digest)
     )
 
 
@@ -145,7 +145,10 @@ def _run(args: argparse.Namespace, put: bool) -> int:
 
         print_watch(result, as_json=args.json, out=sys.stdout, to_stderr=to_stdout,
                     evidence=args.write)
-    return EXIT_OK if outcome.ok else EXIT_FAILURE
+    from analyzer.cli import written
+
+    # the file is renamed into place (or removed), the sockets closed: no teardown
+    return written(EXIT_OK if outcome.ok else EXIT_FAILURE)
 
 
 class _SessionDriver:
@@ -193,6 +196,8 @@ def _report(outcome: ClientOutcome, server_text: str, args: argparse.Namespace,
     from analyzer.report.active import summary_line, tftp_client_json
 
     if args.json:
+        import json  # (here: a plain transfer's start does without it)
+
         print(json.dumps(tftp_client_json(outcome, server_text)), flush=True)
         return
     line = _printable(summary_line(outcome))

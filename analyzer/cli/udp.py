@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -75,6 +74,8 @@ def _printer(args: argparse.Namespace, encoding: str,
              since: Callable[[], float | None] | None = None):  # type: ignore[no-untyped-def]
     """The on_datagram of a command: a JSON line, or a text line, per datagram."""
     if args.json:
+        import json  # (here: every command's start builds this module's parser)
+
         from analyzer.report.net_view import udp_datagram_object
 
         def write_json(datagram) -> None:  # type: ignore[no-untyped-def]

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field, replace
 from typing import Final, NamedTuple
 
 from analyzer.tftp import codec
@@ -122,8 +121,7 @@ class Progress(NamedTuple):
 
 # ---------------------------------------------------------------- configuration, outcome
 
-@dataclass(frozen=True)
-class Misbehaviour:
+class Misbehaviour(NamedTuple):
     """Deliberate protocol faults for testing servers; all off by default.
 
     `withhold_ack`: do not ACK this (absolute) block the first time it arrives.
@@ -138,8 +136,7 @@ class Misbehaviour:
     raw_request: bytes | None = None
 
 
-@dataclass(frozen=True)
-class ClientConfig:
+class ClientConfig(NamedTuple):
     """One transfer. `put` uploads; `blksize`/`windowsize`/`timeout_option` None: not asked.
 
     `tsize`: ask for it (get: we send 0; put: we send `put_size`, the wire size, if known).
@@ -160,7 +157,7 @@ class ClientConfig:
     raw_options: Options | None = None
     timeout: float = DEFAULT_TIMEOUT
     retries: int = DEFAULT_RETRIES
-    misbehaviour: Misbehaviour = field(default_factory=Misbehaviour)
+    misbehaviour: Misbehaviour = Misbehaviour()
     hash_get: bool = True  # False: the driver computes a get's sha256 from the Writes
 
     def options(self) -> Options:
@@ -189,8 +186,7 @@ class ClientError(NamedTuple):
     origin: str  # "server" or "client"
 
 
-@dataclass(frozen=True)
-class ClientOutcome:
+class ClientOutcome(NamedTuple):
     """What a transfer came to; `seconds` and `local` are filled in by the driver."""
 
     server: Endpoint
@@ -220,7 +216,7 @@ class ClientOutcome:
         return self.status == "complete"
 
     def with_run(self, seconds: float, local: str | None) -> ClientOutcome:
-        return replace(self, seconds=seconds, local=local)
+        return self._replace(seconds=seconds, local=local)
 
 
 # Defined after ClientOutcome: a NamedTuple field naming a later class crashes mypyc code.
@@ -297,10 +293,10 @@ class TftpClient:
         if (sender == self.peer and self.state == TRANSFERRING and not self.config.put
                 and len(datagram) >= 4 and datagram[1] == _DATA and datagram[0] == 0):
             return self._on_data(Data((datagram[2] << 8) | datagram[3], datagram[4:]))
+        if self.peer is not None and sender != self.peer:
+            return self._foreign(sender)  # (after the end too: the RFC's answer to a stray)
         if self.state == DONE:
             return []
-        if self.peer is not None and sender != self.peer:
-            return self._foreign(sender)
         try:
             message = codec.decode(datagram)
         except codec.MalformedPacket as exc:
@@ -479,6 +475,32 @@ class TftpClient:
             return self._take_full_block(data), data
         return b"", b""
 
+    def bulk_state(self) -> tuple[int, int, int, int] | None:
+        """For a driver that takes a plain download's full blocks in bulk, as
+        `receive_next_block` takes one (active/_tftp_bulk.c): (the next block's number,
+        the last block ACKed, the window, the bytes the server's tsize still allows or
+        -1) when it may; None when every datagram must go to `receive`. Afterwards,
+        `take_blocks` tells the machine what was taken."""
+        if self._plain_get and self.state == TRANSFERRING and self._tries == 0:
+            room = -1 if self.total is None else self.total - self.wire_bytes
+            return self._expected, self._acked, self.windowsize, room
+        return None
+
+    def take_blocks(self, data: bytes | memoryview, count: int, acked: int) -> None:
+        """`count` full blocks (`data`, in order) taken in bulk from the state
+        `bulk_state` gave, the ACKs due sent up to block `acked`: the state changes of
+        `receive_next_block` for each of them."""
+        size = len(data)
+        self._expected += count
+        self.wire_bytes += size
+        self.done_bytes += size
+        self._gap_acked = False
+        if self._hash is not None:
+            self._hash.update(data)
+        if acked != self._acked:
+            self._acked = acked
+            self._dups_since_ack = 0
+
     def _next_full_block(self, ack: bytes, payload: bytes) -> list[Action]:
         """`receive_next_block`'s answer as actions (`_on_data`, shortened)."""
         actions: list[Action] = []
@@ -494,17 +516,10 @@ class TftpClient:
     def _take_full_block(self, payload: bytes) -> bytes:
         """The state changes of taking the next full block; the ACK due (b"": none yet)."""
         expected = self._expected
-        self._expected = expected + 1
-        size = len(payload)
-        self.wire_bytes += size
-        self.done_bytes += size
-        self._gap_acked = False
-        if self._hash is not None:
-            self._hash.update(payload)
         if expected - self._acked < self.windowsize:
+            self.take_blocks(payload, 1, self._acked)
             return b""
-        self._acked = expected
-        self._dups_since_ack = 0
+        self.take_blocks(payload, 1, expected)
         # (`_last` stays: a get's timeout ACKs the last in-order block afresh)
         return _ACK.pack(codec.ACK, expected & 0xFFFF)
 

@@ -19,7 +19,6 @@ reason discards them too (`analyzer.pipeline.analyze_file`).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections import OrderedDict
@@ -192,6 +191,8 @@ def _gap_map(transfer: TftpTransfer) -> dict[str, Any]:
 
 
 def _create_exclusive(path: str, content: dict[str, Any]) -> bool:
+    import json  # (here: `tftp get` imports this module for safe_name on every start)
+
     try:
         with open(path, "x", encoding="utf-8") as out:
             try:

@@ -13,6 +13,9 @@ Scenarios:
     unasked-option  OACK carrying windowsize 8 (never asked) and blksize 4096 (too big)
     jump-ahead      DATA 1, then DATA 5
     stall           DATA 1, then silence (the client times out or is interrupted)
+    stray-at-end    DATA 1; then, back to back, DATA 2 from another port and the short
+                    final DATA 2 from the transfer port (a good transfer, one stray at
+                    its very end)
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from tests.support.tftp_raw import DATA, encode_data, encode_error
 
 SCENARIOS = ("wrong-tid", "big-data", "past-tsize", "error-mid", "unasked-option",
-             "jump-ahead", "stall")
+             "jump-ahead", "stall", "stray-at-end")
 
 
 def _oack(**options: object) -> bytes:
@@ -39,6 +42,7 @@ class HostileServer:
     scenario: str
     ip: str = "127.0.0.6"
     received: list[tuple[str, bytes]] = field(default_factory=list)  # (which socket, data)
+    senders: list[tuple[str, int]] = field(default_factory=list)  # of each received, in order
 
     def __post_init__(self) -> None:
         if not ipaddress.ip_address(self.ip).is_loopback:
@@ -80,6 +84,7 @@ class HostileServer:
                 waited += 0.05
                 continue
             self.received.append((name, data))
+            self.senders.append(address)
             return data, address
         return None
 
@@ -90,10 +95,11 @@ class HostileServer:
             got = False
             for name, sock in socks.items():
                 try:
-                    data, _ = sock.recvfrom(70000)
+                    data, address = sock.recvfrom(70000)
                 except TimeoutError:
                     continue
                 self.received.append((name, data))
+                self.senders.append(address)
                 got = True
             quiet = 0.0 if got else quiet + 0.05 * len(socks)
 
@@ -121,6 +127,13 @@ class HostileServer:
             other.sendto(encode_data(2, b"evil" * 10), client)
             if self._stop.wait(0.1):
                 return
+
+    def _stray_at_end(self, transfer, other, client) -> None:
+        transfer.sendto(encode_data(1, b"s" * 512), client)
+        self._wait_ack(transfer)
+        other.sendto(encode_data(2, b"evil"), client)
+        transfer.sendto(encode_data(2, b"end"), client)
+        self._wait_ack(transfer)
 
     def _big_data(self, transfer, other, client) -> None:
         transfer.sendto(encode_data(1, b"b" * 600), client)

@@ -77,6 +77,28 @@ def test_hostile_outcome_as_json(hostile: HostileServer, tmp_path: Path) -> None
     assert not local.exists()
 
 
+@pytest.mark.parametrize("hostile", ["stray-at-end"], indirect=True)
+def test_a_stray_at_the_very_end_gets_error_5(hostile: HostileServer,
+                                              tmp_path: Path) -> None:
+    """RFC 1350: a datagram from another TID gets ERROR 5 and does not disturb the
+    transfer, even when it comes last (the client's socket is connected to the server's
+    port by then, and strays are read from a second socket on the same port)."""
+    local = tmp_path / "x.bin"
+    done = run_analyzer("tftp", "get", f"{hostile.ip}:{hostile.port}", "x.bin", "-o", local,
+                        "--json", timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert local.read_bytes() == b"s" * 512 + b"end"
+    obj = json.loads(done.stdout)
+    assert obj["status"] == "complete"
+    hostile.close()
+    assert any("ERROR 5" in note for note in obj["notes"]), obj["notes"]
+    assert ("other", 5) in hostile.errors_received(), hostile.received
+    # The ERROR 5 left from the transfer's own port, as the ACKs did.
+    ports = {(name, data[:2]): sender[1] for (name, data), sender
+             in zip(hostile.received, hostile.senders, strict=True)}
+    assert ports[("other", b"\x00\x05")] == ports[("transfer", b"\x00\x04")]
+
+
 @pytest.mark.parametrize("hostile", ["stall"], indirect=True)
 def test_ctrl_c_sends_error_0_and_leaves_nothing(hostile: HostileServer,
                                                  tmp_path: Path) -> None:
