@@ -18,7 +18,7 @@ from analyzer.decode import Decoder, DecodeStats, Packet
 from analyzer.decode.packet import PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP
 from analyzer.decode.partition import fast_owner, owner_of_packet
 from analyzer.tcp.tracker import TcpTracker
-from analyzer.tftp.tracker import TftpTracker, TftpTransfer
+from analyzer.tftp.tracker import TftpTracker, TftpTransfer, UnansweredRequest
 
 if TYPE_CHECKING:
     from analyzer.tftp.extract import Extractor
@@ -111,7 +111,8 @@ class Analyzer:
     counted but not tracked (`tftp show` needs no TCP streams, `tcp follow` no transfers).
     first_half: this is worker 0 of analyzer/run/parallel.py: the TCP connections that
     worker 1 owns are neither tracked nor (on the common path) decoded here.
-    tftp_results: the default TFTP tracker's on_result (settled transfers go there).
+    tftp_results: the default TFTP tracker's on_result (settled transfers go there);
+    tftp_unanswered its on_unanswered (requests sent once that nobody answered).
     """
 
     def __init__(self, *, tftp_ports: Iterable[int] = (),
@@ -119,6 +120,7 @@ class Analyzer:
                  frame_filter: FrameFilter | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
                  tftp_results: Callable[[TftpTransfer], object] | None = None,
+                 tftp_unanswered: Callable[[UnansweredRequest], object] | None = None,
                  tftp_tracker: TftpTracker | None = None, track_tcp: bool = True,
                  track_tftp: bool = True) -> None:
         self.decoder = Decoder()
@@ -131,7 +133,8 @@ class Analyzer:
 
                 sink = self.extractor = Extractor(extract_dir)
             tftp_tracker = TftpTracker(extra_ports=tftp_ports, sink=sink,
-                                       on_result=tftp_results)
+                                       on_result=tftp_results,
+                                       on_unanswered=tftp_unanswered)
         self.tftp = tftp_tracker
         self.track_tcp = track_tcp
         self.track_tftp = track_tftp
@@ -190,6 +193,7 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
                  progress: Callable[[int, int], None] | None = None,
                  tcp_tracker: TcpTracker | None = None, first_half: bool = False,
                  tftp_results: Callable[[TftpTransfer], object] | None = None,
+                 tftp_unanswered: Callable[[UnansweredRequest], object] | None = None,
                  tftp_tracker: TftpTracker | None = None, track_tcp: bool = True,
                  track_tftp: bool = True, tee_fd: int | None = None) -> Analysis:
     """Read a whole capture through the trackers. `progress(done, total)` in file bytes;
@@ -199,6 +203,7 @@ def analyze_file(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
         analyzer = Analyzer(tftp_ports=tftp_ports, extract_dir=extract_dir,
                             frame_filter=frame_filter, tcp_tracker=tcp_tracker,
                             first_half=first_half, tftp_results=tftp_results,
+                            tftp_unanswered=tftp_unanswered,
                             tftp_tracker=tftp_tracker, track_tcp=track_tcp,
                             track_tftp=track_tftp)
         try:

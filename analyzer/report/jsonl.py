@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from analyzer.report.tcp_json import stream_line
 from analyzer.report.tftp_json import finding_object, tftp_transfer_object
-from analyzer.tftp.codec import options_dict
+from analyzer.tftp.codec import DEFAULT_BLKSIZE, DEFAULT_WINDOWSIZE, Request, options_dict
 
 if TYPE_CHECKING:
     from analyzer.capture import CaptureInfo
     from analyzer.pipeline import Analysis, CaptureSummary
     from analyzer.tcp.result import TcpStreamResult
-    from analyzer.tftp.transfer import TftpTransfer
+    from analyzer.tftp.transfer import TftpTransfer, UnansweredRequest
 
 
 # One encoder for every line: json.dumps with a keyword builds a new one per call.
@@ -57,6 +57,38 @@ def tftp_transfer_line(t: TftpTransfer) -> str:
         f'"retransmissions": {int(t.retransmissions)}, '
         f'"extracted": {"null" if extracted is None else text(extracted)}, '
         f'"findings": {_json_list([finding_object(f) for f in t.findings])}}}')
+
+
+def unanswered_line(u: UnansweredRequest) -> str:
+    """The line `tftp_transfer_line` makes of the transfer an unanswered request stands
+    for (tests/tftp/test_unanswered.py compares the two on every kind of request): all
+    but the client is the same for each request of a scan, so it is made once."""
+    key = (u.request_addr, u.listen_port, u.request)
+    rest = _unanswered_rests.get(key)
+    if rest is None:
+        if len(_unanswered_rests) >= _UNANSWERED_KINDS:
+            _unanswered_rests.clear()
+        rest = _unanswered_rests[key] = _unanswered_rest(u.server, u.request)
+    return f'{{"type": "tftp_transfer", "client": {_JSON_STRING(u.client)}{rest}'
+
+
+# An unanswered request's line after its client, by where it went and what it asked.
+_unanswered_rests: dict[tuple[bytes, int, Request], str] = {}
+_UNANSWERED_KINDS = 1024  # (a scan that varies its file names starts over now and then)
+
+
+def _unanswered_rest(server: str, request: Request) -> str:
+    """Nobody answered: no OACK (the default block and window sizes), no ERROR, no data
+    (status "incomplete"), nothing counted, so no finding."""
+    text = _JSON_STRING
+    options = options_dict(request.options)
+    return (
+        f', "server": {text(server)}, "request": {text(request.name)}, '
+        f'"filename": {text(request.filename)}, "mode": {text(request.mode)}, '
+        f'"options": {encode(options) if options else "{}"}, "oack": null, '
+        f'"blksize": {DEFAULT_BLKSIZE}, "windowsize": {DEFAULT_WINDOWSIZE}, '
+        '"status": "incomplete", "error": null, "bytes": 0, "sha256": null, "blocks": 0, '
+        '"missing_blocks": [], "retransmissions": 0, "extracted": null, "findings": []}')
 
 
 def _json_list(items: list[dict[str, Any]]) -> str:

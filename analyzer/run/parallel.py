@@ -191,6 +191,7 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
                 analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
                                         bpf=bpf, progress=progress, tcp_tracker=tracker,
                                         first_half=True, tftp_results=tftp_lines,
+                                        tftp_unanswered=tftp_lines.unanswered,
                                         tee_fd=tee_fd)
                 data = pipe.read()  # until worker 1 exits
         except BaseException:

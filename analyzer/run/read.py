@@ -17,7 +17,7 @@ from analyzer.tcp.tracker import TcpTracker
 if TYPE_CHECKING:
     from analyzer.report.console import FileProgress
     from analyzer.tcp.result import TcpStreamResult
-    from analyzer.tftp.transfer import TftpTransfer
+    from analyzer.tftp.transfer import TftpTransfer, UnansweredRequest
 
 Path = str | os.PathLike[str]
 Source = Path | Sequence[Path]  # a file, "-", several files or a directory (capture.files)
@@ -82,7 +82,9 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
             analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
                                     bpf=bpf, progress=bar.update if bar else None,
                                     tcp_tracker=tcp_tracker,
-                                    tftp_results=tftp_lines or transfers)
+                                    tftp_results=tftp_lines or transfers,
+                                    tftp_unanswered=None if tftp_lines is None
+                                    else tftp_lines.unanswered)
     except BaseException:
         for lines in (tcp_lines, tftp_lines):
             if lines is not None:
@@ -158,8 +160,12 @@ def one_tftp_transfer(path: Source, number: int, bpf: str | None = None,
 
 def extract_files(path: Source, out_dir: Path, bpf: str | None = None,
                   tftp_ports: tuple[int, ...] = (),
-                  on_result: Callable[[TftpTransfer], object] | None = None) -> Analysis:
+                  on_result: Callable[[TftpTransfer], object] | None = None,
+                  on_unanswered: Callable[[UnansweredRequest], object] | None = None
+                  ) -> Analysis:
     """Every TFTP file of a capture, written into `out_dir` (`tftp extract`); each
-    settled transfer goes to `on_result` when given (else the tracker keeps them)."""
+    settled transfer goes to `on_result` when given (else the tracker keeps them), each
+    request sent once that nobody answered to `on_unanswered` when given."""
     return analyze_file(path, tftp_ports=tftp_ports, extract_dir=out_dir, bpf=bpf,
-                        track_tcp=False, tftp_results=on_result)
+                        track_tcp=False, tftp_results=on_result,
+                        tftp_unanswered=on_unanswered)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 from analyzer.report.jsonl import (
     capture_object,
     tftp_transfer_line,
+    unanswered_line,
     write_objects,
     write_results,
 )
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from analyzer.pipeline import Analysis
     from analyzer.run.parallel import SplitAnalysis
     from analyzer.tcp.result import TcpStreamResult
-    from analyzer.tftp.transfer import TftpTransfer
+    from analyzer.tftp.transfer import TftpTransfer, UnansweredRequest
 
 
 # An index record, at rank * size in the index file: the result's first frame, where its
@@ -167,11 +168,15 @@ class TcpLines(ResultLines):
 
 
 class TftpLines(ResultLines):
-    """`tftp_transfer` lines (TftpTracker's on_result): first frame order is request
-    order, the order of the transfers' numbers."""
+    """`tftp_transfer` lines (TftpTracker's on_result, and `unanswered` its
+    on_unanswered): first frame order is request order, the order of the transfers'
+    numbers."""
 
     def __call__(self, transfer: TftpTransfer) -> None:
         self.spill(tftp_transfer_line(transfer), transfer.number - 1, transfer.first_frame)
+
+    def unanswered(self, request: UnansweredRequest) -> None:
+        self.spill(unanswered_line(request), request.number - 1, request.first_frame)
 
 
 def write_spilled_analysis(analysis: Analysis, out: TextIO, tcp_lines: TcpLines | None = None,

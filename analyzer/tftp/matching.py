@@ -62,9 +62,11 @@ Held = tuple[bytes, ...]
 
 # A held request's record: its transfer number, frame, capture time, the IP length of
 # its payload, the pcapng interface, the IP protocol (UDP for a copy of the request, ICMP
-# for an error quoting it), the address size; then the packet's addresses, ports (ICMP
-# type and code) and payload.
-_HELD: Final = struct.Struct("<qqdIIBB")
+# for an error quoting it), the address size, the ports (ICMP type and code); then the
+# packet's addresses and payload.
+_HELD: Final = struct.Struct("<qqdIIBBHH")
+_HELD_NUMBER: Final = struct.Struct("<q")  # (the first field alone)
+_HELD_TS: Final = struct.Struct("<16xd")  # (the capture time alone)
 # Packets a held request may hold before it is made a transfer.
 HELD_COPIES: Final = 8
 
@@ -374,32 +376,42 @@ def _forget_any(table: dict[Any, TftpTransfer], key: Any) -> None:
 
 def hold_record(number: int, pkt: Packet) -> bytes:
     """A held request's packet as one bytes object (`held_packet` makes it a packet)."""
-    return _HELD.pack(number, pkt.frame, pkt.ts, pkt.payload_len, pkt.interface,
-                      pkt.proto, len(pkt.src)) + pkt.src + pkt.dst + \
-        ((pkt.sport << 16) | pkt.dport).to_bytes(4, "big") + bytes(pkt.payload)
+    return b"".join((_HELD.pack(number, pkt.frame, pkt.ts, pkt.payload_len, pkt.interface,
+                                pkt.proto, len(pkt.src), pkt.sport, pkt.dport),
+                     pkt.src, pkt.dst, pkt.payload))
 
 
 def held_number(held: Held) -> int:
     """The transfer number of a held request."""
-    number: int = _HELD.unpack_from(held[0])[0]
+    number: int = _HELD_NUMBER.unpack_from(held[0])[0]
     return number
 
 
 def held_ts(record: bytes) -> float:
     """The capture time of a held request's copy."""
-    ts: float = _HELD.unpack_from(record)[2]
+    ts: float = _HELD_TS.unpack_from(record)[0]
     return ts
 
 
 def held_packet(record: bytes) -> Packet:
     """The request packet a held record was made from."""
-    _number, frame, ts, payload_len, interface, proto, size = _HELD.unpack_from(record)
+    _number, frame, ts, payload_len, interface, proto, size, sport, dport = \
+        _HELD.unpack_from(record)
     start = _HELD.size
-    src = record[start:start + size]
-    dst = record[start + size:start + 2 * size]
-    ports = int.from_bytes(record[start + 2 * size:start + 2 * size + 4], "big")
-    return Packet(frame, ts, interface, 4 if size == 4 else 6, src, dst, proto,
-                  ports >> 16, ports & 0xFFFF, record[start + 2 * size + 4:], payload_len)
+    return Packet(frame, ts, interface, 4 if size == 4 else 6, record[start:start + size],
+                  record[start + size:start + 2 * size], proto, sport, dport,
+                  record[start + 2 * size:], payload_len)
+
+
+def held_request(record: bytes) -> tuple[int, int, float, bytes, int, bytes, int, bytes]:
+    """A held request's transfer number, frame, capture time, client address and port,
+    the address and port it was sent to, and payload (what `held_packet` gives, without
+    making a packet)."""
+    number, frame, ts, _length, _interface, _proto, size, sport, dport = \
+        _HELD.unpack_from(record)
+    start = _HELD.size
+    return (number, frame, ts, record[start:start + size], sport,
+            record[start + size:start + 2 * size], dport, record[start + 2 * size:])
 
 
 def _after_end(transfer: TftpTransfer) -> str:

@@ -613,6 +613,34 @@ class TftpTransfer:
         self.stray_answers.clear()
 
 
+class UnansweredRequest:
+    """A request sent once that nobody answered, settled as it is: never made a
+    `TftpTransfer`, whose result would say no more (status incomplete, no block, nothing
+    counted, no finding) and whose making took most of the time of reading a port-69
+    scan. The tracker hands these to its `on_unanswered`, when it is given one."""
+
+    def __init__(self, number: int, first_frame: int, start: float, client_addr: bytes,
+                 client_port: int, request_addr: bytes, listen_port: int,
+                 request: Request) -> None:
+        self.number = number
+        self.first_frame = first_frame
+        self.start = start
+        self.client_addr = client_addr
+        self.client_port = client_port
+        self.request_addr = request_addr
+        self.listen_port = listen_port
+        self.request = request
+
+    @property
+    def client(self) -> str:
+        return format_endpoint(self.client_addr, self.client_port)
+
+    @property
+    def server(self) -> str:
+        """Where the request went (as a transfer nobody answered names its server)."""
+        return format_endpoint(self.request_addr, self.listen_port)
+
+
 # (after TftpTransfer: a compiled NamedTuple cannot refer to a class defined later)
 class Stray(NamedTuple):
     """A packet that reached one side of a transfer from an endpoint that is not its peer."""
