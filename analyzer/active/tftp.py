@@ -18,9 +18,9 @@ its ERROR 5.
 The bulk of a plain download (octet, in order, nothing odd pending: the machine's
 `bulk_state` says when) is then received and ACKed in C (`_tftp_bulk.c`, built with the
 mypyc modules; without it, `receive_next_block` does the same one block at a time in
-Python), up to 256 blocks a call, while a second thread writes and hashes the blocks
-already taken (`_BatchWriter`). Anything else a call meets goes to the machine's
-`receive`, as every datagram does in the Python loop.
+Python), up to 256 blocks a call, and written to the file from there, right after an
+ACK, while the server prepares the next blocks. Anything else a call meets goes to the
+machine's `receive`, as every datagram does in the Python loop.
 
 A download is written to a temporary file beside the target and renamed over it only
 when the transfer is complete; on any failure the temporary file is removed, so nothing
@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import queue
 import socket
 import struct
 import sys
@@ -77,15 +76,15 @@ PROGRESS_BLOCKS = 63  # the progress callback every 64 blocks of a download's bu
 # most, to write them, look at `cancel` and report progress.
 BULK_BLOCKS = 256
 BULK_BYTES = 256 << 10
-BULK_BUFFERS = 4  # batches being written at once, at most (see _BatchWriter)
 STDOUT = "-"
 
 ProgressCallback = Callable[[int, "int | None"], None]
-# _tftp_bulk.receive_blocks: (fd, out, spare, blksize, expected, acked, window, room,
-# max_blocks) -> (taken, acked, status, datagram)
-BulkReceive = Callable[[int, bytearray, bytearray, int, int, int, int, int, int],
-                       "tuple[int, int, int, bytes | None]"]
-BULK_TIMED_OUT, BULK_DATAGRAM = 1, 2  # its statuses (0: a full batch; 3: call again)
+# _tftp_bulk.receive_blocks: (fd, file_fd, out, spare, blksize, expected, acked, window,
+# room, max_blocks) -> (taken, acked, status, datagram or errno)
+BulkReceive = Callable[[int, int, bytearray, bytearray, int, int, int, int, int, int],
+                       "tuple[int, int, int, bytes | int | None]"]
+# its statuses (0: a full batch; 3: call again)
+BULK_TIMED_OUT, BULK_DATAGRAM, BULK_WRITE_FAILED = 1, 2, 4
 
 
 def _bulk_receive() -> BulkReceive | None:
@@ -297,8 +296,10 @@ class TftpClientDriver:
         strays: socket.socket | None = None
         # Once connected, a plain download's full blocks are taken in C (module docstring).
         bulk = _bulk_receive() if not self.spec.put else None
+        bulk_out = bytearray(BULK_BYTES)
+        bulk_view = memoryview(bulk_out)
         bulk_spare = bytearray(MAX_DATAGRAM)
-        writer: _BatchWriter | None = None  # writes and hashes the bulk path's batches
+        sink_fd = sink.fileno() if sink is not None else -1
         fd = sock.fileno()
         next_block = machine.receive_next_block
         block_timer = machine.config.timeout
@@ -314,176 +315,162 @@ class TftpClientDriver:
         update: Callable[[bytes | memoryview], None] = \
             digest.update if digest is not None else _no_digest
         actions = machine.start()
-        try:
-            while True:
-                # Carry out the actions. NeedData's answer is appended to this same list, and a
-                # for loop over a list also visits what is appended while it runs.
-                failure: list[Action] | None = None
-                for action in actions:
-                    # Most frequent first: Send (the ACK), Write, SetTimer for a get's block.
-                    if isinstance(action, Send):
-                        try:
-                            if action.stray:
-                                self.stray.sendto(action.payload, action.to)  # type: ignore[union-attr]
-                            elif action.to is peer and strays is not None:
-                                send_peer(action.payload)
-                            else:
-                                send(action.payload, action.to)
-                        except (BlockingIOError, ConnectionRefusedError, InterruptedError):
-                            pass  # lost like a dropped datagram: the timer covers it
-                    elif isinstance(action, Write):
-                        if writer is not None:
-                            writer.drain()  # (after the batches before it)
-                        try:
-                            sink.write(action.data)  # type: ignore[union-attr]
-                        except OSError as exc:
-                            failure = machine.local_failure(_local_error("write", exc))
-                            break
-                        update(action.data)
-                    elif isinstance(action, SetTimer):
-                        timer = action.seconds
-                    elif isinstance(action, Progress):
-                        if progress is not None:
-                            progress(action.done, action.total)
-                    elif isinstance(action, NeedData):
-                        try:
-                            data = self._source.read(action.size)  # type: ignore[union-attr]
-                        except OSError as exc:
-                            failure = machine.local_failure(_local_error("read", exc),
-                                                            codec.ERR_NOT_DEFINED)
-                            break
-                        actions.extend(machine.provide(data, len(data) < action.size))
-                    elif isinstance(action, CancelTimer):
-                        deadline = timer = None
-                    elif isinstance(action, Finished):
-                        if writer is not None:
-                            writer.drain()  # every byte written and hashed
-                        outcome = action.outcome
-                        if strays is not None:  # the last strays get their ERROR 5 too
-                            self._answer_strays(machine, strays)
-                            outcome = outcome._replace(foreign=machine.foreign,
-                                                   notes=tuple(machine.notes))
-                        if progress is not None:
-                            progress(outcome.bytes, machine.total)
-                        if digest is None:
-                            return outcome
-                        return outcome._replace(sha256=digest.hexdigest())
-                if failure is not None:
-                    actions = failure
-                    continue
-                if peer is None and machine.peer is not None:
-                    peer = machine.peer
-                    strays = self._connect(peer)
-                    if strays is None:
-                        peer = ("", -1)  # stays unconnected: `peer` is never a sender
-                    else:  # what came before the connect, from anyone, is read as before
-                        actions = self._queued(machine)
-                        if actions:
-                            continue
-                now = monotonic()
-                # `cancel` and strays are looked at every CANCEL_CHECK seconds and on every
-                # timeout.
-                if now >= next_cancel_check:
-                    next_cancel_check = now + CANCEL_CHECK
-                    if cancel.is_set():
-                        actions = machine.abort()
-                        continue
-                    if strays is not None:
-                        actions = self._queued(machine, strays)
-                        if actions:
-                            continue
-                if timer is not None:
-                    deadline = now + timer
-                    timer = None
-                elif deadline is not None and now >= deadline:
-                    deadline = None
-                    actions = machine.timer_expired()
-                    continue
-                wait = POLL_SECONDS
-                if deadline is not None and deadline - now < POLL_SECONDS:
-                    wait = deadline - now
-                if wait != current_wait:
-                    setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(wait))
-                    current_wait = wait
-                state = machine.bulk_state() if bulk is not None and strays is not None else None
-                if state is not None:
-                    if writer is None:
-                        writer = _BatchWriter(sink, update)  # type: ignore[arg-type]
-                    expected, acked, window, room = state
-                    blksize = machine.blksize
-                    buffer = writer.take()
+        while True:
+            # Carry out the actions. NeedData's answer is appended to this same list, and a
+            # for loop over a list also visits what is appended while it runs.
+            failure: list[Action] | None = None
+            for action in actions:
+                # Most frequent first: Send (the ACK), Write, SetTimer for a get's block.
+                if isinstance(action, Send):
                     try:
-                        taken, acked, status, received = bulk(  # type: ignore[misc]
-                            fd, buffer, bulk_spare, blksize, expected, acked, window, room,
-                            BULK_BLOCKS)
-                    except BaseException:
-                        writer.put(buffer, 0)
-                        raise
-                    if taken:
-                        machine.take_blocks(memoryview(buffer)[:taken * blksize], taken,
-                                            acked)
-                    writer.put(buffer, taken * blksize)
-                    actions = []
-                    if writer.error is not None:
-                        actions = machine.local_failure(_local_error("write", writer.error))
-                        continue
-                    if taken:
-                        timer = block_timer
-                        if progress is not None:
-                            progress(machine.done_bytes, machine.total)
-                    if status == BULK_DATAGRAM:
-                        writer.drain()  # the machine's Write comes after the batches
-                        actions = receive(received, peer)  # type: ignore[arg-type]
-                    elif status == BULK_TIMED_OUT:
-                        next_cancel_check = 0.0  # as below
-                        if taken:  # the timer runs from the last block, `current_wait` ago
-                            deadline = monotonic() - current_wait + block_timer
-                            timer = None
-                    continue
-                try:
-                    if strays is not None:
-                        datagram = recv_peer(MAX_DATAGRAM)
-                        address: Endpoint = peer  # type: ignore[assignment]
-                    else:
-                        datagram, sender = recv(MAX_DATAGRAM)
-                        # (IPv6 gives flow info and scope too: left out)
-                        address = sender if len(sender) == 2 else (sender[0], sender[1])
-                except (BlockingIOError, TimeoutError):
-                    next_cancel_check = 0.0  # a quiet moment: look at cancel and strays now
-                    actions = []
-                    continue
-                except (ConnectionRefusedError, InterruptedError):
-                    actions = []  # an ICMP error about an earlier datagram; a signal
-                    continue
-                # The bulk of a download: the ACK goes out before anything else is done.
-                ack, data = next_block(datagram, address)
-                if not data:
-                    actions = receive(datagram, address)
-                    continue
-                if ack:
-                    try:
-                        if strays is not None:
-                            send_peer(ack)
+                        if action.stray:
+                            self.stray.sendto(action.payload, action.to)  # type: ignore[union-attr]
+                        elif action.to is peer and strays is not None:
+                            send_peer(action.payload)
                         else:
-                            send(ack, address)
+                            send(action.payload, action.to)
                     except (BlockingIOError, ConnectionRefusedError, InterruptedError):
                         pass  # lost like a dropped datagram: the timer covers it
-                if writer is not None:
-                    writer.drain()
+                elif isinstance(action, Write):
+                    try:
+                        sink.write(action.data)  # type: ignore[union-attr]
+                    except OSError as exc:
+                        failure = machine.local_failure(_local_error("write", exc))
+                        break
+                    update(action.data)
+                elif isinstance(action, SetTimer):
+                    timer = action.seconds
+                elif isinstance(action, Progress):
+                    if progress is not None:
+                        progress(action.done, action.total)
+                elif isinstance(action, NeedData):
+                    try:
+                        data = self._source.read(action.size)  # type: ignore[union-attr]
+                    except OSError as exc:
+                        failure = machine.local_failure(_local_error("read", exc),
+                                                        codec.ERR_NOT_DEFINED)
+                        break
+                    actions.extend(machine.provide(data, len(data) < action.size))
+                elif isinstance(action, CancelTimer):
+                    deadline = timer = None
+                elif isinstance(action, Finished):
+                    outcome = action.outcome
+                    if strays is not None:  # the last strays get their ERROR 5 too
+                        self._answer_strays(machine, strays)
+                        outcome = outcome._replace(foreign=machine.foreign,
+                                               notes=tuple(machine.notes))
+                    if progress is not None:
+                        progress(outcome.bytes, machine.total)
+                    if digest is None:
+                        return outcome
+                    return outcome._replace(sha256=digest.hexdigest())
+            if failure is not None:
+                actions = failure
+                continue
+            if peer is None and machine.peer is not None:
+                peer = machine.peer
+                strays = self._connect(peer)
+                if strays is None:
+                    peer = ("", -1)  # stays unconnected: `peer` is never a sender
+                else:  # what came before the connect, from anyone, is read as before
+                    actions = self._queued(machine)
+                    if actions:
+                        continue
+            now = monotonic()
+            # `cancel` and strays are looked at every CANCEL_CHECK seconds and on every
+            # timeout.
+            if now >= next_cancel_check:
+                next_cancel_check = now + CANCEL_CHECK
+                if cancel.is_set():
+                    actions = machine.abort()
+                    continue
+                if strays is not None:
+                    actions = self._queued(machine, strays)
+                    if actions:
+                        continue
+            if timer is not None:
+                deadline = now + timer
+                timer = None
+            elif deadline is not None and now >= deadline:
+                deadline = None
+                actions = machine.timer_expired()
+                continue
+            wait = POLL_SECONDS
+            if deadline is not None and deadline - now < POLL_SECONDS:
+                wait = deadline - now
+            if wait != current_wait:
+                setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(wait))
+                current_wait = wait
+            state = machine.bulk_state() if bulk is not None and strays is not None else None
+            if state is not None:
+                expected, acked, window, room = state
+                blksize = machine.blksize
                 try:
-                    sink.write(data)  # type: ignore[union-attr]
+                    sink.flush()  # type: ignore[union-attr]  # (C writes to its fd)
                 except OSError as exc:
                     actions = machine.local_failure(_local_error("write", exc))
                     continue
-                update(data)
-                timer = block_timer
-                blocks += 1
-                if progress is not None and not blocks & PROGRESS_BLOCKS:
-                    progress(machine.done_bytes, machine.total)
+                taken, acked, status, received = bulk(  # type: ignore[misc]
+                    fd, sink_fd, bulk_out, bulk_spare, blksize, expected, acked, window,
+                    room, BULK_BLOCKS)
                 actions = []
-        finally:
-            if writer is not None:
-                writer.close()
+                if taken:
+                    view = bulk_view[:taken * blksize]
+                    machine.take_blocks(view, taken, acked)
+                    update(view)
+                    timer = block_timer
+                    if progress is not None:
+                        progress(machine.done_bytes, machine.total)
+                if status == BULK_DATAGRAM:
+                    actions = receive(received, peer)  # type: ignore[arg-type]
+                elif status == BULK_WRITE_FAILED:
+                    failed = OSError(received, os.strerror(received))  # type: ignore[arg-type]
+                    actions = machine.local_failure(_local_error("write", failed))
+                elif status == BULK_TIMED_OUT:
+                    next_cancel_check = 0.0  # as below
+                    if taken:  # the timer runs from the last block, `current_wait` ago
+                        deadline = monotonic() - current_wait + block_timer
+                        timer = None
+                continue
+            try:
+                if strays is not None:
+                    datagram = recv_peer(MAX_DATAGRAM)
+                    address: Endpoint = peer  # type: ignore[assignment]
+                else:
+                    datagram, sender = recv(MAX_DATAGRAM)
+                    # (IPv6 gives flow info and scope too: left out)
+                    address = sender if len(sender) == 2 else (sender[0], sender[1])
+            except (BlockingIOError, TimeoutError):
+                next_cancel_check = 0.0  # a quiet moment: look at cancel and strays now
+                actions = []
+                continue
+            except (ConnectionRefusedError, InterruptedError):
+                actions = []  # an ICMP error about an earlier datagram; a signal
+                continue
+            # The bulk of a download: the ACK goes out before anything else is done.
+            ack, data = next_block(datagram, address)
+            if not data:
+                actions = receive(datagram, address)
+                continue
+            if ack:
+                try:
+                    if strays is not None:
+                        send_peer(ack)
+                    else:
+                        send(ack, address)
+                except (BlockingIOError, ConnectionRefusedError, InterruptedError):
+                    pass  # lost like a dropped datagram: the timer covers it
+            try:
+                sink.write(data)  # type: ignore[union-attr]
+            except OSError as exc:
+                actions = machine.local_failure(_local_error("write", exc))
+                continue
+            update(data)
+            timer = block_timer
+            blocks += 1
+            if progress is not None and not blocks & PROGRESS_BLOCKS:
+                progress(machine.done_bytes, machine.total)
+            actions = []
 
     def _connect(self, peer: Endpoint) -> socket.socket | None:
         """Connect the socket to the server's transfer endpoint and open the socket that
@@ -530,63 +517,6 @@ class TftpClientDriver:
             if isinstance(action, Send):
                 with contextlib.suppress(OSError):
                     strays.sendto(action.payload, action.to)
-
-
-class _BatchWriter:
-    """Writes and hashes the bulk path's batches on a thread of its own, so that the
-    receiving loop is back in `recvmsg` at once: in line, hashing (~1.3 ms a MiB here)
-    and writing held up the ACK of every window that ended meanwhile (windowsize 16:
-    0.1 s of a 0.9 s transfer of 100 MiB). Batches come in BULK_BUFFERS rotating
-    buffers: `take()` a free one (waiting while all are being written), `put()` it back
-    with its size, always; `drain()` waits until all that was put is written, before
-    anything else writes to the sink. `error`: the first write's OSError; later batches
-    are then dropped."""
-
-    def __init__(self, sink: IO[bytes], update: Callable[[bytes | memoryview], None]) -> None:
-        self._sink = sink
-        self._update = update
-        self.error: OSError | None = None
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        for _ in range(BULK_BUFFERS):
-            self._free.put(bytearray(BULK_BYTES))
-        self._work: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
-        self._busy = False  # something put since the last drain
-        self._worker = threading.Thread(target=self._run, name="tftp-writer", daemon=True)
-        self._worker.start()
-
-    def take(self) -> bytearray:
-        return self._free.get()
-
-    def put(self, buffer: bytearray, size: int) -> None:
-        self._work.put((buffer, size))
-        self._busy = True
-
-    def drain(self) -> None:
-        if self._busy:  # every buffer back in the free queue: all written
-            buffers = [self._free.get() for _ in range(BULK_BUFFERS)]
-            for buffer in buffers:
-                self._free.put(buffer)
-            self._busy = False
-
-    def close(self) -> None:
-        self._work.put(None)
-        self._worker.join()
-
-    def _run(self) -> None:
-        while True:
-            item = self._work.get()
-            if item is None:
-                return
-            buffer, size = item
-            if size and self.error is None:
-                view = memoryview(buffer)[:size]
-                try:
-                    self._sink.write(view)
-                    self._update(view)
-                except OSError as exc:
-                    self.error = exc
-                view.release()
-            self._free.put(buffer)
 
 
 def _no_digest(data: bytes | memoryview) -> None:

@@ -6,8 +6,10 @@ against real servers in tests/tftp_servers/; this checks the edge cases one by o
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +19,7 @@ from tests.conftest import missing_prerequisite
 from tests.support.tftp_raw import encode_data
 
 BLKSIZE = 16
-STOPPED, TIMED_OUT, DATAGRAM = 0, 1, 2
+STOPPED, TIMED_OUT, DATAGRAM, WRITE_FAILED = 0, 1, 2, 4
 
 
 @pytest.fixture
@@ -70,10 +72,10 @@ def acks_received(server: socket.socket) -> list[int]:
 
 
 def call(bulk, client, expected=1, acked=0, window=1, room=-1, max_blocks=100,
-         capacity=100):
+         capacity=100, file_fd=-1):
     out = bytearray(capacity * BLKSIZE)
-    result = bulk(client.fileno(), out, bytearray(70000), BLKSIZE, expected, acked, window,
-                  room, max_blocks)
+    result = bulk(client.fileno(), file_fd, out, bytearray(70000), BLKSIZE, expected, acked,
+                  window, room, max_blocks)
     return result, out
 
 
@@ -144,3 +146,34 @@ def test_a_batch_ends_at_max_blocks_or_a_full_buffer(bulk, pair, max_blocks,
     assert (taken, acked, status) == (2, 2, STOPPED)
     (taken, acked, status, _), _ = call(bulk, client, expected=3, acked=2)
     assert (taken, acked, status) == (1, 3, TIMED_OUT)  # block 3 was left queued
+
+
+def test_the_blocks_taken_are_written_to_the_file(bulk, pair, tmp_path) -> None:
+    """In lockstep with a server thread (each block sent once its predecessor's ACK is
+    in): 80 kB, so written once after an ACK (64 KiB) and once at the end."""
+    client, server = pair
+    numbers = list(range(1, 5001))
+    acks: list[int] = []
+
+    def serve() -> None:
+        for number in numbers:
+            send_blocks(server, client, [number])
+            acks.append(struct.unpack("!HH", server.recv(100))[1])
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    with open(tmp_path / "file", "wb") as file:
+        (taken, acked, status, _), _ = call(bulk, client, max_blocks=5000, capacity=5000,
+                                            file_fd=file.fileno())
+    thread.join()
+    assert (taken, acked, status) == (5000, 5000, STOPPED)
+    assert acks == numbers
+    assert (tmp_path / "file").read_bytes() == b"".join(block_data(n) for n in numbers)
+
+
+def test_a_failed_write_says_why(bulk, pair) -> None:
+    client, server = pair
+    send_blocks(server, client, [1, 2])
+    with open("/dev/full", "wb") as full:  # every write: ENOSPC
+        (taken, acked, status, code), _ = call(bulk, client, file_fd=full.fileno())
+    assert (taken, acked, status, code) == (2, 2, WRITE_FAILED, errno.ENOSPC)
