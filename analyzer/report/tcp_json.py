@@ -19,17 +19,30 @@ from analyzer.tcp.result import TcpStreamResult
 
 def stream_line(result: TcpStreamResult) -> str:
     """`stream_object(result)` as JSON text, without the newline."""
+    return stream_head(result) + stream_tail(result)
+
+
+def stream_head(result: TcpStreamResult) -> str:
+    """The start of `stream_line`: the fields up to `end`, what differs between a probe's
+    result and its template's (TcpStreamResult.template)."""
+    return (
+        f'{{"type": "tcp_stream", "stream": {result.stream}, '
+        f'"client": {_text(result.client.endpoint)}, '
+        f'"server": {_text(result.server.endpoint)}, '
+        f'"direction_guessed": {"true" if result.direction_guessed else "false"}, '
+        f'"packets": {result.packets}, "start": {_number(result.start)}, '
+        f'"end": {_number(result.end)}, ')
+
+
+def stream_tail(result: TcpStreamResult) -> str:
+    """The rest of `stream_line`, from `handshake` on."""
     client, server = result.client, result.server
     gaps = ", ".join([f'{{"direction": "{"client" if g.from_client else "server"}", '
                       f'"offset": {g.offset}, "length": {g.length}}}' for g in result.gaps])
     analysis = ", ".join([f"{_text(key)}: {count}" for key, count in result.analysis.items()])
     labels = ", ".join([_text(label) for label in result.labels])
     return (
-        f'{{"type": "tcp_stream", "stream": {result.stream}, '
-        f'"client": {_text(client.endpoint)}, "server": {_text(server.endpoint)}, '
-        f'"direction_guessed": {"true" if result.direction_guessed else "false"}, '
-        f'"packets": {result.packets}, "start": {_number(result.start)}, '
-        f'"end": {_number(result.end)}, "handshake": {_text(result.handshake)}, '
+        f'"handshake": {_text(result.handshake)}, '
         f'"close": {_text(result.close)}, "labels": [{labels}], '
         f'"completeness": {result.completeness}, "history": {_text(result.history)}, '
         f'"conn_state": {_text(result.conn_state)}, "client_bytes": {client.bytes}, '

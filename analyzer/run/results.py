@@ -11,7 +11,7 @@ import heapq
 import os
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from analyzer.report.jsonl import (
@@ -20,7 +20,7 @@ from analyzer.report.jsonl import (
     write_objects,
     write_results,
 )
-from analyzer.report.tcp_json import stream_line
+from analyzer.report.tcp_json import stream_head, stream_line, stream_tail
 
 if TYPE_CHECKING:
     from analyzer.pipeline import Analysis
@@ -33,7 +33,17 @@ if TYPE_CHECKING:
 # line starts in the spill file, and its length (0: no result has that rank).
 _RECORD = struct.Struct("<QQI")
 _READ_RECORDS = 4096  # records read at a time when printing
-_RUN_LIMIT = 4096  # consecutive records written at once, at most
+_RUN_LIMIT = 4096  # consecutive records gathered into one run, at most
+# Runs of records waiting to be written, at most this many records in all: then sorted
+# by rank and written span by span (see `_write_pending`).
+_PENDING_LIMIT = 16384
+# Runs less than this many ranks apart are written as one span (the records between
+# them read from the file first), and a span covers at most _SPAN_LIMIT ranks.
+_SPAN_GAP = 256
+_SPAN_LIMIT = 1 << 16
+# Lines read from the spill file at a time when printing, while they come one after
+# another there (results that finished in first-frame order).
+_READ_AHEAD = 1 << 16
 # Output is written in blocks of about this size: with PYTHONUNBUFFERED set (common in
 # containers) a write per line is two system calls per result.
 _WRITE_BLOCK = 1 << 18
@@ -69,6 +79,13 @@ class ResultLines:
         # run costs what one of a record does.
         self._run = bytearray()
         self._run_start = 0
+        # Runs not yet written, (first rank, records), and how many records they hold:
+        # a SYN flood finishes its probes in random rank order (each when its port is
+        # reused), and a write per record cost a quarter of the time.
+        self._pending: list[tuple[int, bytes]] = []
+        self._pending_records = 0
+        # text written once and referred to by lines (see `reference`), by its key
+        self._references: dict[object, str] = {}
 
     def spill(self, line: str, rank: int, first_frame: int) -> None:
         data = line.encode()
@@ -82,18 +99,82 @@ class ResultLines:
         run += _RECORD.pack(first_frame, self._size, len(data))
         self._size += len(data)
 
+    def reference(self, key: object, make: Callable[[], str]) -> str:
+        """What a line may end with instead of the text `make()` gives, the same for every
+        line of the same `key`: the text is made and written into the spill file once, not with each line, and
+        put back when the line is printed. (A SYN flood's probes share everything from
+        `handshake` on with their shape's first: 3/4 of each line.) The reference starts
+        with a NUL, which no JSON line holds."""
+        reference = self._references.get(key)
+        if reference is None:
+            data = make().encode()
+            self._file.write(data)
+            reference = f"\0{self._size}:{len(data)}"
+            self._size += len(data)
+            self._references[key] = reference
+        return reference
+
     def _write_run(self) -> None:
-        if self._run:
-            os.pwrite(self._index, self._run, self._run_start * _RECORD.size)
-            self._run.clear()
+        """Set the current run aside; write what was set aside once there is enough."""
+        run = self._run
+        if run:
+            self._pending.append((self._run_start, bytes(run)))
+            self._pending_records += len(run) // _RECORD.size
+            run.clear()
+            if self._pending_records >= _PENDING_LIMIT:
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Write the runs set aside, by rank: runs close together as one span, the
+        records between them read from the file first (what earlier writes put there,
+        else zeros: no result)."""
+        pending = self._pending
+        pending.sort(key=lambda run: run[0])
+        size = _RECORD.size
+        span: list[tuple[int, bytes]] = []
+        span_start = span_end = 0  # ranks
+        for start, records in pending:
+            end = start + len(records) // size
+            if span and (start - span_end > _SPAN_GAP or end - span_start > _SPAN_LIMIT):
+                self._write_span(span, span_start, span_end)
+                span = []
+            if not span:
+                span_start = start
+            span.append((start, records))
+            span_end = end
+        if span:
+            self._write_span(span, span_start, span_end)
+        pending.clear()
+        self._pending_records = 0
+
+    def _write_span(self, runs: list[tuple[int, bytes]], start: int, end: int) -> None:
+        size = _RECORD.size
+        if len(runs) == 1:
+            data = runs[0][1]
+        else:
+            length = (end - start) * size
+            span = bytearray(os.pread(self._index, length, start * size))
+            span += bytes(length - len(span))  # past the end of the file: no results yet
+            for first, records in runs:
+                at = (first - start) * size
+                span[at:at + len(records)] = records
+            data = bytes(span)
+        written = 0
+        while written < len(data):
+            written += os.pwrite(self._index, data[written:], start * size + written)
 
     def detach(self) -> tuple[str, str]:
         """Close the files, keep them on disk, and say where they are (for the other
         process)."""
-        self._write_run()
+        self._write_all()
         self._file.close()
         self._close_index()
         return self.path, self.index_path
+
+    def _write_all(self) -> None:
+        """Every index record to the file."""
+        self._write_run()
+        self._write_pending()
 
     def _close_index(self) -> None:
         # once: a descriptor closed twice may by then be another file's
@@ -120,16 +201,38 @@ class ResultLines:
         number_field = self.NUMBER_FIELD
         try:
             for part in parts:
-                part._write_run()
+                part._write_all()
                 part._file.flush()
             # each part's results are already in first-frame order: merge, sort nothing
             merged = heapq.merge(*(part._in_order(i) for i, part in enumerate(parts)))
             block: list[bytes] = []
             size = 0
+            # what was last read from each part's spill file, and where it starts there
+            ahead = [b""] * len(parts)
+            ahead_at = [0] * len(parts)
+            referred: list[dict[bytes, bytes]] = [{} for _ in parts]  # see `reference`
             for number, (_, i, offset, length) in enumerate(merged):
-                file = parts[i]._file
-                file.seek(offset)
-                line = file.read(length)
+                at = offset - ahead_at[i]
+                if 0 <= at and at + length <= len(ahead[i]):
+                    line = ahead[i][at:at + length]
+                else:
+                    # Read ahead when this line follows the last one read (results that
+                    # finished in order); else just the line (a flood's probes finish
+                    # in random order: reading ahead would copy for nothing).
+                    want = max(length, _READ_AHEAD) if at == len(ahead[i]) else length
+                    ahead[i] = os.pread(parts[i]._file.fileno(), want, offset)
+                    ahead_at[i] = offset
+                    line = ahead[i][:length]
+                nul = line.find(b"\0")
+                if nul >= 0:
+                    reference = line[nul:]
+                    text = referred[i].get(reference)
+                    if text is None:
+                        text_at, _, text_length = reference[1:].partition(b":")
+                        text = referred[i][reference] = os.pread(
+                            parts[i]._file.fileno(), int(text_length), int(text_at))
+                    line = line[:nul] + text
+                    length = len(line)
                 if number_field is not None:
                     line = line.replace(number_field + b"-1", number_field + b"%d" % number, 1)
                 block.append(line)
@@ -163,7 +266,12 @@ class TcpLines(ResultLines):
     def __call__(self, result: TcpStreamResult) -> None:
         rank = result.stream  # this tracker's number: all processes' are given at the end
         result.stream = -1
-        self.spill(stream_line(result), rank, result.first_frame)
+        template = result.template
+        if template is None:
+            self.spill(stream_line(result), rank, result.first_frame)
+        else:  # a probe: only the start of its line is its own
+            self.spill(stream_head(result) + self.reference(template, lambda: stream_tail(template)),
+                       rank, result.first_frame)
 
 
 class TftpLines(ResultLines):

@@ -173,9 +173,10 @@ def lone_result(template: TcpStreamResult, key: bytes, record: bytes,
         start=ts, end=max(ts, 0.0),  # as Stream.end: the silent direction's last_seen is 0
         handshake=template.handshake, close=template.close, labels=list(template.labels),
         completeness=template.completeness, history=template.history,
-        conn_state=template.conn_state, gaps=[], analysis=dict(template.analysis),
-        initial_rtt=template.initial_rtt, active_closer=template.active_closer,
-        evicted=evicted, records=None, chunks=None, conflicts=[], first_frame=frame)
+        conn_state=template.conn_state, gaps=list(template.gaps),
+        analysis=dict(template.analysis), initial_rtt=template.initial_rtt,
+        active_closer=template.active_closer, evicted=evicted, records=None, chunks=None,
+        conflicts=[], first_frame=frame, template=template)
 
 
 def _lone_side(template: SideInfo, endpoint: str, frame: int, seq: int) -> SideInfo:
