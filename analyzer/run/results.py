@@ -269,9 +269,12 @@ class TcpLines(ResultLines):
         template = result.template
         if template is None:
             self.spill(stream_line(result), rank, result.first_frame)
-        else:  # a probe: only the start of its line is its own
-            self.spill(stream_head(result) + self.reference(template, lambda: stream_tail(template)),
-                       rank, result.first_frame)
+            return
+        # a probe: only the start of its line is its own
+        reference = self._references.get(template)
+        if reference is None:
+            reference = self.reference(template, lambda: stream_tail(template))
+        self.spill(stream_head(result) + reference, rank, result.first_frame)
 
 
 class TftpLines(ResultLines):
