@@ -33,12 +33,13 @@ if TYPE_CHECKING:
 # line starts in the spill file, and its length (0: no result has that rank).
 _RECORD = struct.Struct("<QQI")
 _READ_RECORDS = 4096  # records read at a time when printing
-_RUN_LIMIT = 4096  # consecutive records gathered into one run, at most
-# Runs of records waiting to be written, at most this many records in all: then sorted
-# by rank and written span by span (see `_write_pending`).
+# Index records of the newest ranks are gathered in memory, up to this many ranks of
+# them (5 MiB), and written at once (see `_index_record`).
+_WINDOW = 1 << 18
+# Records of older ranks wait, at most this many, to be written sorted by rank: those
+# less than _SPAN_GAP ranks apart as one span of at most _SPAN_LIMIT ranks (the records
+# between them read from the file first).
 _PENDING_LIMIT = 16384
-# Runs less than this many ranks apart are written as one span (the records between
-# them read from the file first), and a span covers at most _SPAN_LIMIT ranks.
 _SPAN_GAP = 256
 _SPAN_LIMIT = 1 << 16
 # Lines read from the spill file at a time when printing, while they come one after
@@ -74,30 +75,42 @@ class ResultLines:
         self.path = path
         self.index_path = index_path
         self._size = self._file.seek(0, os.SEEK_END)
-        # Records of consecutive ranks not yet written, from rank `_run_start`: results
-        # often finish in rank order (all those open at the end do), and one write of a
-        # run costs what one of a record does.
-        self._run = bytearray()
-        self._run_start = 0
-        # Runs not yet written, (first rank, records), and how many records they hold:
-        # a SYN flood finishes its probes in random rank order (each when its port is
-        # reused), and a write per record cost a quarter of the time.
+        # Index records not yet written. Results finish in rank order but for those
+        # that stay open a while, and a SYN flood finishes its probes in random order
+        # (each when its port is reused), up to a few hundred thousand ranks back: a
+        # write per record cost a quarter of the time. Records of ranks from
+        # `_window_start` on go into `_window` (written when a rank past it comes, and
+        # at the end), those of older ranks to `_pending`, (rank, record).
+        self._window = bytearray()
+        self._window_start = 0
         self._pending: list[tuple[int, bytes]] = []
-        self._pending_records = 0
         # text written once and referred to by lines (see `reference`), by its key
         self._references: dict[object, str] = {}
 
     def spill(self, line: str, rank: int, first_frame: int) -> None:
         data = line.encode()
         self._file.write(data)
-        run = self._run
-        count = len(run) // _RECORD.size
-        if run and (rank != self._run_start + count or count >= _RUN_LIMIT):
-            self._write_run()
-        if not run:
-            self._run_start = rank
-        run += _RECORD.pack(first_frame, self._size, len(data))
+        self._index_record(rank, _RECORD.pack(first_frame, self._size, len(data)))
         self._size += len(data)
+
+    def _index_record(self, rank: int, record: bytes) -> None:
+        at = rank - self._window_start
+        if at < 0:
+            self._pending.append((rank, record))
+            if len(self._pending) >= _PENDING_LIMIT:
+                self._write_pending()
+            return
+        if at >= _WINDOW:  # the window moves on, half a window behind this rank
+            self._write_window()
+            self._window_start = max(self._window_start, rank - _WINDOW // 2)
+            at = rank - self._window_start
+        window = self._window
+        start = at * _RECORD.size
+        if start >= len(window):  # (grown as needed: most captures have a few results)
+            window.extend(bytes(start - len(window)))
+            window += record
+        else:
+            window[start:start + _RECORD.size] = record
 
     def reference(self, key: object, make: Callable[[], str]) -> str:
         """What a line may end with instead of the text `make()` gives, the same for every
@@ -114,24 +127,26 @@ class ResultLines:
             self._references[key] = reference
         return reference
 
-    def _write_run(self) -> None:
-        """Set the current run aside; write what was set aside once there is enough."""
-        run = self._run
-        if run:
-            self._pending.append((self._run_start, bytes(run)))
-            self._pending_records += len(run) // _RECORD.size
-            run.clear()
-            if self._pending_records >= _PENDING_LIMIT:
-                self._write_pending()
+    def _write_window(self) -> None:
+        """The window's records to the file (zeros where no result came: a result
+        that comes later for those ranks is pending, written over them); the window
+        starts after them."""
+        window = self._window
+        if window:
+            start = self._window_start
+            end = start + len(window) // _RECORD.size
+            self._write_span([(start, window)], start, end)
+            window.clear()
+            self._window_start = end
 
     def _write_pending(self) -> None:
-        """Write the runs set aside, by rank: runs close together as one span, the
+        """Write the pending records, by rank: those close together as one span, the
         records between them read from the file first (what earlier writes put there,
         else zeros: no result)."""
         pending = self._pending
-        pending.sort(key=lambda run: run[0])
+        pending.sort(key=lambda item: item[0])
         size = _RECORD.size
-        span: list[tuple[int, bytes]] = []
+        span: list[tuple[int, bytes | bytearray]] = []
         span_start = span_end = 0  # ranks
         for start, records in pending:
             end = start + len(records) // size
@@ -145,9 +160,9 @@ class ResultLines:
         if span:
             self._write_span(span, span_start, span_end)
         pending.clear()
-        self._pending_records = 0
 
-    def _write_span(self, runs: list[tuple[int, bytes]], start: int, end: int) -> None:
+    def _write_span(self, runs: list[tuple[int, bytes | bytearray]], start: int,
+                    end: int) -> None:
         size = _RECORD.size
         if len(runs) == 1:
             data = runs[0][1]
@@ -158,10 +173,11 @@ class ResultLines:
             for first, records in runs:
                 at = (first - start) * size
                 span[at:at + len(records)] = records
-            data = bytes(span)
+            data = span
         written = 0
-        while written < len(data):
-            written += os.pwrite(self._index, data[written:], start * size + written)
+        with memoryview(data) as view:  # (the window is not copied)
+            while written < len(view):
+                written += os.pwrite(self._index, view[written:], start * size + written)
 
     def detach(self) -> tuple[str, str]:
         """Close the files, keep them on disk, and say where they are (for the other
@@ -173,7 +189,7 @@ class ResultLines:
 
     def _write_all(self) -> None:
         """Every index record to the file."""
-        self._write_run()
+        self._write_window()
         self._write_pending()
 
     def _close_index(self) -> None:
