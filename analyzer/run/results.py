@@ -140,11 +140,11 @@ class ResultLines:
             window[start:start + _RECORD.size] = record
 
     def reference(self, key: object, make: Callable[[], str]) -> str:
-        """What a line may end with instead of the text `make()` gives, the same for every
-        line of the same `key`: the text is made and written into the spill file once, not with each line, and
-        put back when the line is printed. (A SYN flood's probes share everything from
-        `handshake` on with their shape's first: 3/4 of each line.) The reference starts
-        with a NUL, which no JSON line holds."""
+        """What a line may end with instead of the text `make()` gives, the same for
+        every line of the same `key`: the text is made and written into the spill file
+        once, not with each line, and put back when the line is printed. (A SYN flood's
+        probes share everything from `handshake` on with their shape's first: 3/4 of
+        each line.) The reference starts with a NUL, which no JSON line holds."""
         reference = self._references.get(key)
         if reference is None:
             data = make().encode()

@@ -48,8 +48,9 @@ def test_every_attribute_is_either_saved_or_remade() -> None:
 def _json_lines(packets: list[Packet], park: bool, on_disk: bool = False) -> list[str]:
     """Every stream's JSON line, with a sweep a microsecond after every packet: with
     `park`, every open stream is parked each time, and thawed by its next packet;
-    without, none ever is, and every stream opens whole (no probes). `on_disk`: parked in a SpillFile (as `read` does) whose
-    write buffer is so small that nearly every record is read back from the file."""
+    without, none ever is, and every stream opens whole (no probes). `on_disk`: parked
+    in a SpillFile (as `read` does) whose write buffer is so small that nearly every
+    record is read back from the file."""
     lines: list[str] = []
     tracker = TcpTracker(park_timeout=0.0 if park else 1e12,
                          lone_park_timeout=0.0 if park else 1e12,
