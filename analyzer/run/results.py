@@ -360,19 +360,28 @@ def write_spilled_analysis(analysis: Analysis, out: TextIO, tcp_lines: TcpLines 
     """tcp_stream objects by stream number, tftp_transfer objects in request order, then
     the capture. Results the trackers handed to `tcp_lines` / `tftp_lines` come from
     there; the trackers keep (and print here) only those they did not hand on."""
-    if tcp_lines is not None:
-        tcp_lines.write_ordered(out)
-    write_results(out, analysis.tcp.results(), ())
-    if tftp_lines is not None:
-        tftp_lines.write_ordered(out)
-    write_results(out, (), analysis.tftp.results())
-    write_objects([capture_object(analysis.capture)], out)
-    out.flush()
+    try:
+        if tcp_lines is not None:
+            tcp_lines.write_ordered(out)
+        write_results(out, analysis.tcp.results(), ())
+        if tftp_lines is not None:
+            tftp_lines.write_ordered(out)
+        write_results(out, (), analysis.tftp.results())
+        write_objects([capture_object(analysis.capture)], out)
+        out.flush()
+    finally:  # (a full disk may first show here: lines wait in memory; no file is left)
+        for lines in (tcp_lines, tftp_lines):
+            if lines is not None:
+                lines.close()
 
 
 def write_split_analysis(analysis: SplitAnalysis, out: TextIO) -> None:
     """The same objects from a two-process analysis, whose results are spilled text."""
-    analysis.tcp_lines[0].write_ordered(out, *analysis.tcp_lines[1:])
-    analysis.tftp_lines.write_ordered(out)
-    write_objects([capture_object(analysis.capture)], out)
-    out.flush()
+    try:
+        analysis.tcp_lines[0].write_ordered(out, *analysis.tcp_lines[1:])
+        analysis.tftp_lines.write_ordered(out)
+        write_objects([capture_object(analysis.capture)], out)
+        out.flush()
+    finally:
+        for lines in (*analysis.tcp_lines, analysis.tftp_lines):
+            lines.close()
