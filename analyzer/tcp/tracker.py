@@ -15,7 +15,9 @@ packet of each conversation; a SYN (without ACK) whose sequence number differs f
 one already seen in its direction starts a new conversation on the same 4-tuple (port
 reuse, Wireshark 4.0's rule).
 
-A stream's life here: opened by its first packet (`_open`); parked when open but quiet
+A stream's life here: opened by its first packet (`_open`; a first packet without data,
+not a RST, is kept as itself instead, a probe, until a second packet makes it a stream
+or it is finished as it is); parked when open but quiet
 for `park_timeout` (parking.py: frozen into a record in a `ParkingStore`, thawed by its
 next packet); finished (`_retire`: its result made, its memory freed) `closed_timeout`
 capture seconds after FIN both ways or a RST, `idle_timeout` after its last packet, when
