@@ -10,7 +10,6 @@ tests/report/test_tcp_json_line.py checks on every capture we have.
 
 from __future__ import annotations
 
-import math
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
@@ -19,17 +18,32 @@ from analyzer.tcp.result import TcpStreamResult
 
 def stream_line(result: TcpStreamResult) -> str:
     """`stream_object(result)` as JSON text, without the newline."""
+    return stream_head(result) + stream_tail(result)
+
+
+def stream_head(result: TcpStreamResult) -> str:
+    """The start of `stream_line`: the fields up to `end`, what differs between a probe's
+    result and its template's (TcpStreamResult.template)."""
+    start = _number(result.start)
+    # (one packet's stream starts and ends at once: a probe's, or most of a flood's)
+    end = start if result.end == result.start else _number(result.end)
+    return (
+        f'{{"type": "tcp_stream", "stream": {result.stream}, '
+        f'"client": {_text(result.client.endpoint)}, '
+        f'"server": {_text(result.server.endpoint)}, '
+        f'"direction_guessed": {"true" if result.direction_guessed else "false"}, '
+        f'"packets": {result.packets}, "start": {start}, "end": {end}, ')
+
+
+def stream_tail(result: TcpStreamResult) -> str:
+    """The rest of `stream_line`, from `handshake` on."""
     client, server = result.client, result.server
     gaps = ", ".join([f'{{"direction": "{"client" if g.from_client else "server"}", '
                       f'"offset": {g.offset}, "length": {g.length}}}' for g in result.gaps])
     analysis = ", ".join([f"{_text(key)}: {count}" for key, count in result.analysis.items()])
     labels = ", ".join([_text(label) for label in result.labels])
     return (
-        f'{{"type": "tcp_stream", "stream": {result.stream}, '
-        f'"client": {_text(client.endpoint)}, "server": {_text(server.endpoint)}, '
-        f'"direction_guessed": {"true" if result.direction_guessed else "false"}, '
-        f'"packets": {result.packets}, "start": {_number(result.start)}, '
-        f'"end": {_number(result.end)}, "handshake": {_text(result.handshake)}, '
+        f'"handshake": {_text(result.handshake)}, '
         f'"close": {_text(result.close)}, "labels": [{labels}], '
         f'"completeness": {result.completeness}, "history": {_text(result.history)}, '
         f'"conn_state": {_text(result.conn_state)}, "client_bytes": {client.bytes}, '
@@ -73,6 +87,6 @@ def _text(value: str) -> str:
 def _number(value: float) -> str:
     """A JSON number as json.dumps writes it: repr, and no NaN or infinity (allow_nan=False
     in the encoder report/jsonl.py uses)."""
-    if value != value or value in (math.inf, -math.inf):
+    if not value - value == 0.0:  # NaN or an infinity (x - x is 0.0 for any other x)
         raise ValueError(f"out of range float value for JSON: {value!r}")
     return repr(value)

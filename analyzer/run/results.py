@@ -11,7 +11,7 @@ import heapq
 import os
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 from analyzer.report.jsonl import (
@@ -21,7 +21,7 @@ from analyzer.report.jsonl import (
     write_objects,
     write_results,
 )
-from analyzer.report.tcp_json import stream_line
+from analyzer.report.tcp_json import stream_head, stream_line, stream_tail
 
 if TYPE_CHECKING:
     from analyzer.pipeline import Analysis
@@ -34,7 +34,22 @@ if TYPE_CHECKING:
 # line starts in the spill file, and its length (0: no result has that rank).
 _RECORD = struct.Struct("<QQI")
 _READ_RECORDS = 4096  # records read at a time when printing
-_RUN_LIMIT = 4096  # consecutive records written at once, at most
+# Index records of the newest ranks are gathered in memory, up to this many ranks of
+# them (5 MiB), and written at once (see `_index_record`).
+_WINDOW = 1 << 18
+# Records of older ranks wait, at most this many, to be written sorted by rank: those
+# less than _SPAN_GAP ranks apart as one span of at most _SPAN_LIMIT ranks (the records
+# between them read from the file first).
+_PENDING_LIMIT = 16384
+_SPAN_GAP = 256
+_SPAN_LIMIT = 1 << 16
+# When printing, the spill file is read a block at a time, and this many blocks are
+# kept (see `_SpillReader`).
+_BLOCK_BITS = 16
+_BLOCKS = 32
+# Lines wait in memory until they hold this many bytes, then are written sorted by rank
+# (see `_write_batch`).
+_BATCH_BYTES = 1 << 20
 # Output is written in blocks of about this size: with PYTHONUNBUFFERED set (common in
 # containers) a write per line is two system calls per result.
 _WRITE_BLOCK = 1 << 18
@@ -65,36 +80,146 @@ class ResultLines:
         self.path = path
         self.index_path = index_path
         self._size = self._file.seek(0, os.SEEK_END)
-        # Records of consecutive ranks not yet written, from rank `_run_start`: results
-        # often finish in rank order (all those open at the end do), and one write of a
-        # run costs what one of a record does.
-        self._run = bytearray()
-        self._run_start = 0
+        # Index records not yet written. Results finish in rank order but for those
+        # that stay open a while, and a SYN flood finishes its probes in random order
+        # (each when its port is reused), up to a few hundred thousand ranks back: a
+        # write per record cost a quarter of the time. Records of ranks from
+        # `_window_start` on go into `_window` (written when a rank past it comes, and
+        # at the end), those of older ranks to `_pending`, (rank, record).
+        self._window = bytearray()
+        self._window_start = 0
+        self._pending: list[tuple[int, bytes]] = []
+        # lines not yet written, (rank, first frame, line), and their bytes
+        self._batch: list[tuple[int, int, bytes]] = []
+        self._batch_bytes = 0
+        # text written once and referred to by lines (see `reference`), by its key
+        self._references: dict[object, str] = {}
 
     def spill(self, line: str, rank: int, first_frame: int) -> None:
         data = line.encode()
-        self._file.write(data)
-        run = self._run
-        count = len(run) // _RECORD.size
-        if run and (rank != self._run_start + count or count >= _RUN_LIMIT):
-            self._write_run()
-        if not run:
-            self._run_start = rank
-        run += _RECORD.pack(first_frame, self._size, len(data))
-        self._size += len(data)
+        self._batch.append((rank, first_frame, data))
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= _BATCH_BYTES:
+            self._write_batch()
 
-    def _write_run(self) -> None:
-        if self._run:
-            os.pwrite(self._index, self._run, self._run_start * _RECORD.size)
-            self._run.clear()
+    def _write_batch(self) -> None:
+        """The lines waiting, to the spill file sorted by rank: the file is then runs of
+        lines in rank order, which printing reads a block at a time (`_SpillReader`),
+        however far from their ranks' order results finished (a SYN flood's probes
+        finish seconds after they start, when their port comes again: a read per line
+        was a third of the time)."""
+        batch = self._batch
+        if not batch:
+            return
+        batch.sort(key=lambda item: item[0])
+        offset = self._size
+        for rank, first_frame, data in batch:
+            self._index_record(rank, _RECORD.pack(first_frame, offset, len(data)))
+            offset += len(data)
+        self._file.write(b"".join([item[2] for item in batch]))
+        self._size = offset
+        batch.clear()
+        self._batch_bytes = 0
+
+    def _index_record(self, rank: int, record: bytes) -> None:
+        at = rank - self._window_start
+        if at < 0:
+            self._pending.append((rank, record))
+            if len(self._pending) >= _PENDING_LIMIT:
+                self._write_pending()
+            return
+        if at >= _WINDOW:  # the window moves on, half a window behind this rank
+            self._write_window()
+            self._window_start = max(self._window_start, rank - _WINDOW // 2)
+            at = rank - self._window_start
+        window = self._window
+        start = at * _RECORD.size
+        if start >= len(window):  # (grown as needed: most captures have a few results)
+            window.extend(bytes(start - len(window)))
+            window += record
+        else:
+            window[start:start + _RECORD.size] = record
+
+    def reference(self, key: object, make: Callable[[], str]) -> str:
+        """What a line may end with instead of the text `make()` gives, the same for
+        every line of the same `key`: the text is made and written into the spill file
+        once, not with each line, and put back when the line is printed. (A SYN flood's
+        probes share everything from `handshake` on with their shape's first: 3/4 of
+        each line.) The reference starts with a NUL, which no JSON line holds."""
+        reference = self._references.get(key)
+        if reference is None:
+            data = make().encode()
+            self._file.write(data)
+            reference = f"\0{self._size}:{len(data)}"
+            self._size += len(data)
+            self._references[key] = reference
+        return reference
+
+    def _write_window(self) -> None:
+        """The window's records to the file (zeros where no result came: a result
+        that comes later for those ranks is pending, written over them); the window
+        starts after them."""
+        window = self._window
+        if window:
+            start = self._window_start
+            end = start + len(window) // _RECORD.size
+            self._write_span([(start, window)], start, end)
+            window.clear()
+            self._window_start = end
+
+    def _write_pending(self) -> None:
+        """Write the pending records, by rank: those close together as one span, the
+        records between them read from the file first (what earlier writes put there,
+        else zeros: no result)."""
+        pending = self._pending
+        pending.sort(key=lambda item: item[0])
+        size = _RECORD.size
+        span: list[tuple[int, bytes | bytearray]] = []
+        span_start = span_end = 0  # ranks
+        for start, records in pending:
+            end = start + len(records) // size
+            if span and (start - span_end > _SPAN_GAP or end - span_start > _SPAN_LIMIT):
+                self._write_span(span, span_start, span_end)
+                span = []
+            if not span:
+                span_start = start
+            span.append((start, records))
+            span_end = end
+        if span:
+            self._write_span(span, span_start, span_end)
+        pending.clear()
+
+    def _write_span(self, runs: list[tuple[int, bytes | bytearray]], start: int,
+                    end: int) -> None:
+        size = _RECORD.size
+        if len(runs) == 1:
+            data = runs[0][1]
+        else:
+            length = (end - start) * size
+            span = bytearray(os.pread(self._index, length, start * size))
+            span += bytes(length - len(span))  # past the end of the file: no results yet
+            for first, records in runs:
+                at = (first - start) * size
+                span[at:at + len(records)] = records
+            data = span
+        written = 0
+        with memoryview(data) as view:  # (the window is not copied)
+            while written < len(view):
+                written += os.pwrite(self._index, view[written:], start * size + written)
 
     def detach(self) -> tuple[str, str]:
         """Close the files, keep them on disk, and say where they are (for the other
         process)."""
-        self._write_run()
+        self._write_all()
         self._file.close()
         self._close_index()
         return self.path, self.index_path
+
+    def _write_all(self) -> None:
+        """Every line and index record to the files."""
+        self._write_batch()
+        self._write_window()
+        self._write_pending()
 
     def _close_index(self) -> None:
         # once: a descriptor closed twice may by then be another file's
@@ -121,16 +246,26 @@ class ResultLines:
         number_field = self.NUMBER_FIELD
         try:
             for part in parts:
-                part._write_run()
+                part._write_all()
                 part._file.flush()
             # each part's results are already in first-frame order: merge, sort nothing
             merged = heapq.merge(*(part._in_order(i) for i, part in enumerate(parts)))
             block: list[bytes] = []
             size = 0
+            readers = [_SpillReader(part._file.fileno()) for part in parts]
+            referred: list[dict[bytes, bytes]] = [{} for _ in parts]  # see `reference`
             for number, (_, i, offset, length) in enumerate(merged):
-                file = parts[i]._file
-                file.seek(offset)
-                line = file.read(length)
+                line = readers[i].read(offset, length)
+                nul = line.find(b"\0")
+                if nul >= 0:
+                    reference = line[nul:]
+                    text = referred[i].get(reference)
+                    if text is None:
+                        text_at, _, text_length = reference[1:].partition(b":")
+                        text = referred[i][reference] = readers[i].read(
+                            int(text_at), int(text_length))
+                    line = line[:nul] + text
+                    length = len(line)
                 if number_field is not None:
                     line = line.replace(number_field + b"-1", number_field + b"%d" % number, 1)
                 block.append(line)
@@ -156,6 +291,44 @@ class ResultLines:
                 os.unlink(path)
 
 
+class _SpillReader:
+    """Lines of a spill file, by offset and length, for printing them by rank: read in
+    blocks, the ones used last kept. The file is runs of lines sorted by rank
+    (`ResultLines._write_batch`), so printing by rank reads each run from its start to
+    its end, and only the runs of results that finished about the same time at once: a
+    block is read whole once, and a line of a block no longer kept read alone."""
+
+    def __init__(self, descriptor: int) -> None:
+        self._descriptor = descriptor
+        self._blocks: dict[int, bytes] = {}
+        self._used: dict[int, int] = {}  # when each block kept was last used
+        self._reads = 0
+        self._read_before: set[int] = set()
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._reads += 1
+        index = offset >> _BLOCK_BITS
+        block = self._blocks.get(index)
+        if block is None and index not in self._read_before:
+            block = self._load(index)
+        at = offset - (index << _BLOCK_BITS)
+        if block is not None and at + length <= len(block):
+            self._used[index] = self._reads
+            return block[at:at + length]
+        return os.pread(self._descriptor, length, offset)  # late, or across two blocks
+
+    def _load(self, index: int) -> bytes:
+        blocks, used = self._blocks, self._used
+        if len(blocks) >= _BLOCKS:
+            oldest = min(used, key=used.__getitem__)
+            del blocks[oldest], used[oldest]
+        block = blocks[index] = os.pread(self._descriptor, 1 << _BLOCK_BITS,
+                                         index << _BLOCK_BITS)
+        used[index] = self._reads
+        self._read_before.add(index)
+        return block
+
+
 class TcpLines(ResultLines):
     """`tcp_stream` lines (TcpTracker's on_result), numbered when printed."""
 
@@ -164,7 +337,15 @@ class TcpLines(ResultLines):
     def __call__(self, result: TcpStreamResult) -> None:
         rank = result.stream  # this tracker's number: all processes' are given at the end
         result.stream = -1
-        self.spill(stream_line(result), rank, result.first_frame)
+        template = result.template
+        if template is None:
+            self.spill(stream_line(result), rank, result.first_frame)
+            return
+        # a probe: only the start of its line is its own
+        reference = self._references.get(template)
+        if reference is None:
+            reference = self.reference(template, lambda: stream_tail(template))
+        self.spill(stream_head(result) + reference, rank, result.first_frame)
 
 
 class TftpLines(ResultLines):
@@ -184,19 +365,28 @@ def write_spilled_analysis(analysis: Analysis, out: TextIO, tcp_lines: TcpLines 
     """tcp_stream objects by stream number, tftp_transfer objects in request order, then
     the capture. Results the trackers handed to `tcp_lines` / `tftp_lines` come from
     there; the trackers keep (and print here) only those they did not hand on."""
-    if tcp_lines is not None:
-        tcp_lines.write_ordered(out)
-    write_results(out, analysis.tcp.results(), ())
-    if tftp_lines is not None:
-        tftp_lines.write_ordered(out)
-    write_results(out, (), analysis.tftp.results())
-    write_objects([capture_object(analysis.capture)], out)
-    out.flush()
+    try:
+        if tcp_lines is not None:
+            tcp_lines.write_ordered(out)
+        write_results(out, analysis.tcp.results(), ())
+        if tftp_lines is not None:
+            tftp_lines.write_ordered(out)
+        write_results(out, (), analysis.tftp.results())
+        write_objects([capture_object(analysis.capture)], out)
+        out.flush()
+    finally:  # (a full disk may first show here: lines wait in memory; no file is left)
+        for lines in (tcp_lines, tftp_lines):
+            if lines is not None:
+                lines.close()
 
 
 def write_split_analysis(analysis: SplitAnalysis, out: TextIO) -> None:
     """The same objects from a two-process analysis, whose results are spilled text."""
-    analysis.tcp_lines[0].write_ordered(out, *analysis.tcp_lines[1:])
-    analysis.tftp_lines.write_ordered(out)
-    write_objects([capture_object(analysis.capture)], out)
-    out.flush()
+    try:
+        analysis.tcp_lines[0].write_ordered(out, *analysis.tcp_lines[1:])
+        analysis.tftp_lines.write_ordered(out)
+        write_objects([capture_object(analysis.capture)], out)
+        out.flush()
+    finally:
+        for lines in (*analysis.tcp_lines, analysis.tftp_lines):
+            lines.close()

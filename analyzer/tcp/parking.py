@@ -21,11 +21,12 @@ import struct
 import zlib
 from typing import TYPE_CHECKING, Final, Protocol
 
-from analyzer.decode.packet import PROTO_TCP, Packet, split_flow_key
+from analyzer.decode.packet import PROTO_TCP, Packet, format_endpoint, split_flow_key
 from analyzer.tcp.digest import SAVABLE, Sha256, resume, save
-from analyzer.tcp.result import Conflict
+from analyzer.tcp.flow import MASK32
+from analyzer.tcp.result import Conflict, SideInfo, TcpStreamResult
 from analyzer.tcp.stream import Stream
-from analyzer.tcp.vocabulary import LABEL_PORT_REUSE
+from analyzer.tcp.vocabulary import LABEL_PORT_REUSE, SYN
 
 if TYPE_CHECKING:
     from analyzer.tcp.tracker import TcpTracker
@@ -36,6 +37,14 @@ if TYPE_CHECKING:
 # TCP options; else the compressed state.
 PARKED: Final = struct.Struct("<q?")
 _LONE: Final = struct.Struct("<QdIIIHH?")
+# where some of its fields are, from the record's start
+_LONE_AT_TS: Final = 9 + 8
+_LONE_AT_INTERFACE: Final = 9 + 16
+_LONE_AT_SEQ: Final = 9 + 20
+_LONE_AT_FLAGS: Final = 9 + 28
+_LONE_TS: Final = struct.Struct("<d")
+_LONE_SEQ: Final = struct.Struct("<I")
+_LONE_FLAGS: Final = struct.Struct("<H")
 # The tracker's index of parked streams holds, per stream, the store's handle and the
 # stream's last packet time (the float's bits, exact) as one int (see `parked_entry`).
 _END: Final = struct.Struct("<d")
@@ -90,10 +99,7 @@ def freeze(stream: Stream) -> tuple[bytes, tuple[Sha256 | None, Sha256 | None] |
     first, second = stream.flows
     lone = stream.lone
     if lone is not None and first.packets == 1 and not second.packets:
-        return (PARKED.pack(stream.number, True) +
-                _LONE.pack(lone.frame, lone.ts, lone.interface, lone.seq, lone.ack,
-                           lone.flags, lone.window, LABEL_PORT_REUSE in stream.labels) +
-                lone.tcp_options), None
+        return lone_record(stream.number, lone, LABEL_PORT_REUSE in stream.labels), None
     stream.forget_tails()
     history = stream.history
     hashers: tuple[Sha256 | None, Sha256 | None] | None = None
@@ -114,6 +120,76 @@ def freeze(stream: Stream) -> tuple[bytes, tuple[Sha256 | None, Sha256 | None] |
     )
     return (PARKED.pack(stream.number, False) +
             zlib.compress(marshal.dumps(state), 1)), hashers
+
+def lone_record(number: int, pkt: Packet, reused: bool) -> bytes:
+    """The record of stream `number` while it is its first packet `pkt` alone, without
+    data (`reused`: it reused a finished stream's ports); `thaw` replays it."""
+    return (PARKED.pack(number, True) +
+            _LONE.pack(pkt.frame, pkt.ts, pkt.interface, pkt.seq, pkt.ack, pkt.flags,
+                       pkt.window, reused) + pkt.tcp_options)
+
+
+def lone_isn(record: bytes) -> int:
+    """The ISN the first direction of a `lone_record`'s stream has (as `Flow.start` sets
+    it): a SYN's sequence number, else the one before."""
+    seq: int = _LONE_SEQ.unpack_from(record, _LONE_AT_SEQ)[0]
+    flags: int = _LONE_FLAGS.unpack_from(record, _LONE_AT_FLAGS)[0]
+    return seq if flags & SYN else (seq - 1) & MASK32
+
+
+def lone_end(record: bytes) -> float:
+    """The time of a `lone_record`'s packet."""
+    ts: float = _LONE_TS.unpack_from(record, _LONE_AT_TS)[0]
+    return ts
+
+
+def lone_shape(key: bytes, record: bytes) -> bytes:
+    """Everything in a `lone_record` (and its key) that can make its stream's result
+    differ from another's but for what `lone_result` puts in: the stream number, frame,
+    time, addresses and ports, and the sequence and acknowledgement numbers (a lone
+    packet's analysis is relative to its own ISN, and no peer was seen). Also its
+    interface, its flags, window and TCP options, and whether it reused ports."""
+    return (bytes((len(key),)) + record[_LONE_AT_INTERFACE:_LONE_AT_SEQ] +
+            record[_LONE_AT_FLAGS:])
+
+
+def lone_result(template: TcpStreamResult, key: bytes, record: bytes,
+                evicted: bool) -> TcpStreamResult:
+    """The result of the stream of a `lone_record` (its key: `key`), made from `template`,
+    the result `thaw(...).finish()` gave for a record of the same `lone_shape`: what
+    differs between the two is put in (tests/tcp/test_probes.py checks it against the
+    full path for every flag combination)."""
+    number: int = PARKED.unpack_from(record)[0]
+    frame, ts, _, seq, _, _, _, _ = _LONE.unpack_from(record, PARKED.size)
+    src, sport, dst, dport = split_flow_key(key)
+    sender = format_endpoint(src, sport)
+    receiver = format_endpoint(dst, dport)
+    client_sent = template.client.packets == 1
+    return TcpStreamResult(
+        stream=number,
+        client=_lone_side(template.client, sender if client_sent else receiver, frame, seq),
+        server=_lone_side(template.server, receiver if client_sent else sender, frame, seq),
+        direction_guessed=template.direction_guessed, packets=template.packets,
+        start=ts, end=max(ts, 0.0),  # as Stream.end: the silent direction's last_seen is 0
+        handshake=template.handshake, close=template.close, labels=list(template.labels),
+        completeness=template.completeness, history=template.history,
+        conn_state=template.conn_state, gaps=list(template.gaps),
+        analysis=dict(template.analysis), initial_rtt=template.initial_rtt,
+        active_closer=template.active_closer, evicted=evicted, records=None, chunks=None,
+        conflicts=[], first_frame=frame, template=template)
+
+
+def _lone_side(template: SideInfo, endpoint: str, frame: int, seq: int) -> SideInfo:
+    """One side of a `lone_result`: the template's, with the packet's frame (its FIN or
+    RST) and sequence number (its SYN's ISN) where the template's packet had its own."""
+    return SideInfo(
+        endpoint=endpoint, isn=seq if template.isn is not None else None,
+        syn_options=template.syn_options, packets=template.packets, bytes=template.bytes,
+        sha256=template.sha256,
+        fin_frame=frame if template.fin_frame is not None else None,
+        rst_frame=frame if template.rst_frame is not None else None,
+        rst_cause=template.rst_cause)
+
 
 def thaw(tracker: TcpTracker, key: bytes, record: bytes,
          hashers: tuple[Sha256 | None, Sha256 | None] | None) -> Stream:

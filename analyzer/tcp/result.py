@@ -167,7 +167,7 @@ class TcpStreamResult:
         "stream", "client", "server", "direction_guessed", "packets", "start", "end",
         "handshake", "close", "labels", "completeness", "history", "conn_state", "gaps",
         "analysis", "initial_rtt", "active_closer", "evicted", "records", "chunks", "conflicts",
-        "first_frame",
+        "first_frame", "template",
     )
 
     def __init__(
@@ -194,6 +194,7 @@ class TcpStreamResult:
         chunks: ChunkLog | None = None,
         conflicts: list[Conflict] | None = None,
         first_frame: int = 0,
+        template: TcpStreamResult | None = None,
     ) -> None:
         self.stream = stream
         self.client = client
@@ -217,6 +218,9 @@ class TcpStreamResult:
         self.chunks = chunks  # kept streams only
         self.conflicts = [] if conflicts is None else conflicts
         self.first_frame = first_frame  # frame number of the stream's first packet
+        # A probe's result (tcp/parking.py lone_result): the result it was made from,
+        # which it equals from `handshake` on (views may reuse what they made of it).
+        self.template = template
 
     @property
     def completeness_label(self) -> str:

@@ -15,7 +15,9 @@ packet of each conversation; a SYN (without ACK) whose sequence number differs f
 one already seen in its direction starts a new conversation on the same 4-tuple (port
 reuse, Wireshark 4.0's rule).
 
-A stream's life here: opened by its first packet (`_open`); parked when open but quiet
+A stream's life here: opened by its first packet (`_open`; a first packet without data,
+not a RST, is kept as itself instead, a probe, until a second packet makes it a stream
+or it is finished as it is); parked when open but quiet
 for `park_timeout` (parking.py: frozen into a record in a `ParkingStore`, thawed by its
 next packet); finished (`_retire`: its result made, its memory freed) `closed_timeout`
 capture seconds after FIN both ways or a RST, `idle_timeout` after its last packet, when
@@ -49,7 +51,14 @@ from analyzer.tcp.parking import (
 from analyzer.tcp.result import ChunkList, ChunkLog, TcpStreamResult
 from analyzer.tcp.stream import Stream, StreamSnapshot
 from analyzer.tcp.tombstones import NONE, Tombstones, isn_of, pack_isns
-from analyzer.tcp.vocabulary import ACK, CONTROL_AND_ACK, EVENT_PORT_REUSE, SYN, SYN_AND_ACK
+from analyzer.tcp.vocabulary import (
+    ACK,
+    CONTROL_AND_ACK,
+    EVENT_PORT_REUSE,
+    RST,
+    SYN,
+    SYN_AND_ACK,
+)
 
 # New streams between sweeps, at least (see TcpTracker._sweep_at_number).
 SWEEP_STREAMS: Final = 1024
@@ -58,6 +67,13 @@ SWEEP_STREAMS: Final = 1024
 # held ~36k whole streams, ~60 MB; normal traffic tracks ~2.5k per process at 1M packets,
 # and a SYN answered within 0.1 s is not parked.
 CROWDED_STREAMS: Final = 8192
+# Results of probes (see TcpTracker._probe_result) made through the full path, by shape,
+# at most this many (a flood of every flag and window combination makes no more).
+PROBE_SHAPES: Final = 4096
+# What `_probe_for` did with a packet.
+NO_PROBE: Final = 0
+PROBE_THAWED: Final = 1  # its probe is a stream again, which takes the packet
+PROBE_REPLACED: Final = 2  # port reuse: the probe is finished, the packet opened a new one
 
 
 class TcpTracker:
@@ -80,7 +96,13 @@ class TcpTracker:
     its first direction's key), so connections that go quiet and never close (4% of them
     on a busy link) cost little while they wait for their idle timeout. A stream of one
     packet without data (a scan's SYN, unanswered) is parked after `lone_park_timeout` as
-    that packet (~60 bytes), and thawed by replaying it. A finished stream leaves a tombstone
+    that packet (~60 bytes), and thawed by replaying it. With `probes` (the default),
+    such a packet, unless it is a RST (a closed stream finishes sooner), never becomes a
+    `Stream` unless a second packet comes: it is kept as that record from the start (a
+    probe), and if it stays alone its result is made from the result of the first probe
+    of the same shape (parking.lone_result): a SYN flood's packet costs a dict entry and
+    a result, not a stream opened, parked, thawed and finished; probes=False opens every
+    stream whole (what the tests compare with). A finished stream leaves a tombstone
     (33 bytes, tombstones.py), so a late packet still counts in its stream (packets, end,
     completeness) and stream numbers stay Wireshark's; a tombstone lasts
     `tombstone_timeout` capture seconds after its stream's last packet (Linux's TIME-WAIT
@@ -99,7 +121,7 @@ class TcpTracker:
                  on_result: Callable[[TcpStreamResult], bool | None] | None = None,
                  parking: ParkingStore | None = None,
                  chunk_log: Callable[[], ChunkLog] = ChunkList,
-                 keep_records: bool = True) -> None:
+                 keep_records: bool = True, probes: bool = True) -> None:
         self.keep = frozenset(keep)
         self.chunk_log = chunk_log  # makes a kept stream's ChunkLog
         self.keep_records = keep_records
@@ -124,6 +146,11 @@ class TcpTracker:
         self._parked: dict[bytes, int] = {}
         # hashers that could not be saved in the records (digest.py), by the same keys
         self._parked_hashers: dict[bytes, tuple[Sha256 | None, Sha256 | None]] = {}
+        # Probes: streams of one packet without data, kept as their `lone_record` by
+        # their key (see the class docstring), and the result of one probe of each shape.
+        self.probes = probes
+        self._probes: dict[bytes, bytes] = {}
+        self._probe_results: dict[bytes, TcpStreamResult] = {}
         self._parked_checked = 0.0  # capture time parked streams' idle time was last checked
         self._results: list[TcpStreamResult] = []
         # finished streams, for their late packets (see tombstones.py)
@@ -148,9 +175,13 @@ class TcpTracker:
             # look the packet up under its key the other way round too.
             reverse = flow_key(pkt.dst, pkt.dport, pkt.src, pkt.sport)
             if not self._parked or not self._thaw_for(pkt.key, reverse):
-                if not len(self._tombstones) or not self._late(pkt, reverse):
-                    self._open(pkt, None, False)
-                return
+                probe = self._probe_for(pkt, reverse) if self._probes else NO_PROBE
+                if probe == PROBE_REPLACED:
+                    return
+                if probe == NO_PROBE:
+                    if not len(self._tombstones) or not self._late(pkt, reverse):
+                        self._open(pkt, None, False)
+                    return
             flow = self._flows[pkt.key]
         flags = pkt.flags
         if flow.steady and flags & CONTROL_AND_ACK == ACK:
@@ -237,18 +268,75 @@ class TcpTracker:
         number = self._next_number
         self._next_number += 1
         keep = self.keep_all or number in self.keep
-        stream = Stream(self, number, pkt, keep, port_reuse)
-        if reused is not None:
-            self._retire(reused, evicted=False)
-        self._track(stream)
-        stream.on_packet(pkt, 0)
-        if port_reuse and stream.records:
-            stream.records[0].events.insert(0, EVENT_PORT_REUSE)
+        if self.probes and not keep and not pkt.payload_len and not pkt.flags & RST:
+            if reused is not None:
+                self._retire(reused, evicted=False)
+            self._probes[pkt.key] = parking.lone_record(number, pkt, port_reuse)
+        else:
+            stream = Stream(self, number, pkt, keep, port_reuse)
+            if reused is not None:
+                self._retire(reused, evicted=False)
+            self._track(stream)
+            stream.on_packet(pkt, 0)
+            if port_reuse and stream.records:
+                stream.records[0].events.insert(0, EVENT_PORT_REUSE)
         # Memory grows only with new streams, so this is where stale ones are swept.
-        if len(self._active) > self.max_active:
+        if len(self._active) > self.max_active or len(self._probes) > self.max_active:
             self._sweep(pkt.ts, force=True)
         elif number >= self._sweep_at_number or pkt.ts - self._swept_at > self._sweep_every:
             self._sweep(pkt.ts)
+
+    def _probe_for(self, pkt: Packet, reverse: bytes) -> int:
+        """The probe under a packet's key or its `reverse`, if there is one, given the
+        packet: a new SYN from its sender (port reuse, as TcpTracker.on_packet tells it)
+        finishes it and opens a new stream; any other packet makes it a stream again."""
+        key = pkt.key
+        probes = self._probes
+        record = probes.get(key)
+        if record is None:
+            key = reverse
+            record = probes.get(key)
+            if record is None:
+                return NO_PROBE
+        elif key != reverse and pkt.flags & SYN_AND_ACK == SYN and \
+                pkt.seq != parking.lone_isn(record):
+            # (not a connection to itself, both keys one: its stream takes the packet as
+            # its other side, which has no ISN yet)
+            del probes[key]
+            self._retire_probe(key, record, evicted=False, tombstone=False)
+            self._open(pkt, None, True)
+            return PROBE_REPLACED
+        del probes[key]
+        self._track(parking.thaw(self, key, record, None))
+        return PROBE_THAWED
+
+    def _probe_result(self, key: bytes, record: bytes, evicted: bool) -> TcpStreamResult:
+        """A probe's result: the one its shape's first probe got through the full path
+        (a stream made by replaying the packet, and finished), with its own values."""
+        shape = parking.lone_shape(key, record)
+        template = self._probe_results.get(shape)
+        if template is None:
+            template = parking.thaw(self, key, record, None).finish(evicted)
+            if len(self._probe_results) >= PROBE_SHAPES:
+                return template
+            self._probe_results[shape] = template
+        return parking.lone_result(template, key, record, evicted)
+
+    def _retire_probe(self, key: bytes, record: bytes, evicted: bool,
+                      tombstone: bool) -> None:
+        """`_retire` for a probe."""
+        result = self._probe_result(key, record, evicted)
+        if self.on_result is not None:
+            kept = bool(self.on_result(result))
+        else:
+            self._results.append(result)
+            kept = True
+        if tombstone:
+            self._tombstones.add(key, result.end, pack_isns(parking.lone_isn(record), -1))
+            if kept:
+                self._tombstone_results[key] = result
+        if evicted:
+            self.evictions += 1
 
     def _track(self, stream: Stream) -> None:
         """Packets of the stream's two keys go to its directions from now on."""
@@ -321,8 +409,9 @@ class TcpTracker:
                 self._park(stream)
             else:  # kept for a view: stays whole, but a resend is unlikely by now, so the
                 stream.forget_tails()  # frames its tails hold are freed
-        if self._parked and (now - self._parked_checked > self.idle_timeout / 8 or
-                             len(self._parked) > self.max_active):
+        if (self._parked or self._probes) and (
+                now - self._parked_checked > self.idle_timeout / 8 or
+                len(self._parked) + len(self._probes) > self.max_active):
             self._sweep_parked(now)
         # Drop tombstones past the window for late packets, so memory follows the rate of
         # new connections, not the length of the capture; results go in retirement order.
@@ -367,13 +456,18 @@ class TcpTracker:
         when there are more than max_active."""
         self._parked_checked = now
         ends = [(parked_end(entry), key) for key, entry in self._parked.items()]
+        ends += [(parking.lone_end(record), key) for key, record in self._probes.items()]
         stale = [key for end, key in ends if now - end > self.idle_timeout]
         if len(ends) - len(stale) > self.max_active:
             rest = sorted([(end, key) for end, key in ends if now - end <= self.idle_timeout],
                           key=lambda item: item[0])
             stale.extend([key for _, key in rest[:max(1, len(rest) // 10)]])
         for key in stale:
-            self._retire(self._thaw(key), evicted=True, tombstone=True)
+            record = self._probes.pop(key, None)
+            if record is not None:
+                self._retire_probe(key, record, evicted=True, tombstone=True)
+            else:
+                self._retire(self._thaw(key), evicted=True, tombstone=True)
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < 100:
@@ -393,6 +487,9 @@ class TcpTracker:
             self._retire(stream, evicted=False)
         for key in list(self._parked):  # thawed one at a time, and freed
             self._retire(self._thaw(key), evicted=False)
+        for key, record in self._probes.items():
+            self._retire_probe(key, record, evicted=False, tombstone=False)
+        self._probes.clear()
         self._tombstone_results.clear()  # (the tombstones stay, for the same reason)
 
     def results(self) -> list[TcpStreamResult]:
@@ -410,6 +507,8 @@ class TcpTracker:
         parked: dict[int, tuple[bytes, bytes]] = {}
         for key, entry in self._parked.items():
             record = self.parking.get(parked_handle(entry))
+            parked[parked_number(record)] = key, record
+        for key, record in self._probes.items():
             parked[parked_number(record)] = key, record
         snapshots = []
         for number in sorted([*self._active, *parked])[-limit:]:

@@ -9,6 +9,7 @@ import os
 import pickle
 import random
 
+from analyzer.run import results
 from analyzer.run.results import ResultLines
 
 
@@ -78,3 +79,34 @@ def test_runs_of_consecutive_ranks_and_large_output_in_blocks() -> None:
     assert [o["stream"] for o in objects] == list(range(count))
     assert all(o["text"] == text for o in objects)
     assert len(out.getvalue().encode()) > 2 * (1 << 18)
+
+
+def test_a_flood_finishing_far_out_of_order_prints_every_line_once(monkeypatch) -> None:
+    """Results finishing each a random while after it started (a SYN flood's probes,
+    finished when their port comes again), some very late, in parts of two processes,
+    with probe lines ending in a reference to a shared rest: with a window and spans a
+    few ranks wide, records go through the window, its moves, the pending ones and
+    their spans over records already written."""
+    monkeypatch.setattr(results, "_WINDOW", 64)
+    monkeypatch.setattr(results, "_PENDING_LIMIT", 50)
+    monkeypatch.setattr(results, "_SPAN_GAP", 4)
+    monkeypatch.setattr(results, "_SPAN_LIMIT", 32)
+    monkeypatch.setattr(results, "_BATCH_BYTES", 2_000)
+    monkeypatch.setattr(results, "_BLOCK_BITS", 8)
+    monkeypatch.setattr(results, "_BLOCKS", 4)
+    rng = random.Random(23)
+    count = 6_000
+    finish = sorted(range(count), key=lambda rank: rank + rng.expovariate(1 / 40)
+                    + (rng.random() < 0.01) * 3_000)
+    ours, other = NumberedLines(), NumberedLines()
+    for rank in finish:
+        part = ours if rank % 3 else other
+        rest = part.reference(rank % 2, lambda: json.dumps({"rest": 0})[1:])
+        head = json.dumps({"stream": -1, "first": rank * 2})[:-1] + ", "
+        part.spill(head + rest if rank % 5 else head + '"rest": 1}', rank, rank * 2)
+    out = io.StringIO()
+    ours.write_ordered(out, NumberedLines(*other.detach()))
+    objects = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [o["first"] for o in objects] == [rank * 2 for rank in range(count)]
+    assert [o["stream"] for o in objects] == list(range(count))
+    assert [o["rest"] for o in objects] == [int(not rank % 5) for rank in range(count)]

@@ -48,18 +48,20 @@ def test_every_attribute_is_either_saved_or_remade() -> None:
 def _json_lines(packets: list[Packet], park: bool, on_disk: bool = False) -> list[str]:
     """Every stream's JSON line, with a sweep a microsecond after every packet: with
     `park`, every open stream is parked each time, and thawed by its next packet;
-    without, none ever is. `on_disk`: parked in a SpillFile (as `read` does) whose
-    write buffer is so small that nearly every record is read back from the file."""
+    without, none ever is, and every stream opens whole (no probes). `on_disk`: parked
+    in a SpillFile (as `read` does) whose write buffer is so small that nearly every
+    record is read back from the file."""
     lines: list[str] = []
     tracker = TcpTracker(park_timeout=0.0 if park else 1e12,
                          lone_park_timeout=0.0 if park else 1e12,
                          on_result=lambda r: lines.append(stream_line(r)),
-                         parking=SpillFile(block=64) if on_disk else None)
+                         parking=SpillFile(block=64) if on_disk else None,
+                         probes=park)
     parked_at_most = 0
     for pkt in packets:
         tracker.on_packet(pkt)
         tracker._sweep(pkt.ts + 1e-6)
-        parked_at_most = max(parked_at_most, len(tracker._parked))
+        parked_at_most = max(parked_at_most, len(tracker._parked) + len(tracker._probes))
     tracker.finish()
     assert (parked_at_most > 0) == park
     return sorted(lines)
@@ -207,13 +209,16 @@ def test_a_lone_packet_is_parked_as_itself_and_replayed_exactly() -> None:
         _pkt(0x10, 101, 501, 1.02, port=41000),
         _pkt(0x18, 101, 501, 1.03, b"hello", port=41000),
     ]
-    tracker = TcpTracker(park_timeout=0.0, lone_park_timeout=0.0)
+    tracker = TcpTracker(park_timeout=0.0, lone_park_timeout=0.0, probes=False)
     tracker.on_packet(packets[1])
     tracker._sweep(0.2)
     (entry,) = tracker._parked.values()
     record = tracker.parking.get(parking.parked_handle(entry))
     assert parking.PARKED.unpack_from(record) == (0, True)  # stream 0, lone
     assert len(record) < 90 and not tracker._parked_hashers
+    probing = TcpTracker()  # with probes, the packet is that record from the start
+    probing.on_packet(packets[1])
+    assert list(probing._probes.values()) == [record] and not probing._active
     parked_lines = _json_lines(packets, park=True)
     assert parked_lines == _json_lines(packets, park=False)
     by_port = {json.loads(line)["client"].rsplit(":", 1)[1]: json.loads(line)
