@@ -124,13 +124,14 @@ def main() -> int:
         shutil.rmtree(root, ignore_errors=True)
     print(f"{args.mib} MiB, median of {args.rounds} alternated rounds"
           f"{', SCHED_FIFO' if args.realtime else ''}\n")
-    print("| setting | client | wall s | MiB/s | CPU ms per MiB |")
-    print("|---|---|---:|---:|---:|")
+    print("| setting | client | wall s | MiB/s | CPU ms per MiB | wall s, run by run |")
+    print("|---|---|---:|---:|---:|---|")
     for (setting, client), runs in results.items():
         wall = statistics.median(r[0] for r in runs)
         cpu = statistics.median(r[1] for r in runs)
+        each = ", ".join(f"{r[0]:.2f}" for r in runs)
         print(f"| {setting} | {client} | {wall:.2f} | {args.mib / wall:.1f} | "
-              f"{cpu * 1000 / args.mib:.1f} |")
+              f"{cpu * 1000 / args.mib:.1f} | {each} |")
     return 0
 
 
