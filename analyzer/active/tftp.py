@@ -299,7 +299,12 @@ class TftpClientDriver:
         bulk_out = bytearray(BULK_BYTES)
         bulk_view = memoryview(bulk_out)
         bulk_spare = bytearray(MAX_DATAGRAM)
-        sink_fd = sink.fileno() if sink is not None else -1
+        try:
+            sink_fd = sink.fileno() if sink is not None else -1
+        except (OSError, ValueError):  # (io.UnsupportedOperation is both) no descriptor:
+            sink_fd = -1
+        if sink_fd < 0:
+            bulk = None  # (C writes the blocks it takes to the descriptor)
         fd = sock.fileno()
         next_block = machine.receive_next_block
         block_timer = machine.config.timeout

@@ -266,3 +266,19 @@ def test_stray_ack_from_a_second_port_gets_error_5(dnsmasq_server, tmp_path: Pat
     answered = [row for row in rows if row[1] == stray_port]
     assert sent_by_stray and sent_by_stray[0][2] == "4", rows  # our stray ACK
     assert answered and answered[0][2:] == ["5", "5"], rows  # dnsmasq's ERROR 5
+
+
+def test_get_to_a_stdout_without_a_descriptor(hpa_server, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-o -` when standard output is a Python object (an embedding program, a test's
+    capture): the C bulk path writes to a descriptor, so the Python path takes every
+    block instead, and nothing is lost."""
+    import io
+
+    content = random_bytes(512 * 300 + 7, 19)
+    hpa_server.add_file("nofd.bin", content)
+    captured = io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(captured))
+    outcome = transfer(hpa_server, "nofd.bin", "-")
+    assert outcome.status == "complete", outcome.reason
+    assert captured.getvalue() == content
