@@ -321,6 +321,15 @@ class TftpClientDriver:
             digest.update if digest is not None else _no_digest
         actions = machine.start()
         while True:
+            if peer is None and machine.peer is not None:
+                # Connected before the answer to the server's first datagram goes out: the
+                # server sends nothing new (nor do its strays) until it has that answer.
+                peer = machine.peer
+                strays = self._connect(peer)
+                if strays is None:
+                    peer = ("", -1)  # stays unconnected: `peer` is never a sender
+                else:  # what came before the connect, from anyone, is read as before
+                    actions = [*actions, *self._queued(machine)]
             # Carry out the actions. NeedData's answer is appended to this same list, and a
             # for loop over a list also visits what is appended while it runs.
             failure: list[Action] | None = None
@@ -372,15 +381,6 @@ class TftpClientDriver:
             if failure is not None:
                 actions = failure
                 continue
-            if peer is None and machine.peer is not None:
-                peer = machine.peer
-                strays = self._connect(peer)
-                if strays is None:
-                    peer = ("", -1)  # stays unconnected: `peer` is never a sender
-                else:  # what came before the connect, from anyone, is read as before
-                    actions = self._queued(machine)
-                    if actions:
-                        continue
             now = monotonic()
             # `cancel` and strays are looked at every CANCEL_CHECK seconds and on every
             # timeout.
