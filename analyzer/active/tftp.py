@@ -73,7 +73,7 @@ SOCKET_BUFFER = 4 << 20  # room for a whole window of large blocks
 READ_CHUNK = 1 << 20
 PROGRESS_BLOCKS = 63  # the progress callback every 64 blocks of a download's bulk
 # The C bulk path (_tftp_bulk.c) returns to Python after this many blocks or bytes at
-# most, to write them, look at `cancel` and report progress.
+# most, to hash them (when asked), look at `cancel` and strays, and report progress.
 BULK_BLOCKS = 256
 BULK_BYTES = 256 << 10
 STDOUT = "-"

@@ -466,8 +466,7 @@ class TftpClient:
         while the window is not complete; the data to write). The timer is then to be
         set to `config.timeout` again; progress is for the driver to report (`done_bytes`).
         Otherwise the answer is (b"", b"") and nothing has happened: call `receive`."""
-        if (sender == self.peer and self._plain_get and self.state == TRANSFERRING
-                and self._tries == 0 and len(datagram) - 4 == self.blksize
+        if (sender == self.peer and self._in_bulk() and len(datagram) - 4 == self.blksize
                 and datagram[1] == _DATA and datagram[0] == 0
                 and (datagram[2] << 8 | datagram[3]) == self._expected & 0xFFFF
                 and (self.total is None or self.wire_bytes + self.blksize <= self.total)):
@@ -481,10 +480,15 @@ class TftpClient:
         the last block ACKed, the window, the bytes the server's tsize still allows or
         -1) when it may; None when every datagram must go to `receive`. Afterwards,
         `take_blocks` tells the machine what was taken."""
-        if self._plain_get and self.state == TRANSFERRING and self._tries == 0:
+        if self._in_bulk():
             room = -1 if self.total is None else self.total - self.wire_bytes
             return self._expected, self._acked, self.windowsize, room
         return None
+
+    def _in_bulk(self) -> bool:
+        """In the bulk of a plain download: the next full blocks may be taken as they come
+        (`receive_next_block`, `bulk_state`), nothing unusual pending."""
+        return self._plain_get and self.state == TRANSFERRING and self._tries == 0
 
     def take_blocks(self, data: bytes | memoryview, count: int, acked: int) -> None:
         """`count` full blocks (`data`, in order) taken in bulk from the state
