@@ -40,7 +40,11 @@ class CaptureFile:
         if tee_fd is not None:
             self._raw = _Tee(self._raw, tee_fd)  # type: ignore[assignment]
         status = os.fstat(self._raw.fileno())
-        self.size = status.st_size if stat.S_ISREG(status.st_mode) else 0
+        plain = stat.S_ISREG(status.st_mode)
+        # (a plain file read from where its descriptor was left, `{ ...; analyzer read -; }
+        # < file`, cannot be mapped from its start)
+        at_start = plain and os.lseek(self._raw.fileno(), 0, os.SEEK_CUR) == 0
+        self.size = status.st_size if plain else 0
         stream: BinaryIO = self._raw
         head = _read_exactly(self._raw, 4)
         if head[:2] == GZIP_MAGIC:
@@ -57,7 +61,7 @@ class CaptureFile:
             self._raw.close()
             raise InputError(f"{self.path}: empty file, not a capture")
         # A plain file is mapped rather than read (see chunks.WINDOW_SIZE).
-        mapped = not self.info.compressed and stat.S_ISREG(status.st_mode)
+        mapped = not self.info.compressed and at_start
         self._reader = ChunkReader(stream, head, mapped=mapped)
         if head in MAGICS:
             self._frames = read_pcap(self._reader, self.info)
@@ -198,6 +202,10 @@ def _open_raw(path: str) -> BinaryIO:
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("-: standard input is a terminal, not a capture (pipe one in: "
                              "tcpdump -U -w - | analyzer read -)")
+        if stdin_is_plain_file():
+            # Its own open file description: worker 2 of analyzer/run/parallel.py reads
+            # the same file, and a shared file offset would mix their reads.
+            return open(f"/proc/self/fd/{sys.stdin.fileno()}", "rb")  # noqa: SIM115
         return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     try:
         return open(path, "rb")  # noqa: SIM115 - closed by CaptureFile.close
@@ -209,6 +217,19 @@ def _open_raw(path: str) -> BinaryIO:
         raise InputError(f"{path}: permission denied") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot open ({exc.strerror})") from None
+
+
+def stdin_is_plain_file() -> bool:
+    """Standard input redirected from a plain file at its start (`analyzer read - <
+    capture.pcap`), which can be read like the file itself rather than like a pipe."""
+    if sys.stdin is None:
+        return False
+    try:
+        fd = sys.stdin.fileno()
+        return (stat.S_ISREG(os.fstat(fd).st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0
+                and os.path.exists(f"/proc/self/fd/{fd}"))
+    except (OSError, ValueError):
+        return False
 
 
 class Capture(Protocol):

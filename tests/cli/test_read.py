@@ -400,6 +400,27 @@ def test_read_from_a_pipe_gives_what_the_file_gives(name: str, compress: bool) -
     assert ours == theirs
 
 
+def test_standard_input_from_a_file_is_read_from_where_it_stands(tmp_path) -> None:
+    """`analyzer read - < file` (a plain file: mapped, and read by both processes on
+    their own), and `{ head -c 8 >/dev/null; analyzer read -; } < file` (read from where
+    the descriptor stands, not from the file's start)."""
+    path = CAPTURES_DIR_FOR_CLI / "tour.pcapng"
+    expected = [json.loads(line) for line in run_analyzer("read", path, "--json").stdout
+                .splitlines()]
+    expected[-1].pop("file")
+    skipped = tmp_path / "after-8-bytes"
+    skipped.write_bytes(b"8 bytes." + path.read_bytes())
+    for source, skip in ((path, 0), (skipped, 8)):
+        with source.open("rb") as stdin:
+            stdin.seek(skip)
+            done = subprocess.run([sys.executable, "-m", "analyzer", "read", "-", "--json"],
+                                  stdin=stdin, capture_output=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        ours = [json.loads(line) for line in done.stdout.splitlines()]
+        assert ours[-1].pop("file") == "-"
+        assert ours == expected, source
+
+
 def test_the_one_stream_commands_read_a_pipe_too(tmp_path) -> None:
     data = (CAPTURES_DIR_FOR_CLI / "tour.pcapng").read_bytes()
     for args in (["tcp", "follow", "-", "0", "--format", "raw"], ["tcp", "ladder", "-", "1"],

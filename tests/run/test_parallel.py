@@ -53,17 +53,25 @@ def test_busy_capture_same_output(busy_capture: Path) -> None:
 
 
 @pytest.mark.parametrize("compress", [False, True], ids=["pcap", "gzip"])
+@pytest.mark.parametrize("redirected", [False, True], ids=["pipe", "redirected-file"])
 def test_standard_input_in_two_processes_same_output(busy_capture: Path, compress: bool,
+                                                      redirected: bool, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """`tcpdump -w - | analyzer read -`: the parent copies the pipe to worker 1, which
-    reports (a None here would mean it failed), and the lines are the file's."""
+    reports (a None here would mean it failed), and the lines are the file's. `analyzer
+    read - < capture.pcap`: a plain file, which both processes read on their own."""
     command = ["gzip", "-c", str(busy_capture)] if compress else ["cat", str(busy_capture)]
     source = subprocess.Popen(command, stdout=subprocess.PIPE)
-    monkeypatch.setattr(sys, "stdin", source.stdout)
+    stdin = source.stdout
+    if redirected:
+        copy = tmp_path / "input"
+        copy.write_bytes(source.communicate(timeout=60)[0])
+        stdin = copy.open("rb")
+    monkeypatch.setattr(sys, "stdin", stdin)
     try:
         piped = [json.loads(line) for line in two_process_lines("-")]  # type: ignore[arg-type]
     finally:
-        source.stdout.close()  # type: ignore[union-attr]
+        stdin.close()  # type: ignore[union-attr]
         source.wait(10)
     single = [json.loads(line) for line in one_process_lines(busy_capture)]
     assert piped[-1].pop("file") == "-" and piped[-1].pop("compressed") is compress
