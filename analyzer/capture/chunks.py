@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO, Final
 
 CHUNK_SIZE: Final = 1 << 20
@@ -31,7 +32,8 @@ Chunk = bytes | mmap.mmap
 
 
 class ChunkReader:
-    __slots__ = ("stream", "buf", "off", "consumed", "error", "_read", "_fileno")
+    __slots__ = ("stream", "buf", "off", "consumed", "error", "_readinto", "_fileno",
+                 "_scratch")
 
     def __init__(self, stream: BinaryIO, initial: bytes = b"", *, mapped: bool = False
                  ) -> None:
@@ -42,10 +44,17 @@ class ChunkReader:
         self.off = 0
         self.consumed = 0  # bytes of the stream before buf[0]
         self.error: str | None = None  # why the stream ended early (damaged compression)
-        # read1 hands over what a gzip stream decompressed so far before it fails on
-        # damage further on; read() would drop it with the exception.
-        self._read = getattr(stream, "read1", stream.read)
+        # readinto1 hands over what a gzip stream decompressed so far before it fails on
+        # damage further on; readinto() would drop it with the exception.
+        self._readinto: Callable[[memoryview], int] = (
+            getattr(stream, "readinto1", None) or stream.readinto)  # type: ignore[attr-defined]
         self._fileno = stream.fileno() if mapped else -1
+        # Reads land in one reused buffer and are copied out once. read1() allocated a
+        # fresh 1 MiB each time and shrank it to what came: reading 900 MB from a pipe
+        # with this loop alone took 1.3-2.8 s of system time (page faults), against
+        # 0.5-0.9 s now (in `read -` as a whole the allocator happened to reuse memory,
+        # and the two measured the same).
+        self._scratch = memoryview(b"")
 
     def ensure(self, n: int) -> bool:
         """Make at least n bytes available at self.off; False if the stream ends first."""
@@ -54,19 +63,22 @@ class ChunkReader:
             return True
         if self._fileno >= 0:
             return self._map(n)
-        parts = [self.buf[self.off:]]
+        if len(self._scratch) < n:
+            self._scratch = memoryview(bytearray(max(CHUNK_SIZE, n)))
+        scratch = self._scratch
+        filled = 0
         while have < n and self.error is None:
             try:
-                more = self._read(max(CHUNK_SIZE, n - have))
+                more = self._readinto(scratch[filled:])
             except (OSError, EOFError, zlib.error) as exc:
                 self.error = str(exc)
                 break
             if not more:
                 break
-            parts.append(more)
-            have += len(more)
+            filled += more
+            have += more
         self.consumed += self.off
-        self.buf = b"".join(parts)
+        self.buf = b"".join((self.buf[self.off:], scratch[:filled]))
         self.off = 0
         return have >= n
 

@@ -167,7 +167,7 @@ class _Tee(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        n = self._stream.readinto(buffer)  # type: ignore[attr-defined]
+        n = self._stream.readinto1(buffer)  # type: ignore[attr-defined]
         if not n:
             return 0
         self._position += n
