@@ -32,6 +32,7 @@ COMPILED_MODULES = (
     "decode/packet.py",
     "decode/partition.py",
     "report/tcp_json.py",
+    "run/results.py",
     "tcp/analysis.py",
     "tcp/completeness.py",
     "tcp/flow.py",

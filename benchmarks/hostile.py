@@ -220,8 +220,8 @@ def write_frames(path: Path, frames: Iterable[Frame]) -> Path:
 def measure(scenarios: list[str], packets: int | None, data_dir: Path, timeout: float,
             runs: int = 1) -> list[dict]:
     """Wall time and peak memory of `read --json` on each scenario and on normal traffic
-    of the same packet count (the best of `runs` runs each)."""
-    from benchmarks.run import run_once  # noqa: PLC0415  (GNU time and the PSS sampler)
+    of the same packet count (the best of `runs` alternated runs each)."""
+    from benchmarks.run import Run, run_once  # noqa: PLC0415  (GNU time and the PSS sampler)
 
     data_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -235,18 +235,27 @@ def measure(scenarios: list[str], packets: int | None, data_dir: Path, timeout: 
             generate(normal, count)
         row: dict = {"scenario": scenario, "packets": count,
                      "file_mib": hostile.stat().st_size / MIB}
-        for name, capture in (("hostile", hostile), ("normal", normal)):
-            best = None
-            for _ in range(runs):
+        # The two alternate, run by run, so that load from elsewhere on the machine
+        # falls on both alike; each keeps its best run.
+        best: dict[str, Run] = {}
+        walls: dict[str, list[float]] = {"hostile": [], "normal": []}
+        for _ in range(runs):
+            for name, capture in (("hostile", hostile), ("normal", normal)):
                 outcome = run_once([sys.executable, "-m", "analyzer", "read", str(capture),
                                     "--json"], timeout)
-                if best is None or outcome.wall < best.wall:
-                    best = outcome
-            assert best is not None
-            row[f"{name}_wall"] = best.wall
-            row[f"{name}_mib"] = best.peak_total_mib or best.peak_rss_mib
-            row[f"{name}_error"] = best.error
+                walls[name].append(outcome.wall)
+                if name not in best or outcome.wall < best[name].wall:
+                    best[name] = outcome
+        for name, outcome in best.items():
+            row[f"{name}_wall"] = outcome.wall
+            row[f"{name}_mib"] = outcome.peak_total_mib or outcome.peak_rss_mib
+            row[f"{name}_error"] = outcome.error
+        row["round_ratios"] = [h / n for h, n in zip(walls["hostile"], walls["normal"],
+                                                     strict=True) if n]
         print(render([row]).splitlines()[-1], file=sys.stderr, flush=True)
+        if runs > 1:
+            print("  run by run: " + ", ".join(f"{r:.2f}" for r in row["round_ratios"]),
+                  file=sys.stderr, flush=True)
         rows.append(row)
     return rows
 

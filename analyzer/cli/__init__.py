@@ -135,7 +135,8 @@ def run_sniff(args: argparse.Namespace) -> int:
     tftp_lines = TftpLines() if args.json else None
     transfers = None if args.json else console.TableTransfers()
     analyzer = Analyzer(tftp_ports=args.tftp_port, extract_dir=args.extract,
-                        tcp_tracker=tcp_tracker, tftp_results=tftp_lines or transfers,
+                        tcp_tracker=tcp_tracker,
+                        tftp_results=transfers if tftp_lines is None else tftp_lines.add,
                         tftp_unanswered=None if tftp_lines is None else tftp_lines.unanswered)
     live = not args.no_live and not args.json and sys.stderr.isatty()
     try:

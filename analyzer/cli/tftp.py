@@ -63,7 +63,7 @@ def run_extract(args: argparse.Namespace) -> int:
         lines = TftpLines()
         try:
             extract_files(args.capture, args.output, args.filter, tuple(args.tftp_port),
-                          on_result=lines, on_unanswered=lines.unanswered)
+                          on_result=lines.add, on_unanswered=lines.unanswered)
             lines.write_ordered(sys.stdout)
         finally:
             lines.close()

@@ -104,7 +104,7 @@ def _worker_one(path: str, bpf: str | None, report_fd: int) -> None:
     (a pickled WorkerReport written to `report_fd`; nothing when it failed)."""
     lines = TcpLines()
     try:
-        tracker = TcpTracker(on_result=lines, parking=SpillFile(prefix="analyzer-parked-"))
+        tracker = TcpTracker(on_result=lines.add, parking=SpillFile(prefix="analyzer-parked-"))
         stats = track_second_half(path, bpf, tracker)
         report = WorkerReport(*lines.detach(), stats, tracker.warnings, tracker.evictions)
         with open(report_fd, "wb") as out:
@@ -188,11 +188,11 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
         parking = SpillFile(prefix="analyzer-parked-")
         try:
             with open(read_fd, "rb") as pipe:
-                tracker = TcpTracker(on_result=lines, parking=parking)
+                tracker = TcpTracker(on_result=lines.add, parking=parking)
                 # The capture closes tee_fd when it is done reading: worker 1's end of input.
                 analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
                                         bpf=bpf, progress=progress, tcp_tracker=tracker,
-                                        first_half=True, tftp_results=tftp_lines,
+                                        first_half=True, tftp_results=tftp_lines.add,
                                         tftp_unanswered=tftp_lines.unanswered,
                                         tee_fd=tee_fd)
                 data = pipe.read()  # until worker 1 exits

@@ -66,11 +66,12 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
                 bar = file_progress()
     tcp_lines = TcpLines() if as_json else None
     tftp_lines = TftpLines() if as_json else None
+    tftp_results = None if tftp_lines is None else tftp_lines.add
     parking = SpillFile(prefix="analyzer-parked-")
     table = None
     transfers = None
     if tcp_lines is not None:
-        tcp_tracker = TcpTracker(on_result=tcp_lines, parking=parking)
+        tcp_tracker = TcpTracker(on_result=tcp_lines.add, parking=parking)
     else:
         from analyzer.report.console import TableStreams, TableTransfers
 
@@ -82,7 +83,7 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
             analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
                                     bpf=bpf, progress=bar.update if bar else None,
                                     tcp_tracker=tcp_tracker,
-                                    tftp_results=tftp_lines or transfers,
+                                    tftp_results=tftp_results or transfers,
                                     tftp_unanswered=None if tftp_lines is None
                                     else tftp_lines.unanswered)
     except BaseException:

@@ -158,7 +158,9 @@ def lone_result(template: TcpStreamResult, key: bytes, record: bytes,
     """The result of the stream of a `lone_record` (its key: `key`), made from `template`,
     the result `thaw(...).finish()` gave for a record of the same `lone_shape`: what
     differs between the two is put in (tests/tcp/test_probes.py checks it against the
-    full path for every flag combination)."""
+    full path for every flag combination). The template's labels, gaps and analysis
+    counts are shared, not copied (a million probes, three containers each): nothing
+    changes a result once it is made."""
     number: int = PARKED.unpack_from(record)[0]
     frame, ts, _, seq, _, _, _, _ = _LONE.unpack_from(record, PARKED.size)
     src, sport, dst, dport = split_flow_key(key)
@@ -171,10 +173,10 @@ def lone_result(template: TcpStreamResult, key: bytes, record: bytes,
         server=_lone_side(template.server, receiver if client_sent else sender, frame, seq),
         direction_guessed=template.direction_guessed, packets=template.packets,
         start=ts, end=max(ts, 0.0),  # as Stream.end: the silent direction's last_seen is 0
-        handshake=template.handshake, close=template.close, labels=list(template.labels),
+        handshake=template.handshake, close=template.close, labels=template.labels,
         completeness=template.completeness, history=template.history,
-        conn_state=template.conn_state, gaps=list(template.gaps),
-        analysis=dict(template.analysis), initial_rtt=template.initial_rtt,
+        conn_state=template.conn_state, gaps=template.gaps,
+        analysis=template.analysis, initial_rtt=template.initial_rtt,
         active_closer=template.active_closer, evicted=evicted, records=None, chunks=None,
         conflicts=[], first_frame=frame, template=template)
 

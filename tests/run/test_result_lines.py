@@ -10,11 +10,7 @@ import pickle
 import random
 
 from analyzer.run import results
-from analyzer.run.results import ResultLines
-
-
-class NumberedLines(ResultLines):
-    NUMBER_FIELD = b'"stream": '
+from analyzer.run.results import ResultLines, TcpLines
 
 
 def _spill_shuffled(lines: ResultLines, firsts: list[int], rng: random.Random) -> None:
@@ -30,12 +26,12 @@ def test_two_parts_print_in_first_frame_order_and_are_numbered() -> None:
     frames = rng.sample(range(1, 100_000), 2_000)
     mine = sorted(frames[:1_200])
     theirs = sorted(frames[1_200:])
-    ours, other = NumberedLines(), NumberedLines()
+    ours, other = TcpLines(), TcpLines()
     _spill_shuffled(ours, mine, rng)
     _spill_shuffled(other, theirs, rng)
     # The other process hands over its files' paths through a pipe (pickled).
     path, index_path = other.detach()
-    received = NumberedLines(*pickle.loads(pickle.dumps((path, index_path))))
+    received = TcpLines(*pickle.loads(pickle.dumps((path, index_path))))
     out = io.StringIO()
     ours.write_ordered(out, received)
     objects = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -66,14 +62,14 @@ def test_runs_of_consecutive_ranks_and_large_output_in_blocks() -> None:
     rng.shuffle(rest)
     order += rest
     assert sorted(order) == list(range(count))
-    ours, other = NumberedLines(), NumberedLines()
+    ours, other = TcpLines(), TcpLines()
     text = "é" * 40  # 80 bytes a line in UTF-8: the blocks split between lines only
     for rank in order:
         part = ours if frames[rank] % 3 else other
         part.spill(json.dumps({"stream": -1, "first": frames[rank], "text": text},
                               ensure_ascii=False), rank, frames[rank])
     out = io.StringIO()
-    ours.write_ordered(out, NumberedLines(*other.detach()))
+    ours.write_ordered(out, TcpLines(*other.detach()))
     objects = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [o["first"] for o in objects] == frames
     assert [o["stream"] for o in objects] == list(range(count))
@@ -98,14 +94,14 @@ def test_a_flood_finishing_far_out_of_order_prints_every_line_once(monkeypatch) 
     count = 6_000
     finish = sorted(range(count), key=lambda rank: rank + rng.expovariate(1 / 40)
                     + (rng.random() < 0.01) * 3_000)
-    ours, other = NumberedLines(), NumberedLines()
+    ours, other = TcpLines(), TcpLines()
     for rank in finish:
         part = ours if rank % 3 else other
         rest = part.reference(rank % 2, lambda: json.dumps({"rest": 0})[1:])
         head = json.dumps({"stream": -1, "first": rank * 2})[:-1] + ", "
         part.spill(head + rest if rank % 5 else head + '"rest": 1}', rank, rank * 2)
     out = io.StringIO()
-    ours.write_ordered(out, NumberedLines(*other.detach()))
+    ours.write_ordered(out, TcpLines(*other.detach()))
     objects = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [o["first"] for o in objects] == [rank * 2 for rank in range(count)]
     assert [o["stream"] for o in objects] == list(range(count))

@@ -59,7 +59,7 @@ def lines(capture: Path, fast: bool) -> tuple[str, int]:
         spilled.unanswered(request)
 
     try:
-        analyze_file(capture, tftp_ports=[6969], tftp_results=spilled,
+        analyze_file(capture, tftp_ports=[6969], tftp_results=spilled.add,
                      tftp_unanswered=unanswered if fast else None)
         spilled.write_ordered(out)
     finally:
