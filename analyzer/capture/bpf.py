@@ -13,8 +13,9 @@ same library), and it is a C call that Ctrl-C cannot interrupt. So the cost is b
   COMPILE_SECONDS and COMPILE_MEMORY_MIB; past either the filter is refused with one line
   (InputError), and Ctrl-C ends the child with us;
 - in the child, a flat sequence of terms joined by `or`/`and` whose terms each start with a
-  primitive's keyword (so none borrows a qualifier from the term before it, as the `2` of
-  `port 1 or 2` does) is compiled a few terms at a time, and the programs are chained into
+  primitive's keyword, or are a bare ID that takes the qualifiers of the term before it
+  (the `2` of `port 1 or 2`: given them, `port 2`), is compiled a few terms at a time,
+  and the programs are chained into
   one (`chain_programs`): each piece's accept or reject becomes a jump to the piece that
   decides next, as a short-circuit evaluation would. Any other expression is compiled
   whole, within the same limits.
@@ -233,6 +234,25 @@ PRIMITIVE_KEYWORDS = frozenset("""
 """.split())
 
 
+# The qualifiers a bare ID takes from the primitive before it (libpcap's grammar.y:
+# `pqual`, `dqual`, `aqual` and `ndaqual`), spelled as libpcap's scanner knows them.
+QUALIFIERS = frozenset("""
+    link ether ppp slip fddi tr wlan ip ip6 arp rarp sctp tcp udp icmp icmp6 igmp igrp
+    pim vrrp carp ah esp atalk aarp decnet lat sca moprc mopdl iso esis es-is isis is-is
+    l1 l2 iih lsp snp csnp psnp clnp stp ipx netbeui radio
+    src dst addr1 addr2 addr3 addr4 ra ta host net port portrange gateway proto protochain
+""".split())
+# the qualifiers that need an ID after them (a direction, or what the ID is)
+_ADDRESS_QUALIFIERS = frozenset("""
+    src dst addr1 addr2 addr3 addr4 ra ta host net port portrange gateway proto protochain
+""".split())
+KEYWORDS = PRIMITIVE_KEYWORDS | QUALIFIERS | frozenset(
+    {"and", "or", "not", "mask", "less", "greater", "len"})
+# What a bare ID may look like: a number, address, network, name or port range (no
+# operator, bracket or quote, which would make it something else).
+_BARE_ID = re.compile(r"[\w.:/-]+")
+
+
 def shorten(expression: str) -> str:
     """The expression as error messages show it: a long one by its start and length."""
     if len(expression) <= 80:
@@ -293,9 +313,11 @@ def split_terms(expression: str) -> tuple[bool, list[tuple[str, str | None]]] | 
                 joiners.append(_CONNECTIVES[text])
                 continue
         terms[-1].append(token)
-    if depth != 0 or len(terms) < 2 or not all(_self_contained(term) for term in terms):
+    if depth != 0 or len(terms) < 2:
         return None
-    texts = [expression[term[0].start():term[-1].end()] for term in terms]
+    texts = _term_texts(expression, terms)
+    if texts is None:
+        return None
     pieces: list[tuple[str, str | None]] = []
     start = 0
     while start < len(terms):
@@ -322,6 +344,49 @@ def _closing(tokens: Sequence[re.Match[str]]) -> int:
         if depth == 0:
             return index
     return -1
+
+
+def _term_texts(expression: str, terms: Sequence[Sequence[re.Match[str]]]
+                ) -> list[str] | None:
+    """Each term's text, a bare one (`2` in `port 1 or 2`, `not 2`) given the qualifiers
+    it takes from the term before it (pcap-filter(7): "port 1 or 2" is "port 1 or port
+    2"), so that it can be compiled apart; None when a term is neither self-contained
+    nor such a bare one, or its qualifiers are not plain words (libpcap decides then)."""
+    texts = []
+    qualifiers: list[str] | None = None  # what a bare term takes: the last ones named
+    for term in terms:
+        text = expression[term[0].start():term[-1].end()]
+        words = [token[0] for token in term]
+        if _self_contained(term):
+            named = [word for word in words if word not in _NEGATIONS]
+            if all(word in QUALIFIERS for word in named) and \
+                    any(word in _ADDRESS_QUALIFIERS for word in named):
+                return None  # `src` of `src or dst port 1`: not a term of its own
+            qualifiers = _qualifiers(words)
+        else:
+            negations = 0
+            while negations < len(words) and words[negations] in _NEGATIONS:
+                negations += 1
+            if qualifiers is None or len(words) != negations + 1 or \
+                    not _BARE_ID.fullmatch(words[-1]) or words[-1].lower() in KEYWORDS:
+                return None
+            text = " ".join([*words[:negations], *qualifiers, words[-1]])
+        texts.append(text)
+    return texts
+
+
+def _qualifiers(words: Sequence[str]) -> list[str] | None:
+    """The qualifiers of a primitive `[not] QUALIFIER... ID` (`tcp dst port 80`), which
+    a bare term after it takes; None for any other shape (`tcp`, `less 100`, `(...)`)."""
+    start = 0
+    while start < len(words) and words[start] in _NEGATIONS:
+        start += 1
+    end = start
+    while end < len(words) and words[end] in QUALIFIERS:
+        end += 1
+    if end == start or len(words) != end + 1 or not _BARE_ID.fullmatch(words[end]):
+        return None
+    return list(words[start:end])
 
 
 def _self_contained(term: Sequence[re.Match[str]]) -> bool:
