@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -109,13 +110,14 @@ def verdicts(code: bytes, frames: list) -> list[bool]:
     return [run_program(lib, program, frame) for frame in frames]
 
 
-@pytest.mark.parametrize("capture", real_capture_params())
-def test_chained_pieces_decide_as_the_whole_expression(capture: Path, monkeypatch) -> None:
-    """Every frame of every real capture, 40 random flat expressions of up to 12 terms
-    (and/or/not, mixed): the chained program's verdict is libpcap's for the whole."""
+def check_chained_against_whole(capture: Path, monkeypatch: pytest.MonkeyPatch,
+                                expressions: Callable[[random.Random], str], count: int,
+                                seed: str) -> None:
+    """`count` expressions made by `expressions` (seeded by `seed` and the capture), split
+    into pieces of at most 2 terms so that every one is chained: on every frame of the
+    capture, the chained program's verdict is libpcap's for the whole expression."""
     import analyzer.capture.bpf as bpf
 
-    # split into pieces of at most 2 terms, so every expression is chained
     monkeypatch.setattr(bpf, "INLINE_CONNECTIVES", 1)
     monkeypatch.setattr(bpf, "CHUNK_TERMS", 2)
     with open_capture(capture) as cap:
@@ -125,9 +127,9 @@ def test_chained_pieces_decide_as_the_whole_expression(capture: Path, monkeypatc
     for frame in frames:
         by_linktype.setdefault(frame.linktype, []).append(frame)
     lib = libpcap()
-    rng = random.Random(f"bpf-chain-{capture.name}")
-    for _ in range(40):
-        expression = random_expression(rng, rng.randint(3, 12))
+    rng = random.Random(f"{seed}-{capture.name}")
+    for _ in range(count):
+        expression = expressions(rng)
         for linktype, group in by_linktype.items():
             try:
                 whole = compile_with_libpcap(lib, expression, linktype, byte_order)
@@ -136,6 +138,14 @@ def test_chained_pieces_decide_as_the_whole_expression(capture: Path, monkeypatc
             chained = compile_in_pieces(lib, expression, linktype, byte_order)
             assert chained != whole, "the expression was not split"
             assert verdicts(chained, group) == verdicts(whole, group), expression
+
+
+@pytest.mark.parametrize("capture", real_capture_params())
+def test_chained_pieces_decide_as_the_whole_expression(capture: Path, monkeypatch) -> None:
+    """40 random flat expressions of up to 12 terms (and/or/not, mixed)."""
+    check_chained_against_whole(
+        capture, monkeypatch, lambda rng: random_expression(rng, rng.randint(3, 12)), 40,
+        "bpf-chain")
 
 
 # Qualified primitives, and bare IDs that may follow each (taking its qualifiers).
@@ -166,30 +176,10 @@ def borrowing_expression(rng: random.Random, terms: int) -> str:
 def test_bare_ids_borrowing_qualifiers_decide_as_the_whole_expression(
         capture: Path, monkeypatch) -> None:
     """`port 1 or 2`, `host A or not B`: a bare ID takes the qualifiers of the primitive
-    before it (pcap-filter(7)); split, each piece is given them, and the chained
-    program's verdict on every frame is libpcap's for the whole expression."""
-    import analyzer.capture.bpf as bpf
-
-    monkeypatch.setattr(bpf, "INLINE_CONNECTIVES", 1)
-    monkeypatch.setattr(bpf, "CHUNK_TERMS", 2)
-    with open_capture(capture) as cap:
-        frames = list(cap)
-        byte_order = cap.info.byte_order
-    by_linktype: dict[int, list] = {}
-    for frame in frames:
-        by_linktype.setdefault(frame.linktype, []).append(frame)
-    lib = libpcap()
-    rng = random.Random(f"bpf-borrow-{capture.name}")
-    for _ in range(30):
-        expression = borrowing_expression(rng, rng.randint(3, 10))
-        for linktype, group in by_linktype.items():
-            try:
-                whole = compile_with_libpcap(lib, expression, linktype, byte_order)
-            except InputError:
-                continue
-            chained = compile_in_pieces(lib, expression, linktype, byte_order)
-            assert chained != whole, "the expression was not split"
-            assert verdicts(chained, group) == verdicts(whole, group), expression
+    before it (pcap-filter(7)); split, each piece is given them."""
+    check_chained_against_whole(
+        capture, monkeypatch, lambda rng: borrowing_expression(rng, rng.randint(3, 10)), 30,
+        "bpf-borrow")
 
 
 def test_borrowed_qualifiers_compile_as_libpcap_reads_them() -> None:
