@@ -49,7 +49,10 @@ def resolve(host: str, port: int, kind: int) -> tuple[int, tuple[str, int]]:
     """(address family, socket address) of `host`, IPv4 preferred when it has both;
     InputError for a host that does not resolve."""
     try:
-        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, kind)
+        # (an ASCII name as bytes: a str is encoded by the `idna` codec, whose import
+        # costs every transfer ~2 ms, and which leaves ASCII names as they are)
+        infos = socket.getaddrinfo(host.encode() if host.isascii() else host, port,
+                                   socket.AF_UNSPEC, kind)
     except socket.gaierror as exc:
         raise InputError(f"cannot resolve {host!r}: {exc.strerror}") from None
     except UnicodeError:

@@ -31,7 +31,6 @@ stdout. An upload reads the local file in pieces as the machine asks for them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import struct
@@ -63,7 +62,6 @@ from analyzer.tftp.client import (
     TftpClient,
     Write,
 )
-from analyzer.tftp.extract import safe_name
 from analyzer.tftp.netascii import netascii_size
 
 MAX_DATAGRAM = 65536 + 4
@@ -172,10 +170,11 @@ class TftpClientDriver:
         local = self.spec.local
         if local == STDOUT:
             return None
-        if not local:
-            local = safe_name(self.spec.remote, 1)
-        elif os.path.isdir(local):
-            local = os.path.join(local, safe_name(self.spec.remote, 1))
+        if not local or os.path.isdir(local):
+            from analyzer.tftp.extract import safe_name  # (a named target needs none)
+
+            name = safe_name(self.spec.remote, 1)
+            local = os.path.join(local, name) if local else name
         directory = os.path.dirname(os.path.abspath(local))
         if not os.path.isdir(directory):
             raise InputError(f"cannot write {local}: no directory {directory}")
@@ -316,7 +315,11 @@ class TftpClientDriver:
         next_cancel_check = 0.0
         progress = self.on_progress
         # a get's file, hashed here after the ACK went out (when asked: TransferSpec.digest)
-        digest = hashlib.sha256() if self.spec.digest and not self.spec.put else None
+        digest = None
+        if self.spec.digest and not self.spec.put:
+            import hashlib  # (only then: OpenSSL's start costs a plain transfer ~3 ms)
+
+            digest = hashlib.sha256()
         update: Callable[[bytes | memoryview], None] = \
             digest.update if digest is not None else _no_digest
         actions = machine.start()

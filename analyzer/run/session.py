@@ -29,7 +29,6 @@ here: the drivers (`analyzer.active`) drive sans-IO machines, and the trackers a
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -94,11 +93,12 @@ def run_session(driver: Driver[T], *, watch: bool = False, write: str | None = N
     capture: LiveCapture | None = None
     no_watch: str | None = None if watch or write else "not asked to watch"
     bpf = bpf or watch_filter(endpoints)
-    chosen = interface or interface_for(endpoints)
+    chosen = None
     if no_watch is None:
         # (imported only to watch: an exchange not watched starts ~20 ms sooner)
         from analyzer.capture.live import LiveCapture
 
+        chosen = interface or interface_for(endpoints)
         try:
             capture = LiveCapture(chosen, bpf=bpf, write=write)
         except InputError as exc:
@@ -233,6 +233,8 @@ def _is_unspecified(address: str) -> bool:
 
 
 def _is_loopback(address: str) -> bool:
+    import ipaddress  # (here: a transfer not watched starts without it)
+
     try:
         return ipaddress.ip_address(address.split("%")[0]).is_loopback
     except ValueError:
@@ -241,6 +243,8 @@ def _is_loopback(address: str) -> bool:
 
 def _interface_holding(address: str) -> str | None:
     """The name of the interface that has `address` (IPv4 or IPv6), if any."""
+    import ipaddress
+
     try:
         wanted = ipaddress.ip_address(address.split("%")[0])
     except ValueError:

@@ -53,9 +53,8 @@ driver uses another socket), or send a request with chosen options or chosen raw
 
 from __future__ import annotations
 
-import hashlib
 import struct
-from typing import Final, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from analyzer.tftp import codec
 from analyzer.tftp.codec import (  # noqa: F401 - the defaults are the client's API
@@ -69,6 +68,9 @@ from analyzer.tftp.codec import (  # noqa: F401 - the defaults are the client's 
     Request,
 )
 from analyzer.tftp.netascii import NetasciiDecoder, netascii_encode
+
+if TYPE_CHECKING:
+    from analyzer.tcp.digest import Sha256
 
 Endpoint = tuple[str, int]
 
@@ -250,8 +252,13 @@ class TftpClient:
         self.duplicates = 0
         self.foreign = 0
         # A get's driver may hash the written data itself, after sending the ACK
-        # (`hash_get=False`): hashing is then off the ACK's critical path.
-        self._hash = hashlib.sha256() if config.put or config.hash_get else None
+        # (`hash_get=False`): hashing is then off the ACK's critical path, and hashlib
+        # (OpenSSL's start, ~3 ms) is not even imported for a get not hashed at all.
+        self._hash: Sha256 | None = None
+        if config.put or config.hash_get:
+            import hashlib
+
+            self._hash = hashlib.sha256()
         self._tries = 0  # consecutive timeouts
         self._wait = config.timeout
         self._last: list[Send] = []  # what a timeout resends
