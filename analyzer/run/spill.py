@@ -113,6 +113,12 @@ class SpillFile:
             os.close(self._fd)
             self._fd = -1
 
+    def __del__(self) -> None:
+        # A spool let go with its result (a program keeping every stream's records in
+        # files) gives its descriptor back too.
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
+
 
 def _walk(spill: SpillFile, head: struct.Struct) -> Iterator[tuple[tuple[Any, ...], bytes]]:
     """Records put one after another, each a `head` whose last field is the length of

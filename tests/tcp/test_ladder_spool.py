@@ -225,3 +225,17 @@ def test_cli_ladder_of_a_stream_over_several_batches(tmp_path: Path) -> None:
     assert text == _rendered(kept, path)
     rows = [int(line.split()[0]) for line in text.splitlines() if "▶" in line or "◀" in line]
     assert rows == list(range(1, frames_in_file + 1))
+
+
+def test_spools_let_go_close_their_files() -> None:
+    """A program keeping every stream's records in files (`keep_all` with `RecordSpool`)
+    runs out of descriptors unless a result let go gives its file back."""
+    import os
+
+    descriptors = len(os.listdir("/proc/self/fd"))
+    for _ in range(2000):  # over the usual limit of 1024 descriptors
+        spool = RecordSpool()
+        spool.append(PacketRecord(1, 0.0, True, vocab.SYN, 1, 0, 0, 512,
+                                  client_state="SYN-SENT", server_state="LISTEN"))
+        del spool
+    assert len(os.listdir("/proc/self/fd")) == descriptors
