@@ -47,7 +47,8 @@ def run_follow(args: argparse.Namespace) -> int:
     from analyzer.report.tcp_view import gap_lines, write_follow
     from analyzer.run.read import one_tcp_stream
 
-    result = one_tcp_stream(args.capture, args.stream, args.filter, spool_chunks=True)
+    result = one_tcp_stream(args.capture, args.stream, args.filter, records=False,
+                            spool=True)
     write_follow(result, args.format, sys.stdout.write, terminal=sys.stdout.isatty())
     sys.stdout.flush()
     for line in gap_lines(result):
@@ -61,7 +62,8 @@ def run_ladder(args: argparse.Namespace) -> int:
     from analyzer.report.wireshark_view import frame_hint
     from analyzer.run.read import one_tcp_stream
 
-    result = one_tcp_stream(args.capture, args.stream, args.filter)
+    result = one_tcp_stream(args.capture, args.stream, args.filter, chunks=False,
+                            spool=True)
     console = stdout_console()
     if not console.is_terminal:
         console.width = LADDER_WIDTH  # piped to a file or pager: do not wrap at 80

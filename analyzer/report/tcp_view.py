@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, NamedTuple
@@ -25,7 +26,7 @@ from analyzer.decode.packet import flags_text
 from analyzer.report.summary import format_bytes
 from analyzer.tcp import vocabulary as vocab
 from analyzer.tcp.lifecycle import ALL_STATES
-from analyzer.tcp.result import PacketRecord, TcpStreamResult
+from analyzer.tcp.result import PacketRecord, RecordList, RecordLog, TcpStreamResult
 
 if TYPE_CHECKING:
     from analyzer.tcp.tracker import TcpTracker
@@ -381,15 +382,16 @@ def print_ladder(console: Console, result: TcpStreamResult) -> None:
 def _ladder_parts(result: TcpStreamResult, batch: int) -> Iterator[RenderableType]:
     """The header, then tables of `batch` rows each (the first with the column names)."""
     yield _ladder_header(result)
-    records = result.records or []
+    records: RecordLog = result.records or RecordList()
     endpoints = f"{result.client.endpoint}  ⇄  {result.server.endpoint}"
     state_width = max(len(state) for state in ALL_STATES)
     widths = (
-        len(str(max((r.frame for r in records), default=0))),
+        len(str(records.max_frame())),
         len(f"{result.end - result.start:.6f}"),
         state_width, max(ARROW_WIDTH, len(endpoints)), state_width,
     )
     previous = ("", "")
+    rows = iter(records)  # read once, in order: a spooled log has no random access
     for first in range(0, max(len(records), 1), batch):
         table = Table(box=None, show_header=first == 0, header_style="bold",
                       pad_edge=False, show_edge=False, expand=False)
@@ -401,7 +403,7 @@ def _ladder_parts(result: TcpStreamResult, batch: int) -> Iterator[RenderableTyp
                              min_width=width, max_width=width,
                              style="dim" if name == "frame" else None)
         table.add_column("notes", min_width=30)
-        for record in records[first:first + batch]:
+        for record in itertools.islice(rows, batch):
             states = (record.client_state, record.server_state)
             client_state = Text(states[0], style="bold" if states[0] != previous[0] else "dim")
             server_state = Text(states[1], style="bold" if states[1] != previous[1] else "dim")

@@ -107,15 +107,16 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
             console.stdout_console().print(frame_hint(os.fspath(path)), soft_wrap=True)
 
 
-def one_tcp_stream(path: Source, stream: int, bpf: str | None = None,
-                   spool_chunks: bool = False) -> TcpStreamResult:
-    """Stream number `stream` of a capture, with its packets and data kept (for Follow and
-    the ladder); InputError when there is no such stream. Memory does not grow with the
-    other streams (their results are dropped as they finish, quiet ones parked in a
-    temporary file), nor with this one's data when `spool_chunks` (for Follow: its
-    chunks are read back from a temporary file, and no per-packet records are kept)."""
-    from analyzer.run.spill import ChunkSpool, SpillFile
-    from analyzer.tcp.result import ChunkList
+def one_tcp_stream(path: Source, stream: int, bpf: str | None = None, *,
+                   chunks: bool = True, records: bool = True,
+                   spool: bool = False) -> TcpStreamResult:
+    """Stream number `stream` of a capture, with what the views need of it kept: its
+    Follow `chunks`, its ladder `records`; InputError when there is no such stream.
+    Memory does not grow with the other streams (their results are dropped as they
+    finish, quiet ones parked in a temporary file), nor with this one with `spool` (what
+    is kept goes to a temporary file and is read back from there, in order)."""
+    from analyzer.run.spill import ChunkSpool, RecordSpool, SpillFile
+    from analyzer.tcp.result import ChunkList, ChunkLog, RecordList, RecordLog
 
     if stream < 0:
         raise InputError(f"{path}: stream numbers start at 0, not {stream}")
@@ -128,9 +129,14 @@ def one_tcp_stream(path: Source, stream: int, bpf: str | None = None,
         return True
 
     parking = SpillFile(prefix="analyzer-parked-")
+    chunk_log: Callable[[], ChunkLog] | None = None
+    if chunks:
+        chunk_log = ChunkSpool if spool else ChunkList
+    record_log: Callable[[], RecordLog] | None = None
+    if records:
+        record_log = RecordSpool if spool else RecordList
     tracker = TcpTracker(keep={stream}, on_result=wanted, parking=parking,
-                         chunk_log=ChunkSpool if spool_chunks else ChunkList,
-                         keep_records=not spool_chunks)
+                         chunk_log=chunk_log, record_log=record_log)
     try:
         analyze_file(path, bpf=bpf, tcp_tracker=tracker, track_tftp=False)
     finally:

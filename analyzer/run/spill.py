@@ -13,6 +13,10 @@ The file is append-only: freed records' space comes back when none is left (the 
 then emptied). It stays small: 1.2 MB for the 2,356 streams parked in a 5M-packet capture
 of 63k connections, 9.6 MB for the 208k probes of a 1M-packet SYN scan
 (benchmarks/generate.py).
+
+The one stream `tcp follow` or `tcp ladder` shows goes to such a file too, written once
+and read back in order: its Follow chunks (`ChunkSpool`) or its per-packet ladder records
+(`RecordSpool`), so neither holds the stream in memory.
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ import os
 import struct
 import tempfile
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
-from analyzer.tcp.result import Chunk
+from analyzer.tcp.lifecycle import ALL_STATES
+from analyzer.tcp.result import Chunk, PacketRecord
+from analyzer.tcp.vocabulary import RECORDED_CODES
 
 # Records are written in blocks of about this size: a park costs no system call.
 WRITE_BLOCK: Final = 1 << 16
 _LENGTH_BITS: Final = 32
 _LENGTH_MASK: Final = (1 << _LENGTH_BITS) - 1
+# Bytes read at a time when spooled chunks or records are read back in order.
+READ_AHEAD: Final = 1 << 20
 
 
 class SpillFile:
@@ -105,13 +113,41 @@ class SpillFile:
             os.close(self._fd)
             self._fd = -1
 
+    def __del__(self) -> None:
+        # A spool let go with its result (a program keeping every stream's records in
+        # files) gives its descriptor back too.
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
+
+
+def _walk(spill: SpillFile, head: struct.Struct) -> Iterator[tuple[tuple[Any, ...], bytes]]:
+    """Records put one after another, each a `head` whose last field is the length of
+    the bytes after it: (the head's fields, those bytes), in order, read ahead a block
+    at a time."""
+    end = spill.size
+    offset = 0
+    block, block_start = b"", 0  # what was read ahead, and where it starts
+    need = head.size
+    while offset < end:
+        if offset + need > block_start + len(block):
+            block_start = offset
+            block = spill.read(offset, min(max(READ_AHEAD, need), end - offset))
+        fields = head.unpack_from(block, offset - block_start)
+        offset += need
+        length = fields[-1]
+        if offset + length > block_start + len(block):
+            block_start = offset
+            block = spill.read(offset, min(max(READ_AHEAD, length), end - offset))
+        start = offset - block_start
+        yield fields, block[start:start + length]
+        offset += length
+
 
 class ChunkSpool:
     """A kept stream's Follow chunks in a `SpillFile` (a `tcp.result.ChunkLog`): `tcp
     follow` of a stream of any size holds one chunk in memory, not the stream."""
 
     _HEAD: Final = struct.Struct("<?Qdi")  # from_client, frame, ts, length of the data
-    _READ_AHEAD: Final = 1 << 20
 
     def __init__(self, spill: SpillFile | None = None, flip: bool = False) -> None:
         self._spill = spill if spill is not None else SpillFile(prefix="analyzer-follow-")
@@ -125,23 +161,73 @@ class ChunkSpool:
         return ChunkSpool(self._spill, not self._flip)
 
     def __iter__(self) -> Iterator[Chunk]:
-        spill, head, flip = self._spill, self._HEAD, self._flip
-        end = spill.size
-        offset = 0
-        block, block_start = b"", 0  # what was read ahead, and where it starts
-        while offset < end:
-            need = head.size
-            if offset + need > block_start + len(block):
-                block_start = offset
-                block = spill.read(offset, min(max(self._READ_AHEAD, need), end - offset))
-            from_client, frame, ts, length = head.unpack_from(block, offset - block_start)
-            offset += need
-            if offset + length > block_start + len(block):
-                block_start = offset
-                block = spill.read(offset, min(max(self._READ_AHEAD, length), end - offset))
-            start = offset - block_start
-            yield Chunk(from_client != flip, frame, ts, block[start:start + length])
-            offset += length
+        flip = self._flip
+        for (from_client, frame, ts, _), data in _walk(self._spill, self._HEAD):
+            yield Chunk(from_client != flip, frame, ts, data)
+
+    def close(self) -> None:
+        self._spill.close()
+
+
+# An event code's byte in a spooled record.
+_EVENT_INDEX: Final = {code: index for index, code in enumerate(RECORDED_CODES)}
+_STATE_INDEX: Final = {state: index for index, state in enumerate(ALL_STATES)}
+
+
+class RecordSpool:
+    """A kept stream's ladder records in a `SpillFile` (a `tcp.result.RecordLog`): `tcp
+    ladder` of a stream of any size holds a batch of records in memory, not one per
+    packet (~1.3 KB each as objects, 37 bytes here plus a byte per event, and a SYN's
+    options).
+
+    Records are stored as the stream took them, directions numbered by who sent first;
+    `settle` (at the stream's end) is kept and applied to each record as it is read."""
+
+    # frame, ts, seq, ack, payload length, window, flags, sent by the first sender, the
+    # two endpoints' states (indexes in lifecycle.ALL_STATES), number of events, then
+    # the length of what follows: one byte per event (an index in
+    # vocabulary.RECORDED_CODES), then a SYN's raw TCP options.
+    _HEAD: Final = struct.Struct("<QdIIIHB?BBBH")
+
+    def __init__(self, spill: SpillFile | None = None) -> None:
+        self._spill = spill if spill is not None else SpillFile(prefix="analyzer-ladder-")
+        self._count = 0
+        self._max_frame = 0
+        self._settled: tuple[bool, int, int] | None = None
+
+    def append(self, record: PacketRecord) -> None:
+        events = bytes([_EVENT_INDEX[event] for event in record.events])
+        options = record.tcp_options
+        self._spill.put(self._HEAD.pack(
+            record.frame, record.ts, record.seq, record.ack, record.length, record.window,
+            record.flags, record.from_client, _STATE_INDEX[record.client_state],
+            _STATE_INDEX[record.server_state], len(events), len(events) + len(options),
+        ) + events + options)
+        self._count += 1
+        self._max_frame = max(self._max_frame, record.frame)
+
+    def settle(self, first_is_client: bool, client_isn: int, server_isn: int) -> None:
+        self._settled = (first_is_client, client_isn, server_isn)
+
+    def max_frame(self) -> int:
+        return self._max_frame
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[PacketRecord]:
+        settled = self._settled
+        for fields, tail in _walk(self._spill, self._HEAD):
+            (frame, ts, seq, ack, length, window, flags, from_first, client_state,
+             server_state, events, _) = fields
+            record = PacketRecord(
+                frame, ts, from_first, flags, seq, ack, length, window,
+                client_state=ALL_STATES[client_state], server_state=ALL_STATES[server_state],
+                events=[RECORDED_CODES[code] for code in tail[:events]],
+                tcp_options=tail[events:])
+            if settled is not None:
+                record.settle(*settled)
+            yield record
 
     def close(self) -> None:
         self._spill.close()

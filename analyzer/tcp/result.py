@@ -9,10 +9,13 @@ who sent first, and translates when it builds the result. Plain data: views enco
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from analyzer.decode.packet import parse_tcp_options
 from analyzer.tcp import completeness as completeness_bits
+from analyzer.tcp.vocabulary import ACK, SYN
+
+MASK32: Final = 0xFFFFFFFF  # (tcp/flow.py's; flow imports this module)
 
 
 class Chunk(NamedTuple):
@@ -84,11 +87,12 @@ class PacketRecord:
     `events` are codes of `analyzer.tcp.vocabulary` (EVENT_* and the analysis kinds),
     which views turn into words.
     `client_state` / `server_state` are RFC 9293 state names after the packet.
+    `tcp_options`: a SYN's TCP options, raw (`options` parses them); empty on other packets.
     """
 
     __slots__ = (
         "frame", "ts", "from_client", "flags", "seq", "ack", "length", "window", "rel_seq",
-        "rel_ack", "client_state", "server_state", "events", "options",
+        "rel_ack", "client_state", "server_state", "events", "tcp_options",
     )
 
     def __init__(
@@ -106,7 +110,7 @@ class PacketRecord:
         client_state: str = "",
         server_state: str = "",
         events: list[str] | None = None,
-        options: dict[str, Any] | None = None,
+        tcp_options: bytes = b"",
     ) -> None:
         self.frame = frame
         self.ts = ts
@@ -121,7 +125,72 @@ class PacketRecord:
         self.client_state = client_state
         self.server_state = server_state
         self.events = [] if events is None else events
-        self.options = options
+        self.tcp_options = tcp_options
+
+    @property
+    def options(self) -> dict[str, Any] | None:
+        """A SYN's options (mss, wscale, sack_perm, timestamps, tfo); None on other packets."""
+        return parse_tcp_options(self.tcp_options) if self.flags & SYN else None
+
+    def settle(self, first_is_client: bool, client_isn: int, server_isn: int) -> None:
+        """What the stream learns only at its end, written into the record taken while
+        directions were numbered by who sent first (`Stream`): which of them is the
+        client (`first_is_client`: the first packet's sender), and relative seq/ack from
+        both sides' ISNs."""
+        from_client = self.from_client == first_is_client
+        own, other = (client_isn, server_isn) if from_client else (server_isn, client_isn)
+        self.rel_seq = (self.seq - own) & MASK32
+        self.rel_ack = (self.ack - other) & MASK32 if self.flags & ACK else 0
+        if not first_is_client:
+            self.client_state, self.server_state = self.server_state, self.client_state
+        self.from_client = from_client
+
+
+class RecordLog(Protocol):
+    """Where a kept stream's ladder records go, in capture order: `RecordList` keeps them
+    in memory (the tracker's default: live views, tests); `tcp ladder` gives the tracker
+    one in a temporary file (analyzer/run/spill.py `RecordSpool`), so a stream of any
+    size costs it one record in memory."""
+
+    def append(self, record: PacketRecord) -> None: ...
+
+    def settle(self, first_is_client: bool, client_isn: int, server_isn: int) -> None:
+        """Once, at the stream's end: every record as `PacketRecord.settle` makes it,
+        from then on (a log in a file applies it as it reads the records back)."""
+        ...
+
+    def max_frame(self) -> int:
+        """The highest frame number recorded (0 when none)."""
+        ...
+
+    def __iter__(self) -> Iterator[PacketRecord]: ...
+
+    def __len__(self) -> int: ...
+
+
+class RecordList:
+    """A `RecordLog` in memory."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[PacketRecord] | None = None) -> None:
+        self.items: list[PacketRecord] = [] if items is None else items
+
+    def append(self, record: PacketRecord) -> None:
+        self.items.append(record)
+
+    def settle(self, first_is_client: bool, client_isn: int, server_isn: int) -> None:
+        for record in self.items:
+            record.settle(first_is_client, client_isn, server_isn)
+
+    def max_frame(self) -> int:
+        return max([record.frame for record in self.items], default=0)
+
+    def __iter__(self) -> Iterator[PacketRecord]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
 
 
 class SideInfo:
@@ -190,7 +259,7 @@ class TcpStreamResult:
         initial_rtt: float | None = None,
         active_closer: str | None = None,
         evicted: bool = False,
-        records: list[PacketRecord] | None = None,
+        records: RecordLog | None = None,
         chunks: ChunkLog | None = None,
         conflicts: list[Conflict] | None = None,
         first_frame: int = 0,

@@ -20,16 +20,17 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Final, NamedTuple
 
-from analyzer.decode.packet import Packet, flow_key, format_endpoint, parse_tcp_options
+from analyzer.decode.packet import Packet, flow_key, format_endpoint
 from analyzer.tcp import analysis, zeek
 from analyzer.tcp import completeness as comp
 from analyzer.tcp import lifecycle as lc
-from analyzer.tcp.flow import MASK32, Flow, signed32
+from analyzer.tcp.flow import Flow, signed32
 from analyzer.tcp.result import (
     ChunkLog,
     Conflict,
     Gap,
     PacketRecord,
+    RecordLog,
     SideInfo,
     TcpStreamResult,
 )
@@ -44,6 +45,7 @@ from analyzer.tcp.vocabulary import (
     EVENT_FIN_ACKED,
     EVENT_HANDSHAKE_ACK,
     EVENT_PASSIVE_FIN,
+    EVENT_PORT_REUSE,
     EVENT_REFUSED,
     EVENT_RST,
     EVENT_SIMULTANEOUS_CLOSE,
@@ -126,8 +128,13 @@ class Stream:
         # analysis flags that occurred, with their counts; None until the first (most
         # streams have none: even an empty dict is 64 bytes on every open connection)
         self.analysis: dict[str, int] | None = None
-        self.records: list[PacketRecord] | None = [] if keep and tracker.keep_records else None
-        self.chunks: ChunkLog | None = tracker.chunk_log() if keep else None
+        self.records: RecordLog | None = None
+        self.chunks: ChunkLog | None = None
+        if keep:
+            if tracker.record_log is not None:
+                self.records = tracker.record_log()
+            if tracker.chunk_log is not None:
+                self.chunks = tracker.chunk_log()
         self.conflicts: list[Conflict] | None = None  # made on the first
         self.established = False
         self.rtt: float | None = None
@@ -415,12 +422,16 @@ class Stream:
                 events: list[str]) -> None:
         if self.watch and not pkt.flags & CONTROL and pkt.flags & ACK:
             self._lifecycle_ack(pkt, side, flow, peer, events)
-        assert self.records is not None
-        self.records.append(PacketRecord(
+        records = self.records
+        assert records is not None
+        if LABEL_PORT_REUSE in self.labels and not len(records):
+            # the stream's first packet, a SYN on a 4-tuple still in use (TcpTracker._open)
+            events.insert(0, EVENT_PORT_REUSE)
+        records.append(PacketRecord(
             frame=pkt.frame, ts=pkt.ts, from_client=side == 0, flags=pkt.flags,
             seq=pkt.seq, ack=pkt.ack, length=pkt.payload_len, window=pkt.window,
             client_state=self.states[0], server_state=self.states[1], events=events,
-            options=parse_tcp_options(pkt.tcp_options) if pkt.flags & SYN else None))
+            tcp_options=bytes(pkt.tcp_options) if pkt.flags & SYN else b""))
 
     def snapshot(self) -> StreamSnapshot:
         """The stream as it stands, its client guessed as `finish` would while it has
@@ -500,16 +511,7 @@ class Stream:
         records = self.records
         chunks = self.chunks
         if records is not None:
-            client_isn = cflow.isn
-            server_isn = sflow.isn
-            for rec in records:
-                from_client = rec.from_client == (client_side == 0)
-                own, other = (client_isn, server_isn) if from_client else (server_isn, client_isn)
-                rec.rel_seq = (rec.seq - own) & MASK32
-                rec.rel_ack = (rec.ack - other) & MASK32 if rec.flags & ACK else 0
-                if client_side != 0:
-                    rec.client_state, rec.server_state = rec.server_state, rec.client_state
-                rec.from_client = from_client
+            records.settle(client_side == 0, cflow.isn, sflow.isn)
         if chunks is not None and client_side != 0:
             chunks = chunks.flipped()
         conflicts = [c._replace(from_client=c.from_client == (client_side == 0))

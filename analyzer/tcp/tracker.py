@@ -48,13 +48,12 @@ from analyzer.tcp.parking import (
     parked_handle,
     parked_number,
 )
-from analyzer.tcp.result import ChunkList, ChunkLog, TcpStreamResult
+from analyzer.tcp.result import ChunkList, ChunkLog, RecordList, RecordLog, TcpStreamResult
 from analyzer.tcp.stream import Stream, StreamSnapshot
 from analyzer.tcp.tombstones import NONE, Tombstones, isn_of, pack_isns
 from analyzer.tcp.vocabulary import (
     ACK,
     CONTROL_AND_ACK,
-    EVENT_PORT_REUSE,
     RST,
     SYN,
     SYN_AND_ACK,
@@ -81,8 +80,9 @@ class TcpTracker:
 
     keep: stream numbers whose packets and data to keep for the follow and ladder views;
     keep_all: keep them for every stream (small captures, active modes).
-    chunk_log: makes the `ChunkLog` a kept stream's Follow chunks go to (default: in memory);
-    keep_records=False keeps only the chunks (Follow needs no per-packet records).
+    chunk_log: makes the `ChunkLog` a kept stream's Follow chunks go to (default: in memory;
+    None: not kept, the ladder needs none); record_log: the same for its per-packet
+    `RecordLog` of the ladder (None: not kept, Follow needs none).
     out_of_order_limit: bytes held per direction waiting for a hole to fill.
     conflict_window: bytes per direction kept to check retransmissions against (0: off).
     idle_timeout / closed_timeout: capture seconds after which an idle open / closed
@@ -120,11 +120,12 @@ class TcpTracker:
                  park_timeout: float = 10.0, lone_park_timeout: float = 1.0,
                  on_result: Callable[[TcpStreamResult], bool | None] | None = None,
                  parking: ParkingStore | None = None,
-                 chunk_log: Callable[[], ChunkLog] = ChunkList,
-                 keep_records: bool = True, probes: bool = True) -> None:
+                 chunk_log: Callable[[], ChunkLog] | None = ChunkList,
+                 record_log: Callable[[], RecordLog] | None = RecordList,
+                 probes: bool = True) -> None:
         self.keep = frozenset(keep)
         self.chunk_log = chunk_log  # makes a kept stream's ChunkLog
-        self.keep_records = keep_records
+        self.record_log = record_log  # and its RecordLog
         self.keep_all = keep_all
         self.out_of_order_limit = out_of_order_limit
         self.conflict_window = conflict_window
@@ -278,8 +279,6 @@ class TcpTracker:
                 self._retire(reused, evicted=False)
             self._track(stream)
             stream.on_packet(pkt, 0)
-            if port_reuse and stream.records:
-                stream.records[0].events.insert(0, EVENT_PORT_REUSE)
         # Memory grows only with new streams, so this is where stale ones are swept.
         if len(self._active) > self.max_active or len(self._probes) > self.max_active:
             self._sweep(pkt.ts, force=True)

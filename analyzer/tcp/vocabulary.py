@@ -67,6 +67,14 @@ EVENT_RST: Final = "rst"
 EVENT_REFUSED: Final = "refused"
 EVENT_PORT_REUSE: Final = "port-reuse"
 
+# Every code a kept packet's events may hold, in a fixed order: the ladder's spooled
+# records (analyzer/run/spill.py RecordSpool) store each as its index here.
+RECORDED_CODES: Final = (EVENT_SYN, EVENT_SYN_ACK, EVENT_HANDSHAKE_ACK, EVENT_SYN_DATA,
+                         EVENT_SIMULTANEOUS_OPEN, EVENT_ACTIVE_FIN, EVENT_PASSIVE_FIN,
+                         EVENT_SIMULTANEOUS_CLOSE, EVENT_FIN_ACKED, EVENT_RST, EVENT_REFUSED,
+                         EVENT_PORT_REUSE, RETRANSMISSION, FAST_RETRANSMISSION, OUT_OF_ORDER,
+                         DUP_ACK, ZERO_WINDOW, KEEP_ALIVE, LOST_SEGMENT, ACKED_UNSEEN)
+
 # -- stream labels (SPEC `labels`) ----------------------------------------------------------
 
 LABEL_PORT_REUSE: Final = "port-reuse"

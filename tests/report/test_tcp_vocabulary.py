@@ -53,3 +53,13 @@ def test_recorded_events_are_vocabulary_codes(path: Path) -> None:
     recorded = {event for result in tracker.results() for record in result.records or ()
                 for event in record.events}
     assert recorded <= EVENTS | set(vocab.ANALYSIS_KEYS)
+    assert recorded <= set(vocab.RECORDED_CODES)  # what the ladder's spool can store
+
+
+def test_recorded_codes_are_every_event_and_every_recorded_analysis_kind() -> None:
+    """The spooled ladder's table of codes (one byte each): every EVENT_*, every analysis
+    kind but overlap_conflict (counted, never an event: the ladder lists conflicts),
+    each once."""
+    assert len(set(vocab.RECORDED_CODES)) == len(vocab.RECORDED_CODES) < 256
+    assert set(vocab.RECORDED_CODES) == \
+        EVENTS | set(vocab.ANALYSIS_KEYS) - {vocab.OVERLAP_CONFLICT}

@@ -107,7 +107,7 @@ def test_sequence_wraparound(tmp_path: Path) -> None:
     assert result.client_data() == b"".join(pieces)
     assert result.client.bytes == 160 and result.gaps == []
     assert result.analysis["retransmission"] == 0 and result.analysis["lost_segment"] == 0
-    assert result.close == "fin" and result.records[-1].client_state == "TIME-WAIT"
+    assert result.close == "fin" and list(result.records)[-1].client_state == "TIME-WAIT"
     _agrees_with_tshark(path, [result])
 
 
@@ -225,7 +225,7 @@ def test_port_reuse_starts_a_new_stream(tmp_path: Path) -> None:
     results = analyze(path)
     assert [r.stream for r in results] == [0, 1]
     assert results[0].labels == [] and results[1].labels == ["port-reuse"]
-    assert results[1].records[0].events[0] == "port-reuse"
+    assert list(results[1].records)[0].events[0] == "port-reuse"
     assert all(r.handshake == "complete" and r.close == "fin" for r in results)
     _agrees_with_tshark(path, results)
 
@@ -306,7 +306,7 @@ def test_refused(tmp_path: Path) -> None:
     assert result.conn_state == "REJ"
     assert result.history == "Sr"
     assert _states(result) == [("SYN-SENT", "LISTEN"), ("CLOSED", "CLOSED")]
-    assert "refused" in result.records[1].events
+    assert "refused" in list(result.records)[1].events
     _agrees_with_tshark(path, [result])
 
 
@@ -341,7 +341,7 @@ def test_midstream_pickup(tmp_path: Path) -> None:
     assert result.handshake == "none" and result.close == "none"
     assert result.conn_state == "OTH"
     assert result.client_data() == REQUEST and result.server_data() == RESPONSE
-    assert result.records[0].rel_seq == 1  # as Wireshark: relative to first seq - 1
+    assert list(result.records)[0].rel_seq == 1  # as Wireshark: relative to first seq - 1
     assert _states(result)[0] == ("ESTABLISHED", "ESTABLISHED")
     _agrees_with_tshark(path, [result])
 
@@ -400,5 +400,5 @@ def test_syn_ack_without_syn_makes_its_receiver_the_client(tmp_path: Path) -> No
     assert result.client.endpoint == "10.0.0.1:40000" and result.direction_guessed
     assert result.handshake == "incomplete" and "midstream" not in result.labels
     assert result.history.startswith("^h")
-    assert [(r.client_state, r.server_state) for r in result.records[:2]] == [
+    assert [(r.client_state, r.server_state) for r in list(result.records)[:2]] == [
         ("ESTABLISHED", "SYN-RECEIVED"), ("ESTABLISHED", "ESTABLISHED")]

@@ -114,7 +114,7 @@ def test_refused_and_reset_connections(tmp_path: Path) -> None:
     assert reset.labels == ["reset-by-client"] and reset.close == "rst"
     assert reset.client_data() == b"about to reset"
     assert reset.conn_state == "RSTO"
-    assert reset.records[-1].client_state == "CLOSED"
+    assert list(reset.records)[-1].client_state == "CLOSED"
 
 
 def test_curl_against_http_server(tmp_path: Path) -> None:
