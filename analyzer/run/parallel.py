@@ -102,7 +102,7 @@ def can_split(path: object) -> bool:
 def _worker_one(path: str, bpf: str | None, report_fd: int) -> None:
     """Worker 1: decode and track the connections whose owner is 1; report at the end
     (a pickled WorkerReport written to `report_fd`; nothing when it failed)."""
-    lines = TcpLines()
+    lines = TcpLines(named=True)  # (detached for the parent)
     try:
         tracker = TcpTracker(on_result=lines.add, parking=SpillFile(prefix="analyzer-parked-"))
         stats = track_second_half(path, bpf, tracker)

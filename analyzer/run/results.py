@@ -67,13 +67,20 @@ class ResultLines:
     # numbered by first frame, as Wireshark numbers them); None: lines stay as they are
     NUMBER_FIELD: ClassVar[bytes | None] = None
 
-    def __init__(self, path: str | None = None, index_path: str | None = None) -> None:
-        """New spill files, or (`path`, `index_path`) the ones another process wrote."""
+    def __init__(self, path: str | None = None, index_path: str | None = None, *,
+                 named: bool = False) -> None:
+        """New spill files, or (`path`, `index_path`) the ones another process wrote.
+        New files keep their names only when `named` (to be `detach`ed for another
+        process): else they are unlinked at once, so that nothing is left behind even
+        by a process that is killed (`sniff --json` ended by SIGKILL left two)."""
         if path is None or index_path is None:
             descriptor, path = tempfile.mkstemp(prefix="analyzer-results-", suffix=".jsonl")
             self._file: BinaryIO = os.fdopen(descriptor, "w+b")
             self._index, index_path = tempfile.mkstemp(prefix="analyzer-results-",
                                                        suffix=".index")
+            if not named:
+                for name in (path, index_path):
+                    os.unlink(name)
         else:
             self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
             self._index = os.open(index_path, os.O_RDONLY)
@@ -209,7 +216,7 @@ class ResultLines:
 
     def detach(self) -> tuple[str, str]:
         """Close the files, keep them on disk, and say where they are (for the other
-        process)."""
+        process; made `named`)."""
         self._write_all()
         self._file.close()
         self._close_index()

@@ -26,7 +26,7 @@ def test_two_parts_print_in_first_frame_order_and_are_numbered() -> None:
     frames = rng.sample(range(1, 100_000), 2_000)
     mine = sorted(frames[:1_200])
     theirs = sorted(frames[1_200:])
-    ours, other = TcpLines(), TcpLines()
+    ours, other = TcpLines(), TcpLines(named=True)  # (other: detached, as worker 1)
     _spill_shuffled(ours, mine, rng)
     _spill_shuffled(other, theirs, rng)
     # The other process hands over its files' paths through a pipe (pickled).
@@ -62,7 +62,7 @@ def test_runs_of_consecutive_ranks_and_large_output_in_blocks() -> None:
     rng.shuffle(rest)
     order += rest
     assert sorted(order) == list(range(count))
-    ours, other = TcpLines(), TcpLines()
+    ours, other = TcpLines(), TcpLines(named=True)  # (other: detached, as worker 1)
     text = "é" * 40  # 80 bytes a line in UTF-8: the blocks split between lines only
     for rank in order:
         part = ours if frames[rank] % 3 else other
@@ -94,7 +94,7 @@ def test_a_flood_finishing_far_out_of_order_prints_every_line_once(monkeypatch) 
     count = 6_000
     finish = sorted(range(count), key=lambda rank: rank + rng.expovariate(1 / 40)
                     + (rng.random() < 0.01) * 3_000)
-    ours, other = TcpLines(), TcpLines()
+    ours, other = TcpLines(), TcpLines(named=True)  # (other: detached, as worker 1)
     for rank in finish:
         part = ours if rank % 3 else other
         rest = part.reference(rank % 2, lambda: json.dumps({"rest": 0})[1:])
@@ -106,3 +106,21 @@ def test_a_flood_finishing_far_out_of_order_prints_every_line_once(monkeypatch) 
     assert [o["first"] for o in objects] == [rank * 2 for rank in range(count)]
     assert [o["stream"] for o in objects] == list(range(count))
     assert [o["rest"] for o in objects] == [int(not rank % 5) for rank in range(count)]
+
+
+def test_files_not_handed_on_leave_no_name_behind(tmp_path, monkeypatch) -> None:
+    """A process killed outright (SIGKILL) cleans nothing up: files no other process
+    opens by name have none from the start."""
+    monkeypatch.setattr(results.tempfile, "tempdir", str(tmp_path))
+    lines = TcpLines()
+    lines.spill(json.dumps({"stream": -1}), 0, 1)
+    assert list(tmp_path.iterdir()) == []
+    out = io.StringIO()
+    lines.write_ordered(out)
+    assert json.loads(out.getvalue()) == {"stream": 0}
+    shared = TcpLines(named=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        os.path.basename(p) for p in (shared.path, shared.index_path))
+    shared.close()
+    assert list(tmp_path.iterdir()) == []
+
