@@ -203,7 +203,7 @@ def _open_raw(path: str) -> BinaryIO:
             raise InputError("-: standard input is a terminal, not a capture (pipe one in: "
                              "tcpdump -U -w - | analyzer read -)")
         if stdin_is_plain_file():
-            # Its own open file description: worker 2 of analyzer/run/parallel.py reads
+            # Its own open file description: worker 1 of analyzer/run/parallel.py reads
             # the same file, and a shared file offset would mix their reads.
             return open(f"/proc/self/fd/{sys.stdin.fileno()}", "rb")  # noqa: SIM115
         return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
