@@ -202,10 +202,11 @@ def _open_raw(path: str) -> BinaryIO:
         if sys.stdin is None or sys.stdin.isatty():
             raise InputError("-: standard input is a terminal, not a capture (pipe one in: "
                              "tcpdump -U -w - | analyzer read -)")
-        if stdin_is_plain_file():
+        plain = plain_stdin_path()
+        if plain is not None:
             # Its own open file description: worker 1 of analyzer/run/parallel.py reads
             # the same file, and a shared file offset would mix their reads.
-            return open(f"/proc/self/fd/{sys.stdin.fileno()}", "rb")  # noqa: SIM115
+            return open(plain, "rb")  # noqa: SIM115
         return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     try:
         return open(path, "rb")  # noqa: SIM115 - closed by CaptureFile.close
@@ -219,17 +220,21 @@ def _open_raw(path: str) -> BinaryIO:
         raise InputError(f"{path}: cannot open ({exc.strerror})") from None
 
 
-def stdin_is_plain_file() -> bool:
-    """Standard input redirected from a plain file at its start (`analyzer read - <
-    capture.pcap`), which can be read like the file itself rather than like a pipe."""
+def plain_stdin_path() -> str | None:
+    """For standard input redirected from a plain file at its start (`analyzer read - <
+    capture.pcap`), a path that opens that file anew, to be read like the file itself
+    rather than like a pipe; None for anything else."""
     if sys.stdin is None:
-        return False
+        return None
     try:
         fd = sys.stdin.fileno()
-        return (stat.S_ISREG(os.fstat(fd).st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0
-                and os.path.exists(f"/proc/self/fd/{fd}"))
+        path = f"/proc/self/fd/{fd}"
+        if stat.S_ISREG(os.fstat(fd).st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0 \
+                and os.path.exists(path):
+            return path
     except (OSError, ValueError):
-        return False
+        pass
+    return None
 
 
 class Capture(Protocol):

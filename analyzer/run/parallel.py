@@ -33,7 +33,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable
 
-from analyzer.capture.files import STDIN, stdin_is_plain_file
+from analyzer.capture.files import STDIN, plain_stdin_path
 from analyzer.decode import DecodeStats
 from analyzer.pipeline import CaptureSummary, analyze_file, track_second_half
 from analyzer.run.results import TcpLines, TftpLines
@@ -86,8 +86,9 @@ def can_split(path: object) -> bool:
         return False
     if (os.cpu_count() or 1) < 2 or not hasattr(os, "fork"):
         return False
-    if os.fspath(path) == STDIN and stdin_is_plain_file():
-        path = f"/proc/self/fd/{sys.stdin.fileno()}"  # judged by its size, as a file is
+    plain = plain_stdin_path() if os.fspath(path) == STDIN else None
+    if plain is not None:
+        path = plain  # judged by its size, as a file is
     elif os.fspath(path) == STDIN:
         # No size to judge by; a pipe is worth it from a few MB on, and costs ~2 ms less.
         return sys.stdin is not None and not sys.stdin.isatty()
@@ -122,7 +123,7 @@ def _fork_worker_one(path: str, bpf: str | None, workdir: str
     the time `read` takes on a 100k-packet file, for nothing this needs."""
     read_fd, write_fd = os.pipe()
     tee_read = tee_write = None
-    if path == STDIN and not stdin_is_plain_file():  # (a plain file: each opens its own)
+    if path == STDIN and plain_stdin_path() is None:  # (a plain file: each opens its own)
         tee_read, tee_write = os.pipe()
         # Fewer, larger copies: both pipes hold 1 MiB rather than 64 KiB (Linux; a pipe
         # that is not ours, or a lower pipe-max-size, keeps its size).
