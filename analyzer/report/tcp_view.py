@@ -353,11 +353,11 @@ def _notes(record: PacketRecord, result: TcpStreamResult) -> list[tuple[str, str
             cause = result.client.rst_cause if record.from_client else result.server.rst_cause
             if cause:
                 notes.append((f"RST cause: {cause!r}", "red"))
-    for conflict in result.conflicts:
-        if conflict.frame == record.frame:
-            notes.append((f"bytes differ from the first copy at offset {conflict.offset}: "
-                          f"first {conflict.first[:16]!r}, now {conflict.retransmitted[:16]!r}"
-                          " (Follow keeps the first)", "bold red"))
+    conflict = record.conflict
+    if conflict is not None:
+        notes.append((f"bytes differ from the first copy at offset {conflict.offset}: "
+                      f"first {conflict.first[:16]!r}, now {conflict.retransmitted[:16]!r}"
+                      " (Follow keeps the first)", "bold red"))
     return notes
 
 

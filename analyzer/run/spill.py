@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from analyzer.tcp.lifecycle import ALL_STATES
-from analyzer.tcp.result import Chunk, PacketRecord
+from analyzer.tcp.result import Chunk, Conflict, PacketRecord
 from analyzer.tcp.vocabulary import RECORDED_CODES
 
 # Records are written in blocks of about this size: a park costs no system call.
@@ -177,17 +177,19 @@ _STATE_INDEX: Final = {state: index for index, state in enumerate(ALL_STATES)}
 class RecordSpool:
     """A kept stream's ladder records in a `SpillFile` (a `tcp.result.RecordLog`): `tcp
     ladder` of a stream of any size holds a batch of records in memory, not one per
-    packet (~1.3 KB each as objects, 37 bytes here plus a byte per event, and a SYN's
-    options).
+    packet (~1.3 KB each as objects, 40 bytes here plus a byte per event, a SYN's
+    options, and a conflict's two versions).
 
     Records are stored as the stream took them, directions numbered by who sent first;
     `settle` (at the stream's end) is kept and applied to each record as it is read."""
 
     # frame, ts, seq, ack, payload length, window, flags, sent by the first sender, the
-    # two endpoints' states (indexes in lifecycle.ALL_STATES), number of events, then
-    # the length of what follows: one byte per event (an index in
-    # vocabulary.RECORDED_CODES), then a SYN's raw TCP options.
-    _HEAD: Final = struct.Struct("<QdIIIHB?BBBH")
+    # two endpoints' states (indexes in lifecycle.ALL_STATES), number of events, length
+    # of a SYN's options, then the length of what follows: one byte per event (an index
+    # in vocabulary.RECORDED_CODES), a SYN's raw TCP options, and a conflict if there is
+    # one (_CONFLICT, then both versions' bytes).
+    _HEAD: Final = struct.Struct("<QdIIIHB?BBBBI")
+    _CONFLICT: Final = struct.Struct("<QI")  # its offset, the length of the first copy
 
     def __init__(self, spill: SpillFile | None = None) -> None:
         self._spill = spill if spill is not None else SpillFile(prefix="analyzer-ladder-")
@@ -198,11 +200,16 @@ class RecordSpool:
     def append(self, record: PacketRecord) -> None:
         events = bytes([_EVENT_INDEX[event] for event in record.events])
         options = record.tcp_options
+        tail = events + options
+        conflict = record.conflict
+        if conflict is not None:
+            tail += self._CONFLICT.pack(conflict.offset, len(conflict.first)) + \
+                conflict.first + conflict.retransmitted
         self._spill.put(self._HEAD.pack(
             record.frame, record.ts, record.seq, record.ack, record.length, record.window,
             record.flags, record.from_client, _STATE_INDEX[record.client_state],
-            _STATE_INDEX[record.server_state], len(events), len(events) + len(options),
-        ) + events + options)
+            _STATE_INDEX[record.server_state], len(events), len(options), len(tail),
+        ) + tail)
         self._count += 1
         self._max_frame = max(self._max_frame, record.frame)
 
@@ -219,12 +226,19 @@ class RecordSpool:
         settled = self._settled
         for fields, tail in _walk(self._spill, self._HEAD):
             (frame, ts, seq, ack, length, window, flags, from_first, client_state,
-             server_state, events, _) = fields
+             server_state, events, options, _) = fields
+            conflict = None
+            rest = events + options
+            if len(tail) > rest:
+                offset, first = self._CONFLICT.unpack_from(tail, rest)
+                rest += self._CONFLICT.size
+                conflict = Conflict(from_first, frame, offset, tail[rest:rest + first],
+                                    tail[rest + first:])
             record = PacketRecord(
                 frame, ts, from_first, flags, seq, ack, length, window,
                 client_state=ALL_STATES[client_state], server_state=ALL_STATES[server_state],
                 events=[RECORDED_CODES[code] for code in tail[:events]],
-                tcp_options=tail[events:])
+                tcp_options=tail[events:events + options], conflict=conflict)
             if settled is not None:
                 record.settle(*settled)
             yield record

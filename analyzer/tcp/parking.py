@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 from analyzer.decode.packet import PROTO_TCP, Packet, format_endpoint, split_flow_key
 from analyzer.tcp.digest import SAVABLE, Sha256, resume, save
 from analyzer.tcp.flow import MASK32
-from analyzer.tcp.result import Conflict, SideInfo, TcpStreamResult
+from analyzer.tcp.result import SideInfo, TcpStreamResult
 from analyzer.tcp.stream import Stream
 from analyzer.tcp.vocabulary import LABEL_PORT_REUSE, SYN
 
@@ -62,7 +62,7 @@ STREAM_STATE: Final = (
 )
 STREAM_REMADE: Final = (  # (the number is the record's own, the keys its index's)
     "number", "keys", "tracker", "flows", "history", "zeek_states", "records", "chunks",
-    "conflicts", "lone",
+    "conflict_now", "lone",
 )
 FLOW_STATE: Final = (
     "steady", "next_raw", "high", "next_off", "last_ack", "last_win", "completeness",
@@ -115,7 +115,6 @@ def freeze(stream: Stream) -> tuple[bytes, tuple[Sha256 | None, Sha256 | None] |
         tuple([getattr(second, name) for name in FLOW_STATE]),
         tuple([getattr(history, name) for name in HISTORY_STATE]),
         tuple(stream.zeek_states.states),
-        [tuple(c) for c in stream.conflicts] if stream.conflicts is not None else None,
         saved,
     )
     return (PARKED.pack(stream.number, False) +
@@ -178,7 +177,7 @@ def lone_result(template: TcpStreamResult, key: bytes, record: bytes,
         conn_state=template.conn_state, gaps=template.gaps,
         analysis=template.analysis, initial_rtt=template.initial_rtt,
         active_closer=template.active_closer, evicted=evicted, records=None, chunks=None,
-        conflicts=[], first_frame=frame, template=template)
+        first_frame=frame, template=template)
 
 
 def _lone_side(template: SideInfo, endpoint: str, frame: int, seq: int) -> SideInfo:
@@ -219,7 +218,7 @@ def thaw(tracker: TcpTracker, key: bytes, record: bytes,
     for name, value in zip(STREAM_STATE, state[0], strict=True):
         setattr(stream, name, value)
     objects = hashers if hashers is not None else (None, None)
-    for flow, values, hasher, saved in zip(stream.flows, state[1:3], objects, state[6],
+    for flow, values, hasher, saved in zip(stream.flows, state[1:3], objects, state[5],
                                            strict=True):
         for name, value in zip(FLOW_STATE, values, strict=True):
             setattr(flow, name, value)
@@ -227,8 +226,6 @@ def thaw(tracker: TcpTracker, key: bytes, record: bytes,
     for name, value in zip(HISTORY_STATE, state[3], strict=True):
         setattr(stream.history, name, value)
     stream.zeek_states.states = list(state[4])
-    if state[5] is not None:
-        stream.conflicts = [Conflict(*c) for c in state[5]]
     return stream
 
 

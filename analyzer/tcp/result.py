@@ -88,11 +88,13 @@ class PacketRecord:
     which views turn into words.
     `client_state` / `server_state` are RFC 9293 state names after the packet.
     `tcp_options`: a SYN's TCP options, raw (`options` parses them); empty on other packets.
+    `conflict`: the packet's retransmitted bytes that differ from the first copy, if any
+    (kept here, not in a list of the stream's, so that a spooled ladder spools them too).
     """
 
     __slots__ = (
         "frame", "ts", "from_client", "flags", "seq", "ack", "length", "window", "rel_seq",
-        "rel_ack", "client_state", "server_state", "events", "tcp_options",
+        "rel_ack", "client_state", "server_state", "events", "tcp_options", "conflict",
     )
 
     def __init__(
@@ -111,6 +113,7 @@ class PacketRecord:
         server_state: str = "",
         events: list[str] | None = None,
         tcp_options: bytes = b"",
+        conflict: Conflict | None = None,
     ) -> None:
         self.frame = frame
         self.ts = ts
@@ -126,6 +129,7 @@ class PacketRecord:
         self.server_state = server_state
         self.events = [] if events is None else events
         self.tcp_options = tcp_options
+        self.conflict = conflict
 
     @property
     def options(self) -> dict[str, Any] | None:
@@ -144,6 +148,8 @@ class PacketRecord:
         if not first_is_client:
             self.client_state, self.server_state = self.server_state, self.client_state
         self.from_client = from_client
+        if self.conflict is not None:
+            self.conflict = self.conflict._replace(from_client=from_client)
 
 
 class RecordLog(Protocol):
@@ -235,7 +241,7 @@ class TcpStreamResult:
     __slots__ = (
         "stream", "client", "server", "direction_guessed", "packets", "start", "end",
         "handshake", "close", "labels", "completeness", "history", "conn_state", "gaps",
-        "analysis", "initial_rtt", "active_closer", "evicted", "records", "chunks", "conflicts",
+        "analysis", "initial_rtt", "active_closer", "evicted", "records", "chunks",
         "first_frame", "template",
     )
 
@@ -261,7 +267,6 @@ class TcpStreamResult:
         evicted: bool = False,
         records: RecordLog | None = None,
         chunks: ChunkLog | None = None,
-        conflicts: list[Conflict] | None = None,
         first_frame: int = 0,
         template: TcpStreamResult | None = None,
     ) -> None:
@@ -285,11 +290,17 @@ class TcpStreamResult:
         self.evicted = evicted
         self.records = records  # kept streams only
         self.chunks = chunks  # kept streams only
-        self.conflicts = [] if conflicts is None else conflicts
         self.first_frame = first_frame  # frame number of the stream's first packet
         # A probe's result (tcp/parking.py lone_result): the result it was made from,
         # which it equals from `handshake` on (views may reuse what they made of it).
         self.template = template
+
+    @property
+    def conflicts(self) -> list[Conflict]:
+        """A kept stream's retransmissions whose bytes differ from the first copy, in
+        capture order (from its records; `read` only counts them: overlap_conflict)."""
+        return [record.conflict for record in self.records or ()
+                if record.conflict is not None]
 
     @property
     def completeness_label(self) -> str:

@@ -99,7 +99,7 @@ class Stream:
     __slots__ = (
         "tracker", "number", "keys", "flows", "start", "completeness",
         "states", "watch", "history", "zeek_states", "first_flags", "labels", "analysis",
-        "records", "chunks", "conflicts", "established", "rtt", "first_fin_side",
+        "records", "chunks", "conflict_now", "established", "rtt", "first_fin_side",
         "closed", "syn_side", "first_frame", "lone",
     )
 
@@ -135,7 +135,7 @@ class Stream:
                 self.records = tracker.record_log()
             if tracker.chunk_log is not None:
                 self.chunks = tracker.chunk_log()
-        self.conflicts: list[Conflict] | None = None  # made on the first
+        self.conflict_now: Conflict | None = None  # this packet's, for its record
         self.established = False
         self.rtt: float | None = None
         self.first_fin_side: int | None = None
@@ -263,14 +263,11 @@ class Stream:
 
     def conflict(self, conflict: Conflict) -> None:
         """A retransmission whose bytes differ from the first copy (see `Flow.overlap`).
-        Only a kept stream (`tcp ladder`, which shows them) keeps the conflicting bytes;
-        `read` reports the count, and 200k conflicts held 600 MB."""
+        Only a kept stream (`tcp ladder`, which shows them) keeps the conflicting bytes,
+        in the packet's record; `read` reports the count (200k conflicts held 600 MB)."""
         self.flag(OVERLAP_CONFLICT, None)
-        if self.records is None:
-            return
-        if self.conflicts is None:
-            self.conflicts = []
-        self.conflicts.append(conflict)
+        if self.records is not None:
+            self.conflict_now = conflict
 
     def _refresh_steady(self) -> None:
         """Which directions the fast path may handle until the next slow-path packet."""
@@ -431,7 +428,9 @@ class Stream:
             frame=pkt.frame, ts=pkt.ts, from_client=side == 0, flags=pkt.flags,
             seq=pkt.seq, ack=pkt.ack, length=pkt.payload_len, window=pkt.window,
             client_state=self.states[0], server_state=self.states[1], events=events,
-            tcp_options=bytes(pkt.tcp_options) if pkt.flags & SYN else b""))
+            tcp_options=bytes(pkt.tcp_options) if pkt.flags & SYN else b"",
+            conflict=self.conflict_now))
+        self.conflict_now = None
 
     def snapshot(self) -> StreamSnapshot:
         """The stream as it stands, its client guessed as `finish` would while it has
@@ -514,8 +513,6 @@ class Stream:
             records.settle(client_side == 0, cflow.isn, sflow.isn)
         if chunks is not None and client_side != 0:
             chunks = chunks.flipped()
-        conflicts = [c._replace(from_client=c.from_client == (client_side == 0))
-                     for c in self.conflicts or ()]
         counts = self.analysis or {}
         kinds = {key: counts.get(key, 0) for key in ANALYSIS_KEYS}
         active = None
@@ -530,6 +527,6 @@ class Stream:
             history=history,
             conn_state=conn_state, gaps=gaps, analysis=kinds,
             initial_rtt=self.rtt, active_closer=active, evicted=evicted,
-            records=records, chunks=chunks, conflicts=conflicts,
+            records=records, chunks=chunks,
             first_frame=self.first_frame)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.run.spill import RecordSpool
 from benchmarks.generate import generate
 from benchmarks.hostile import SCENARIOS, conflicts, one_byte_ooo, write_scenario
 from tests.support.peak import run_with_peak
@@ -136,3 +137,10 @@ def test_conflicts_are_counted_not_kept_by_read(tmp_path: Path) -> None:
     assert plain.analysis["overlap_conflict"] == full.analysis["overlap_conflict"] == 1000
     assert plain.conflicts == []
     assert len(full.conflicts) == 1000
+    # tcp ladder's spooled records carry the same conflicts: the generator's two payloads
+    spooled = _tracked(frames, tmp_path, keep_all=True, record_log=RecordSpool)
+    spooled.finish()
+    (spool,) = spooled.results()
+    assert spool.conflicts == full.conflicts
+    payloads = {frame[-100:] for frame in frames[3:5]}
+    assert all({c.first, c.retransmitted} == payloads for c in spool.conflicts)

@@ -22,7 +22,7 @@ from analyzer.run.read import one_tcp_stream
 from analyzer.run.spill import RecordSpool, SpillFile
 from analyzer.tcp import TcpStreamResult, TcpTracker
 from analyzer.tcp import vocabulary as vocab
-from analyzer.tcp.result import PacketRecord, RecordList
+from analyzer.tcp.result import Conflict, PacketRecord, RecordList
 from tests.conftest import CAPTURES_DIR, REPO_DIR, require_tool
 from tests.oracle import real_capture_params
 from tests.tcp.craft_tcp import Conversation
@@ -35,7 +35,7 @@ def _fields(record: PacketRecord) -> tuple:
     return (record.frame, record.ts, record.from_client, record.flags, record.seq,
             record.ack, record.length, record.window, record.rel_seq, record.rel_ack,
             record.client_state, record.server_state, record.events, record.tcp_options,
-            record.options)
+            record.options, record.conflict)
 
 
 def _results(path: Path, record_log: type) -> list[TcpStreamResult]:
@@ -144,8 +144,9 @@ def test_port_reuse_event_is_spooled(tmp_path: Path) -> None:
 
 
 def test_every_code_and_edge_value_round_trips() -> None:
-    """Every event code, the widest field values and a SYN's options: read back as put,
-    and written across several of the spill file's write blocks."""
+    """Every event code, the widest field values, a SYN's options and conflicts (one longer
+    than 64 KiB, some with an empty first copy): read back as put, and written across
+    several of the spill file's write blocks."""
     syn_options = bytes.fromhex("020405b40402080a0000000100000000010303070000")
     spool = RecordSpool(SpillFile(block=64))
     records = []
@@ -157,7 +158,10 @@ def test_every_code_and_edge_value_round_trips() -> None:
             flags=vocab.SYN | vocab.ACK if syn else 0xFF, seq=0xFFFFFFFF - index,
             ack=index, length=0xFFFF + index, window=0xFFFF, client_state="TIME-WAIT",
             server_state="CLOSED", events=[code, *vocab.RECORDED_CODES[:index]],
-            tcp_options=syn_options if syn else b""))
+            tcp_options=syn_options if syn else b"",
+            conflict=None if syn else Conflict(
+                index % 2 == 0, (1 << 40) + index, (1 << 63) + index,
+                bytes(range(index % 7)), bytes([index]) * (70_000 if index == 1 else index))))
     for record in records:
         spool.append(record)
     assert len(spool) == len(records) and spool.max_frame() == records[-1].frame
@@ -168,6 +172,33 @@ def test_every_code_and_edge_value_round_trips() -> None:
         record.settle(False, 10, 20)
     assert [_fields(r) for r in spool] == [_fields(r) for r in records]
     spool.close()
+
+
+def test_conflicting_retransmissions_are_spooled_and_drawn(tmp_path: Path) -> None:
+    """A retransmission with other bytes than the first copy: the spooled record carries
+    both versions as the conversation sent them, and `tcp ladder` notes them at that
+    packet only (it looked conflicts up per packet in a list: 20k packets took 21 s)."""
+    conv = Conversation().handshake()
+    base = conv.next[False]
+    conv.send(False, "PA", b"first copy " * 5)
+    conv.send(False, "PA", b"other bytes" * 5, seq=base, dt=0.5)
+    conv.send(False, "PA", b"tail")
+    conv.send(True, "A").close()
+    path = conv.write(tmp_path / "conflict.pcap")
+    (spooled,) = _results(path, RecordSpool)
+    (kept,) = _results(path, RecordList)
+    assert spooled.conflicts == kept.conflicts
+    (conflict,) = spooled.conflicts
+    # sent by the server (not the first sender): the settled record says so
+    assert (conflict.from_client, conflict.offset, conflict.first, conflict.retransmitted) \
+        == (False, 0, b"first copy " * 5, b"other bytes" * 5)
+    noted = [r.frame for r in spooled.records or () if r.conflict is not None]
+    assert noted == [conflict.frame]
+    ladder = _cli_ladder(path, 0)
+    assert ladder == _rendered(kept, path)
+    assert ladder.count("bytes differ from the first copy") == 1
+    words = " ".join(ladder.split())  # the note wraps in its column
+    assert "offset 0: first b'first copy first', now b'other bytesother'" in words
 
 
 def _rendered(result: TcpStreamResult, path: Path) -> str:
