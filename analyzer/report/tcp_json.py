@@ -11,25 +11,28 @@ tests/report/test_tcp_json_line.py checks on every capture we have.
 from __future__ import annotations
 
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, Final
 
 from analyzer.tcp.result import TcpStreamResult
+
+# What every line starts with, up to its stream number: lines spilled before they are
+# numbered (analyzer/run/results.py TcpLines) are kept without it.
+STREAM_START: Final = '{"type": "tcp_stream", "stream": '
 
 
 def stream_line(result: TcpStreamResult) -> str:
     """`stream_object(result)` as JSON text, without the newline."""
-    return stream_head(result) + stream_tail(result)
+    return f"{STREAM_START}{result.stream}{stream_head(result)}{stream_tail(result)}"
 
 
 def stream_head(result: TcpStreamResult) -> str:
-    """The start of `stream_line`: the fields up to `end`, what differs between a probe's
+    """`stream_line` after the stream number, up to `end`: what differs between a probe's
     result and its template's (TcpStreamResult.template)."""
     start = _number(result.start)
     # (one packet's stream starts and ends at once: a probe's, or most of a flood's)
     end = start if result.end == result.start else _number(result.end)
     return (
-        f'{{"type": "tcp_stream", "stream": {result.stream}, '
-        f'"client": {_text(result.client.endpoint)}, '
+        f', "client": {_text(result.client.endpoint)}, '
         f'"server": {_text(result.server.endpoint)}, '
         f'"direction_guessed": {"true" if result.direction_guessed else "false"}, '
         f'"packets": {result.packets}, "start": {start}, "end": {end}, ')

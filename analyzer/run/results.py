@@ -7,7 +7,6 @@ connections a capture holds. The lines themselves are written by the views
 from __future__ import annotations
 
 import contextlib
-import heapq
 import os
 import struct
 import tempfile
@@ -21,7 +20,7 @@ from analyzer.report.jsonl import (
     write_objects,
     write_results,
 )
-from analyzer.report.tcp_json import stream_head, stream_line, stream_tail
+from analyzer.report.tcp_json import STREAM_START, stream_head, stream_tail
 
 if TYPE_CHECKING:
     from analyzer.pipeline import Analysis
@@ -34,6 +33,10 @@ if TYPE_CHECKING:
 # line starts in the spill file, and its length (0: no result has that rank).
 _RECORD = struct.Struct("<QQI")
 _READ_RECORDS = 4096  # records read at a time when printing
+# What a line spilled with a `ResultLines.reference` ends with: a NUL, then the offset
+# and length of the text it stands for (a line's byte this far from its end is never
+# a NUL otherwise: JSON escapes it).
+_REFERENCE = struct.Struct("<BQI")
 # Index records of the newest ranks are gathered in memory, up to this many ranks of
 # them (5 MiB), and written at once (see `_index_record`).
 _WINDOW = 1 << 18
@@ -63,9 +66,10 @@ class ResultLines:
     holds nothing per result, however long the capture, and printing in order sorts
     nothing. Results of two processes merge the same way."""
 
-    # a field every line carries as -1, given the line's rank when printed (streams are
-    # numbered by first frame, as Wireshark numbers them); None: lines stay as they are
-    NUMBER_FIELD: ClassVar[bytes | None] = None
+    # What every line starts with, up to a number it is given when printed (its place
+    # among all parts' lines: streams are numbered by first frame, as Wireshark numbers
+    # them): lines are spilled without it and their number. None: lines stay as they are.
+    NUMBERED_START: ClassVar[bytes | None] = None
 
     def __init__(self, path: str | None = None, index_path: str | None = None, *,
                  named: bool = False) -> None:
@@ -100,10 +104,11 @@ class ResultLines:
         self._batch: list[tuple[int, int, bytes]] = []
         self._batch_bytes = 0
         # text written once and referred to by lines (see `reference`), by its key
-        self._references: dict[object, str] = {}
+        self._references: dict[object, bytes] = {}
 
-    def spill(self, line: str, rank: int, first_frame: int) -> None:
-        data = line.encode()
+    def spill(self, line: str, rank: int, first_frame: int, reference: bytes = b"") -> None:
+        """A finished result's line, and what `reference` gave for the rest of it."""
+        data = line.encode() + reference if reference else line.encode()
         self._batch.append((rank, first_frame, data))
         self._batch_bytes += len(data)
         if self._batch_bytes >= _BATCH_BYTES:
@@ -147,17 +152,18 @@ class ResultLines:
         else:
             window[start:start + _RECORD.size] = record
 
-    def reference(self, key: object, make: Callable[[], str]) -> str:
+    def reference(self, key: object, make: Callable[[], str]) -> bytes:
         """What a line may end with instead of the text `make()` gives, the same for
-        every line of the same `key`: the text is made and written into the spill file
-        once, not with each line, and put back when the line is printed. (A SYN flood's
-        probes share everything from `handshake` on with their shape's first: 3/4 of
-        each line.) The reference starts with a NUL, which no JSON line holds."""
+        every line of the same `key` (`spill`'s `reference`): the text is made and
+        written into the spill file once, not with each line, and put back when the line
+        is printed. (A SYN flood's probes share everything from `handshake` on with
+        their shape's first: 3/4 of each line.) A reference is _REFERENCE: a NUL, which
+        no JSON line holds, then where the text is."""
         reference = self._references.get(key)
         if reference is None:
             data = make().encode()
             self._file.write(data)
-            reference = f"\0{self._size}:{len(data)}"
+            reference = _REFERENCE.pack(0, self._size, len(data))
             self._size += len(data)
             self._references[key] = reference
         return reference
@@ -234,60 +240,82 @@ class ResultLines:
             os.close(self._index)
             self._index = -1
 
-    def _in_order(self, part: int) -> Iterator[tuple[int, int, int, int]]:
-        """(first frame, part, offset, length) of each line, by rank: first-frame order."""
+    def _in_order(self) -> Iterator[tuple[int, int, int]]:
+        """(first frame, offset, length) of each line, by rank: first-frame order."""
         os.lseek(self._index, 0, os.SEEK_SET)
         size = _RECORD.size
         while True:
             chunk = os.read(self._index, size * _READ_RECORDS)
             whole = len(chunk) - len(chunk) % size
-            for first, offset, length in _RECORD.iter_unpack(chunk[:whole]):
-                if length:
-                    yield first, part, offset, length
+            for record in _RECORD.iter_unpack(chunk[:whole]):
+                if record[2]:
+                    yield record
             if whole < size * _READ_RECORDS:
                 return  # (a short read is the end: the file is a local temporary one)
 
     def write_ordered(self, out: TextIO, *others: ResultLines) -> None:
         """Print every line of these spill files by first frame, then delete them."""
         parts = (self, *others)
-        number_field = self.NUMBER_FIELD
-        unnumbered = b"" if number_field is None else number_field + b"-1"
+        start = self.NUMBERED_START
         try:
             for part in parts:
                 part._write_all()
                 part._file.flush()
-            # each part's results are already in first-frame order: merge, sort nothing
-            merged = heapq.merge(*(part._in_order(i) for i, part in enumerate(parts)))
-            block: list[bytes] = []
-            size = 0
+            # Each part's results are already in first-frame order: merged by taking the
+            # part whose next line comes first (there are one or two; heapq.merge, in
+            # Python, was a quarter of this loop on a SYN flood's million lines).
+            records = [part._in_order() for part in parts]
+            heads = [next(part_records, None) for part_records in records]
             readers = [_SpillReader(part._file.fileno()) for part in parts]
             referred: list[dict[bytes, bytes]] = [{} for _ in parts]  # see `reference`
             # The lines are UTF-8 already: written as bytes to the stream under `out`,
-            # not decoded and encoded again (two copies of 700 MB on a 1M SYN flood).
+            # not decoded and encoded again (two copies of 700 MB on a 1M SYN flood),
+            # each line as its pieces, joined once a block.
             binary: BinaryIO | None = getattr(out, "buffer", None)
             out.flush()
-            for number, (_, i, offset, length) in enumerate(merged):
-                line = readers[i].read(offset, length)
-                nul = line.find(b"\0")
-                text = b""
-                if nul >= 0:
-                    reference = line[nul:]
-                    text = referred[i].get(reference, b"")
-                    if not text:
-                        text_at, _, text_length = reference[1:].partition(b":")
-                        text = referred[i][reference] = readers[i].read(
-                            int(text_at), int(text_length))
-                    line = line[:nul]
-                if number_field is not None:  # (in a line's own start, before any text)
-                    line = line.replace(unnumbered, number_field + b"%d" % number, 1)
-                block.append(line + text if text else line)
-                size += length + len(text)  # (about: the reference is counted too)
+            pieces: list[bytes] = []
+            size = number = 0
+            while True:
+                part_index = -1
+                first = 0
+                for index, head in enumerate(heads):
+                    if head is not None and (part_index < 0 or head[0] < first):
+                        part_index, first = index, head[0]
+                if part_index < 0:
+                    break
+                head = heads[part_index]
+                assert head is not None
+                _, offset, length = head
+                heads[part_index] = next(records[part_index], None)
+                reader = readers[part_index]
+                reader.locate(offset, length)
+                block, at = reader.block, reader.at
+                end = at + length
+                if start is not None:
+                    pieces.append(b"%s%d" % (start, number))
+                    number += 1
+                nul = end - _REFERENCE.size
+                if nul < at or block[nul]:
+                    pieces.append(block[at:end])
+                else:
+                    pieces.append(block[at:nul])
+                    reference = block[nul:end]
+                    text = referred[part_index].get(reference)
+                    if text is None:
+                        _, text_at, text_length = _REFERENCE.unpack(reference)
+                        reader.locate(text_at, text_length)
+                        text = reader.block[reader.at:reader.at + text_length]
+                        referred[part_index][reference] = text
+                    pieces.append(text)
+                    length += len(text)  # (about: the reference is counted too)
+                pieces.append(b"\n")
+                size += length
                 if size >= _WRITE_BLOCK:
-                    _write_lines(block, out, binary)
-                    block.clear()
+                    _write_pieces(pieces, out, binary)
+                    pieces.clear()
                     size = 0
-            if block:
-                _write_lines(block, out, binary)
+            if pieces:
+                _write_pieces(pieces, out, binary)
             if binary is not None:
                 binary.flush()
         finally:
@@ -305,8 +333,8 @@ class ResultLines:
                 os.unlink(path)
 
 
-def _write_lines(lines: list[bytes], out: TextIO, binary: BinaryIO | None) -> None:
-    data = b"\n".join(lines) + b"\n"
+def _write_pieces(pieces: list[bytes], out: TextIO, binary: BinaryIO | None) -> None:
+    data = b"".join(pieces)
     if binary is not None:
         binary.write(data)
     else:  # (a text stream without bytes under it: whole lines are whole characters)
@@ -326,18 +354,34 @@ class _SpillReader:
         self._used: dict[int, int] = {}  # when each block kept was last used
         self._reads = 0
         self._read_before: set[int] = set()
+        self.block = b""  # see `locate`
+        self.at = 0
+        # the block used last (when it is used again, `_used` is not updated: the
+        # blocks kept are the ones most recently turned to)
+        self._last = b""
+        self._last_index = -1
 
-    def read(self, offset: int, length: int) -> bytes:
-        self._reads += 1
+    def locate(self, offset: int, length: int) -> None:
+        """Where the `length` bytes at `offset` are: from `at` on in `block` (a kept
+        block, or those bytes alone: a line read late, or across two blocks). Not
+        returned as a slice: a line's parts are sliced from the block as they are
+        printed, without a copy of the line first."""
         index = offset >> _BLOCK_BITS
-        block = self._blocks.get(index)
-        if block is None and index not in self._read_before:
-            block = self._load(index)
         at = offset - (index << _BLOCK_BITS)
-        if block is not None and at + length <= len(block):
+        block = self._last
+        if index == self._last_index and at + length <= len(block):
+            self.block, self.at = block, at  # (most lines: the block of the line before)
+            return
+        self._reads += 1
+        found = self._blocks.get(index)
+        if found is None and index not in self._read_before:
+            found = self._load(index)
+        if found is not None and at + length <= len(found):
             self._used[index] = self._reads
-            return block[at:at + length]
-        return os.pread(self._descriptor, length, offset)  # late, or across two blocks
+            self._last, self._last_index = found, index
+            self.block, self.at = found, at
+        else:
+            self.block, self.at = os.pread(self._descriptor, length, offset), 0
 
     def _load(self, index: int) -> bytes:
         blocks, used = self._blocks, self._used
@@ -354,20 +398,20 @@ class _SpillReader:
 class TcpLines(ResultLines):
     """`tcp_stream` lines (TcpTracker's on_result), numbered when printed."""
 
-    NUMBER_FIELD: ClassVar[bytes | None] = b'"stream": '
+    NUMBERED_START: ClassVar[bytes | None] = STREAM_START.encode()
 
     def add(self, result: TcpStreamResult) -> None:
         rank = result.stream  # this tracker's number: all processes' are given at the end
         result.stream = -1
         template = result.template
         if template is None:
-            self.spill(stream_line(result), rank, result.first_frame)
+            self.spill(stream_head(result) + stream_tail(result), rank, result.first_frame)
             return
         # a probe: only the start of its line is its own
         reference = self._references.get(template)
         if reference is None:
             reference = self.reference(template, lambda: stream_tail(template))
-        self.spill(stream_head(result) + reference, rank, result.first_frame)
+        self.spill(stream_head(result), rank, result.first_frame, reference)
 
 
 class TftpLines(ResultLines):

@@ -9,8 +9,15 @@ import os
 import pickle
 import random
 
+from analyzer.report.tcp_json import STREAM_START
 from analyzer.run import results
 from analyzer.run.results import ResultLines, TcpLines
+
+
+def _unnumbered(**fields: object) -> str:
+    """A tcp_stream line as TcpLines spills it: without its start up to the number
+    (`STREAM_START`), which printing puts back, numbered."""
+    return ", " + json.dumps(fields, ensure_ascii=False)[1:]
 
 
 def _spill_shuffled(lines: ResultLines, firsts: list[int], rng: random.Random) -> None:
@@ -18,7 +25,7 @@ def _spill_shuffled(lines: ResultLines, firsts: list[int], rng: random.Random) -
     order = list(enumerate(firsts))
     rng.shuffle(order)
     for rank, first in order:
-        lines.spill(json.dumps({"type": "x", "stream": -1, "first": first}), rank, first)
+        lines.spill(_unnumbered(first=first), rank, first)
 
 
 def test_two_parts_print_in_first_frame_order_and_are_numbered() -> None:
@@ -37,6 +44,8 @@ def test_two_parts_print_in_first_frame_order_and_are_numbered() -> None:
     objects = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [o["first"] for o in objects] == sorted(frames)
     assert [o["stream"] for o in objects] == list(range(len(frames)))
+    assert all(line.startswith(STREAM_START) for line in out.getvalue().splitlines())
+    assert {o["type"] for o in objects} == {"tcp_stream"}
     assert not any(os.path.exists(p) for p in (ours.path, ours.index_path, path, index_path))
 
 
@@ -66,8 +75,7 @@ def test_runs_of_consecutive_ranks_and_large_output_in_blocks() -> None:
     text = "é" * 40  # 80 bytes a line in UTF-8: the blocks split between lines only
     for rank in order:
         part = ours if frames[rank] % 3 else other
-        part.spill(json.dumps({"stream": -1, "first": frames[rank], "text": text},
-                              ensure_ascii=False), rank, frames[rank])
+        part.spill(_unnumbered(first=frames[rank], text=text), rank, frames[rank])
     out = io.StringIO()
     ours.write_ordered(out, TcpLines(*other.detach()))
     objects = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -98,8 +106,11 @@ def test_a_flood_finishing_far_out_of_order_prints_every_line_once(monkeypatch) 
     for rank in finish:
         part = ours if rank % 3 else other
         rest = part.reference(rank % 2, lambda: json.dumps({"rest": 0})[1:])
-        head = json.dumps({"stream": -1, "first": rank * 2})[:-1] + ", "
-        part.spill(head + rest if rank % 5 else head + '"rest": 1}', rank, rank * 2)
+        head = _unnumbered(first=rank * 2)[:-1] + ", "
+        if rank % 5:
+            part.spill(head, rank, rank * 2, rest)
+        else:
+            part.spill(head + '"rest": 1}', rank, rank * 2)
     out = io.StringIO()
     ours.write_ordered(out, TcpLines(*other.detach()))
     objects = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -113,11 +124,11 @@ def test_files_not_handed_on_leave_no_name_behind(tmp_path, monkeypatch) -> None
     opens by name have none from the start."""
     monkeypatch.setattr(results.tempfile, "tempdir", str(tmp_path))
     lines = TcpLines()
-    lines.spill(json.dumps({"stream": -1}), 0, 1)
+    lines.spill(_unnumbered(first=1), 0, 1)
     assert list(tmp_path.iterdir()) == []
     out = io.StringIO()
     lines.write_ordered(out)
-    assert json.loads(out.getvalue()) == {"stream": 0}
+    assert json.loads(out.getvalue()) == {"type": "tcp_stream", "stream": 0, "first": 1}
     shared = TcpLines(named=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         os.path.basename(p) for p in (shared.path, shared.index_path))
