@@ -53,6 +53,7 @@ _BLOCKS = 32
 # Lines wait in memory until they hold this many bytes, then are written sorted by rank
 # (see `_write_batch`).
 _BATCH_BYTES = 1 << 20
+_BATCH_BITS = 24  # (more lines than a batch can hold: each counts a byte at least)
 # Output is written in blocks of about this size: with PYTHONUNBUFFERED set (common in
 # containers) a write per line is two system calls per result.
 _WRITE_BLOCK = 1 << 18
@@ -100,8 +101,11 @@ class ResultLines:
         self._window = bytearray()
         self._window_start = 0
         self._pending: list[tuple[int, bytes]] = []
-        # lines not yet written, (rank, first frame, line), and their bytes
-        self._batch: list[tuple[int, int, bytes]] = []
+        # lines not yet written: each one's key (its rank, then its place in the
+        # batch: _BATCH_BITS bits), first frame and line; and their bytes
+        self._batch_keys: list[int] = []
+        self._batch_frames: list[int] = []
+        self._batch_lines: list[bytes] = []
         self._batch_bytes = 0
         # text written once and referred to by lines (see `reference`), by its key
         self._references: dict[object, bytes] = {}
@@ -109,8 +113,11 @@ class ResultLines:
     def spill(self, line: str, rank: int, first_frame: int, reference: bytes = b"") -> None:
         """A finished result's line, and what `reference` gave for the rest of it."""
         data = line.encode() + reference if reference else line.encode()
-        self._batch.append((rank, first_frame, data))
-        self._batch_bytes += len(data)
+        lines = self._batch_lines
+        self._batch_keys.append(rank << _BATCH_BITS | len(lines))
+        self._batch_frames.append(first_frame)
+        lines.append(data)
+        self._batch_bytes += len(data) + 1  # (with its newline: never 0, see _BATCH_BITS)
         if self._batch_bytes >= _BATCH_BYTES:
             self._write_batch()
 
@@ -120,23 +127,32 @@ class ResultLines:
         however far from their ranks' order results finished (a SYN flood's probes
         finish seconds after they start, when their port comes again: a read per line
         was a third of the time)."""
-        batch = self._batch
-        if not batch:
+        keys, frames, lines = self._batch_keys, self._batch_frames, self._batch_lines
+        if not keys:
             return
-        batch.sort()  # by rank: ranks are unique, so nothing else is ever compared
+        # by rank: one int each, not (rank, frame, line) tuples (a tuple comparison
+        # compares twice)
+        keys.sort()
         offset = self._size
-        for rank, first_frame, data in batch:
-            self._index_record(rank, _RECORD.pack(first_frame, offset, len(data)))
+        mask = (1 << _BATCH_BITS) - 1
+        ordered: list[bytes] = []
+        for key in keys:
+            place = key & mask
+            data = lines[place]
+            self._index_record(key >> _BATCH_BITS, frames[place], offset, len(data))
+            ordered.append(data)
             offset += len(data)
-        self._file.write(b"".join([item[2] for item in batch]))
+        self._file.write(b"".join(ordered))
         self._size = offset
-        batch.clear()
+        keys.clear()
+        frames.clear()
+        lines.clear()
         self._batch_bytes = 0
 
-    def _index_record(self, rank: int, record: bytes) -> None:
+    def _index_record(self, rank: int, first_frame: int, offset: int, length: int) -> None:
         at = rank - self._window_start
         if at < 0:
-            self._pending.append((rank, record))
+            self._pending.append((rank, _RECORD.pack(first_frame, offset, length)))
             if len(self._pending) >= _PENDING_LIMIT:
                 self._write_pending()
             return
@@ -146,11 +162,10 @@ class ResultLines:
             at = rank - self._window_start
         window = self._window
         start = at * _RECORD.size
-        if start >= len(window):  # (grown as needed: most captures have a few results)
-            window.extend(bytes(start - len(window)))
-            window += record
-        else:
-            window[start:start + _RECORD.size] = record
+        missing = start + _RECORD.size - len(window)
+        if missing > 0:  # (grown as needed: most captures have a few results)
+            window.extend(bytes(missing))
+        _RECORD.pack_into(window, start, first_frame, offset, length)
 
     def reference(self, key: object, make: Callable[[], str]) -> bytes:
         """What a line may end with instead of the text `make()` gives, the same for
