@@ -53,6 +53,13 @@ class Builder:
         self.packets[port] = seen
         self.probes.append(Probe(what, [port], answered=len(answers) > 0))
 
+    def send(self, ts: float, payload: bytes) -> None:
+        """A datagram of ours to the server's transfer port, in the last probe."""
+        port = self.port
+        self.packets[port].append(self._seen(ts, (ME, port),
+                                             ("127.0.0.9", 50000 + port % 1000), payload))
+        self.packets[port].sort(key=lambda seen: seen.ts)
+
     def _seen(self, ts: float, src: tuple[str, int], dst: tuple[str, int],
               payload: bytes) -> Seen:
         self.frame += 1
@@ -124,6 +131,30 @@ def test_error_on_oack() -> None:
     no_oack.probe("RRQ blksize=1024", RRQ + b"f\0octet\0blksize\x001024\0",
                   (0.01, data(1)))
     assert judge_error_on_oack(no_oack.evidence()).verdict == "unsupported"
+
+
+def test_error_on_oack_with_retransmitted_oacks() -> None:
+    """OACKs again before our ERROR 8, and one just after it (sent before the server read
+    it: it crossed), are retransmissions; a second OACK after the ERROR, or any DATA,
+    is the server going on."""
+    request = RRQ + b"f\0octet\0blksize\x001024\0"
+    refusal = error(8, b"option refused")
+    crossed = Builder()
+    crossed.probe("RRQ", request, (0.01, oack(blksize="1024")), (1.01, oack(blksize="1024")),
+                  (2.01, oack(blksize="1024")))
+    crossed.send(2.0, refusal)
+    verdict = judge_error_on_oack(crossed.evidence())
+    assert verdict.verdict == "pass" and "2 retransmitted OACK" in verdict.detail
+    again = Builder()
+    again.probe("RRQ", request, (0.01, oack(blksize="1024")), (1.01, oack(blksize="1024")),
+                (2.01, oack(blksize="1024")))
+    again.send(0.02, refusal)
+    assert judge_error_on_oack(again.evidence()).verdict == "fail"
+    data_after = Builder()
+    data_after.probe("RRQ", request, (0.01, oack(blksize="1024")), (0.03, data(1)))
+    data_after.send(0.02, refusal)
+    verdict = judge_error_on_oack(data_after.evidence())
+    assert verdict.verdict == "fail" and "DATA" in verdict.detail
 
 
 def test_retransmit_spacing_backoff_and_faults() -> None:
