@@ -17,8 +17,9 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Final, NamedTuple
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
@@ -361,9 +362,10 @@ def _notes(record: PacketRecord, result: TcpStreamResult) -> list[tuple[str, str
     return notes
 
 
-# Rows per table when a ladder is printed (print_ladder): rich lays out a whole table at
-# once, which for a stream of 225k packets took 277 s and 1.4 GB. Each batch is a table
-# of its own with the same fixed column widths, so the batches line up as one.
+# Rows laid out at a time when a ladder is printed (print_ladder): memory stays flat (as
+# one rich table, a stream of 225k packets took 277 s and 1.4 GB). The fixed columns are
+# the same in every batch, so the batches line up as one; the notes column of each is
+# as wide as its longest note.
 LADDER_BATCH = 1000
 
 
@@ -380,7 +382,7 @@ def print_ladder(console: Console, result: TcpStreamResult) -> None:
 
 
 def _ladder_parts(result: TcpStreamResult, batch: int) -> Iterator[RenderableType]:
-    """The header, then tables of `batch` rows each (the first with the column names)."""
+    """The header, then `batch` rows at a time (the first with the column names)."""
     yield _ladder_header(result)
     records: RecordLog = result.records or RecordList()
     endpoints = f"{result.client.endpoint}  ⇄  {result.server.endpoint}"
@@ -391,19 +393,15 @@ def _ladder_parts(result: TcpStreamResult, batch: int) -> Iterator[RenderableTyp
         len(f"{result.end - result.start:.6f}"),
         state_width, max(ARROW_WIDTH, len(endpoints)), state_width,
     ), names, strict=True))
-    # The five columns of fixed width are laid out here, as one cell of the table (rich
-    # laying out a cell costs about as much whatever its size: six cells a row took
-    # 0.5 ms, a 200k-packet ladder 113 s); only the notes, which wrap, are a column.
+    # Laid out here, not by a rich Table: rich lays out each cell of a table at about
+    # the same cost whatever its size, and a ladder is mostly cells of a known width
+    # (six a row took 0.5 ms: a 200k-packet ladder, 113 s). `_LadderRows` draws what
+    # the table drew.
     fixed_width = sum(widths) + 2 * (len(widths) - 1)
-    names_row = _fixed_cells([Text(name) for name in names], widths)
     previous = ("", "")
     rows = iter(records)  # read once, in order: a spooled log has no random access
     for first in range(0, max(len(records), 1), batch):
-        table = Table(box=None, show_header=first == 0, header_style="bold",
-                      pad_edge=False, show_edge=False, expand=False)
-        table.add_column(names_row, no_wrap=True, min_width=fixed_width,
-                         max_width=fixed_width)
-        table.add_column("notes", min_width=30)
+        cells: list[tuple[Text, Text]] = []
         for record in itertools.islice(rows, batch):
             states = (record.client_state, record.server_state)
             client_state = Text(states[0], style="bold" if states[0] != previous[0] else "dim")
@@ -417,10 +415,49 @@ def _ladder_parts(result: TcpStreamResult, batch: int) -> Iterator[RenderableTyp
             extra = _options_text(record.options)
             if extra:
                 notes.append(("; " if notes else "") + extra, style="dim")
-            table.add_row(_fixed_cells([
+            cells.append((_fixed_cells([
                 Text(str(record.frame), style="dim"), Text(f"{record.ts - result.start:.6f}"),
-                client_state, _arrow(record), server_state], widths), notes)
-        yield table
+                client_state, _arrow(record), server_state], widths), notes))
+        header = _fixed_cells([Text(name) for name in names], widths) if first == 0 else None
+        yield _LadderRows(cells, fixed_width, header)
+
+
+class _LadderRows:
+    """Rows of a ladder, as a table with no borders would show them: the fixed columns,
+    two spaces, and the notes, wrapped in a column as wide as the longest (at least 30,
+    at most what the console has left); `names`, the column names in bold above."""
+
+    NOTES_MIN: Final = 30
+
+    def __init__(self, rows: list[tuple[Text, Text]], fixed_width: int,
+                 names: Text | None) -> None:
+        self.rows = rows
+        self.fixed_width = fixed_width
+        self.names = names
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        longest = max([notes.cell_len for _, notes in self.rows], default=0)
+        width = max(self.NOTES_MIN, min(longest, options.max_width - self.fixed_width - 2))
+        gap = Segment("  ")
+        if self.names is not None:
+            header = self.names.copy()
+            header.append("  ")
+            header.append("notes".ljust(width))
+            header.stylize("bold")
+            yield from header.render(console)
+            yield Segment.line()
+        blank = Segment(" " * self.fixed_width)
+        for fixed, notes in self.rows:
+            lines = notes.wrap(console, width, justify="left", overflow="ellipsis") \
+                if notes else [Text(" " * width)]
+            for index, line in enumerate(lines):
+                if index:
+                    yield blank
+                else:
+                    yield from fixed.render(console)
+                yield gap
+                yield from line.render(console)
+                yield Segment.line()
 
 
 # How the fixed columns of `_ladder_parts` line up, in order: frame, time, client state,
