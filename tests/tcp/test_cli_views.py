@@ -122,3 +122,42 @@ def test_follow_ascii_on_a_terminal_shows_a_lone_cr_as_a_dot(tmp_path: Path) -> 
     assert "GET / HTTP/1.0\r\nfake.real.[2J\r\n" in text
     assert not any(ch < " " and ch not in "\t\n" and not text[i:i + 2] == "\r\n"
                    for i, ch in enumerate(text))
+
+
+def test_ladder_rows_line_up_and_wrap_within_the_width(tmp_path: Path) -> None:
+    """More rows than a batch (report/tcp_view.py LADDER_BATCH), every other one with a
+    note longer than the notes column: each line fits the 170 columns of a pipe, the
+    fixed columns line up across batches, wrapped notes continue under their column, and
+    the words put back together are each conflict's note with the generator's bytes."""
+    import random
+
+    from analyzer.report.tcp_view import LADDER_BATCH, LADDER_WIDTH
+    from benchmarks.hostile import conflicts, write_frames
+
+    frames = list(conflicts(2 * LADDER_BATCH + 3, random.Random(4)))
+    path = write_frames(tmp_path / "conflicts.pcap", frames)
+    done = _run("tcp", "ladder", str(path), "0")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    table = lines[next(i for i, line in enumerate(lines) if line.lstrip().startswith("frame")):]
+    table = table[:-1]  # the closing hint
+    assert all(len(line) <= LADDER_WIDTH for line in table)
+    rows = [line for line in table if "Seq=" in line]
+    assert len(rows) == len(frames)
+    notes_at = table[0].index("notes")
+    arrow_ends = {max(line.rfind("▶"), line.rfind("─")) for line in rows}
+    assert len(arrow_ends) == 1  # the arrows' column, in every batch
+    first, second = frames[3][-100:], frames[4][-100:]
+    notes: list[str] = []
+    for line in table[1:]:
+        if "Seq=" in line:
+            notes.append(line[notes_at:].strip())
+        else:
+            assert line[:notes_at].strip() == ""  # a wrapped note stays in its column
+            notes[-1] += " " + line[notes_at:].strip()
+    conflicting = [note for note in notes if "bytes differ" in note]
+    assert len(conflicting) == (len(frames) - 3) // 2  # every second data segment
+    offset = 0
+    for note in conflicting:
+        assert f"at offset {offset}: first {first[:16]!r}, now {second[:16]!r}" in note
+        offset += 100
