@@ -199,6 +199,11 @@ class Decoder:
         stats.packets += 1
         stats.bytes += len(data)
         stats.wire_bytes += wirelen
+        if wirelen < len(data):
+            # A record claiming less on the wire than it holds (broken or mutated): the
+            # bytes captured were there, as tshark takes them (a TCP length of -65
+            # from a wire length of 1 reached the ladder's records).
+            wirelen = len(data)
         self._linktype_counts[linktype] += 1
         # Link layer: find the network protocol and where it starts.
         if linktype == ETHERNET:

@@ -182,6 +182,31 @@ def test_lengths_from_the_wire_are_clamped(data: bytes, wirelen: int) -> None:
         assert len(packet.payload) >= 0
 
 
+def test_wire_length_below_captured_length_takes_the_bytes_captured(tmp_path) -> None:
+    """Records claiming a wire length of 1 for whole TCP segments (IPv4 and IPv6, the
+    Ethernet fast path and, with a VLAN tag, the other): the TCP length is what the IP
+    header says, as tshark takes it (a fuzzed capture gave -65, and `tcp ladder` a
+    struct.error)."""
+    from benchmarks.generate import PCAP_HEADER, RECORD
+    from tests.conftest import require_tool
+    from tests.craft import ethernet, tcp_datagram
+    from tests.oracle import tshark_fields
+
+    require_tool("tshark")
+    datagrams = [tcp_datagram("10.0.0.1", "10.0.0.2", 1000, 80, b"x" * 13),
+                 tcp_datagram("fd00::1", "fd00::2", 1000, 80, b"y" * 7)]
+    frames = [ethernet(d) for d in datagrams] + [ethernet(d, [(0x8100, 5)]) for d in datagrams]
+    path = tmp_path / "short-wire.pcap"
+    with path.open("wb") as out:
+        out.write(PCAP_HEADER)
+        for number, frame in enumerate(frames):
+            out.write(RECORD.pack(1_700_000_000, number, len(frame), 1) + frame)
+    packets, _ = decode_file(path)
+    ours = [packet.payload_len for packet in packets.values()]  # type: ignore[attr-defined]
+    theirs = [int(row["tcp.len"]) for row in tshark_fields(path, ["tcp.len"])]
+    assert ours == theirs == [13, 7, 13, 7]
+
+
 def test_ipv6_extension_headers_past_the_frame_are_malformed() -> None:
     """A hop-by-hop header whose length points past the frame's end."""
     hop = bytes([17, 200]) + b"\x00" * 6  # next header UDP, 201 * 8 bytes long
