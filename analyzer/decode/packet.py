@@ -7,7 +7,6 @@ into text only by views, through `format_endpoint` / `format_address`.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Final
 
 # IP protocol numbers the trackers see.
@@ -157,16 +156,28 @@ def parse_tcp_options(raw: bytes | memoryview) -> dict[str, Any]:
     return out
 
 
-# The busy addresses of a capture repeat; a bound keeps a capture of many hosts from
-# holding a text for each (a full cache of 65,536 was ~6 MB).
-@lru_cache(maxsize=4096)
+# The busy addresses of a capture repeat, so their texts are kept; a bound keeps a
+# capture of many hosts from holding a text for each (65,536 of them were ~6 MB). A
+# dict, not functools.lru_cache: calling that wrapper cost more than the text (a SYN
+# flood formats two endpoints a stream).
+_ADDRESS_TEXTS: Final[dict[bytes, str]] = {}
+_ADDRESS_TEXTS_LIMIT: Final = 4096
+
+
 def format_address(addr: bytes) -> str:
     """Packed IPv4/IPv6 address to text."""
-    if len(addr) == 4:
-        return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
-    import socket  # here, not at the top: ~3 ms of every start, for IPv6 text only
+    text = _ADDRESS_TEXTS.get(addr)
+    if text is None:
+        if len(addr) == 4:
+            text = f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
+        else:
+            import socket  # here, not at the top: ~3 ms of every start, for IPv6 only
 
-    return socket.inet_ntop(socket.AF_INET6, addr)
+            text = socket.inet_ntop(socket.AF_INET6, addr)
+        if len(_ADDRESS_TEXTS) >= _ADDRESS_TEXTS_LIMIT:
+            _ADDRESS_TEXTS.clear()
+        _ADDRESS_TEXTS[addr] = text
+    return text
 
 
 def format_endpoint(addr: bytes, port: int) -> str:

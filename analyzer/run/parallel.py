@@ -105,7 +105,8 @@ def _worker_one(path: str, bpf: str | None, report_fd: int) -> None:
     (a pickled WorkerReport written to `report_fd`; nothing when it failed)."""
     lines = TcpLines(named=True)  # (detached for the parent)
     try:
-        tracker = TcpTracker(on_result=lines.add, parking=SpillFile(prefix="analyzer-parked-"))
+        tracker = TcpTracker(on_result=lines.add, on_probe=lines.add_probe,
+                             parking=SpillFile(prefix="analyzer-parked-"))
         stats = track_second_half(path, bpf, tracker)
         report = WorkerReport(*lines.detach(), stats, tracker.warnings, tracker.evictions)
         with open(report_fd, "wb") as out:
@@ -189,7 +190,8 @@ def analyze_file_split(path: str | os.PathLike[str], *, tftp_ports: Iterable[int
         parking = SpillFile(prefix="analyzer-parked-")
         try:
             with open(read_fd, "rb") as pipe:
-                tracker = TcpTracker(on_result=lines.add, parking=parking)
+                tracker = TcpTracker(on_result=lines.add, on_probe=lines.add_probe,
+                                     parking=parking)
                 # The capture closes tee_fd when it is done reading: worker 1's end of input.
                 analysis = analyze_file(path, tftp_ports=tftp_ports, extract_dir=extract_dir,
                                         bpf=bpf, progress=progress, tcp_tracker=tracker,

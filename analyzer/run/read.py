@@ -71,7 +71,8 @@ def read_report(path: Source, *, as_json: bool, bpf: str | None = None,
     table = None
     transfers = None
     if tcp_lines is not None:
-        tcp_tracker = TcpTracker(on_result=tcp_lines.add, parking=parking)
+        tcp_tracker = TcpTracker(on_result=tcp_lines.add, on_probe=tcp_lines.add_probe,
+                                 parking=parking)
     else:
         from analyzer.report.console import TableStreams, TableTransfers
 

@@ -20,7 +20,7 @@ from analyzer.report.jsonl import (
     write_objects,
     write_results,
 )
-from analyzer.report.tcp_json import STREAM_START, stream_head, stream_tail
+from analyzer.report.tcp_json import STREAM_START, probe_head, stream_head, stream_tail
 
 if TYPE_CHECKING:
     from analyzer.pipeline import Analysis
@@ -411,7 +411,7 @@ class _SpillReader:
 
 
 class TcpLines(ResultLines):
-    """`tcp_stream` lines (TcpTracker's on_result), numbered when printed."""
+    """`tcp_stream` lines (TcpTracker's on_result and on_probe), numbered when printed."""
 
     NUMBERED_START: ClassVar[bytes | None] = STREAM_START.encode()
 
@@ -422,11 +422,17 @@ class TcpLines(ResultLines):
         if template is None:
             self.spill(stream_head(result) + stream_tail(result), rank, result.first_frame)
             return
-        # a probe: only the start of its line is its own
+        self.add_probe(template, rank, result.first_frame, result.start, result.end,
+                       result.client.endpoint, result.server.endpoint)
+
+    def add_probe(self, template: TcpStreamResult, rank: int, first_frame: int,
+                  start: float, end: float, client: str, server: str) -> None:
+        """A probe's line (TcpTracker's on_probe): only its start is its own."""
         reference = self._references.get(template)
         if reference is None:
             reference = self.reference(template, lambda: stream_tail(template))
-        self.spill(stream_head(result), rank, result.first_frame, reference)
+        self.spill(probe_head(template, client, server, start, end), rank, first_frame,
+                   reference)
 
 
 class TftpLines(ResultLines):

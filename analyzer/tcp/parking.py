@@ -43,6 +43,7 @@ _LONE_AT_INTERFACE: Final = 9 + 16
 _LONE_AT_SEQ: Final = 9 + 20
 _LONE_AT_FLAGS: Final = 9 + 28
 _LONE_TS: Final = struct.Struct("<d")
+_LONE_FRAME_TS: Final = struct.Struct("<Qd")
 _LONE_SEQ: Final = struct.Struct("<I")
 _LONE_FLAGS: Final = struct.Struct("<H")
 # The tracker's index of parked streams holds, per stream, the store's handle and the
@@ -160,24 +161,39 @@ def lone_result(template: TcpStreamResult, key: bytes, record: bytes,
     full path for every flag combination). The template's labels, gaps and analysis
     counts are shared, not copied (a million probes, three containers each): nothing
     changes a result once it is made."""
-    number: int = PARKED.unpack_from(record)[0]
-    frame, ts, _, seq, _, _, _, _ = _LONE.unpack_from(record, PARKED.size)
-    src, sport, dst, dport = split_flow_key(key)
-    sender = format_endpoint(src, sport)
-    receiver = format_endpoint(dst, dport)
-    client_sent = template.client.packets == 1
+    number, frame, start, end, client, server = lone_fields(template, key, record)
+    seq: int = _LONE_SEQ.unpack_from(record, _LONE_AT_SEQ)[0]
     return TcpStreamResult(
         stream=number,
-        client=_lone_side(template.client, sender if client_sent else receiver, frame, seq),
-        server=_lone_side(template.server, receiver if client_sent else sender, frame, seq),
+        client=_lone_side(template.client, client, frame, seq),
+        server=_lone_side(template.server, server, frame, seq),
         direction_guessed=template.direction_guessed, packets=template.packets,
-        start=ts, end=max(ts, 0.0),  # as Stream.end: the silent direction's last_seen is 0
+        start=start, end=end,
         handshake=template.handshake, close=template.close, labels=template.labels,
         completeness=template.completeness, history=template.history,
         conn_state=template.conn_state, gaps=template.gaps,
         analysis=template.analysis, initial_rtt=template.initial_rtt,
         active_closer=template.active_closer, evicted=evicted, records=None, chunks=None,
         first_frame=frame, template=template)
+
+
+def lone_fields(template: TcpStreamResult, key: bytes,
+                record: bytes) -> tuple[int, int, float, float, str, str]:
+    """What `lone_result(template, key, record, ...)` has of its own but for its sides'
+    ISN and FIN / RST frame: its stream number, first frame, start, end, client and
+    server endpoints (all its `tcp_stream` line has that the template's has not)."""
+    number: int = PARKED.unpack_from(record)[0]
+    frame: int
+    ts: float
+    frame, ts = _LONE_FRAME_TS.unpack_from(record, PARKED.size)
+    src, sport, dst, dport = split_flow_key(key)
+    sender = format_endpoint(src, sport)
+    receiver = format_endpoint(dst, dport)
+    # as Stream.end: the later direction's last packet, the silent one's last_seen 0.0
+    end = max(ts, 0.0)
+    if template.client.packets == 1:
+        return number, frame, ts, end, sender, receiver
+    return number, frame, ts, end, receiver, sender
 
 
 def _lone_side(template: SideInfo, endpoint: str, frame: int, seq: int) -> SideInfo:

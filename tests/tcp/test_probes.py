@@ -7,6 +7,8 @@ give the same results as a tracker that opens every stream whole."""
 
 from __future__ import annotations
 
+import io
+import json
 import random
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 
 from analyzer.decode.packet import PROTO_TCP, Packet
 from analyzer.report.tcp_json import stream_line, stream_tail
+from analyzer.run.results import TcpLines
 from analyzer.tcp import TcpTracker, parking
 from analyzer.tcp.result import TcpStreamResult
 from tests.conftest import REPO_DIR
@@ -141,3 +144,22 @@ def test_a_flood_with_port_reuse_gives_the_results_of_whole_streams() -> None:
     assert len(whole) > 2500
     assert sum(1 for r in whole if "port-reuse" in r["labels"]) > 500
     assert _flood(True, packets) == whole
+    # and `read --json`'s lines, with probes' results made or (on_probe) not made
+    lines = _lines(packets, on_probe=False)
+    assert _lines(packets, on_probe=True) == lines
+    assert [json.loads(line)["stream"] for line in lines[:-1]] == [r["stream"] for r in whole]
+
+
+def _lines(packets: list[Packet], on_probe: bool) -> list[str]:
+    """The tcp_stream lines `read --json` prints for these packets (TcpLines), with the
+    tracker's counts at the end."""
+    lines = TcpLines()
+    tracker = TcpTracker(on_result=lines.add,
+                         on_probe=lines.add_probe if on_probe else None)
+    for pkt in packets:
+        tracker.on_packet(pkt)
+    tracker.finish()
+    out = io.StringIO()
+    lines.write_ordered(out)
+    counts = (tracker.stream_count, tracker.evictions, tracker.late_packets)
+    return [*out.getvalue().splitlines(), repr(counts)]
