@@ -70,7 +70,7 @@ SWEEP_STREAMS: Final = 1024
 # held ~36k whole streams, ~60 MB; normal traffic tracks ~2.5k per process at 1M packets,
 # and a SYN answered within 0.1 s is not parked.
 CROWDED_STREAMS: Final = 8192
-# Results of probes (see TcpTracker._probe_result) made through the full path, by shape,
+# Results of probes (see TcpTracker._probe_template) made through the full path, by shape,
 # at most this many (a flood of every flag and window combination makes no more).
 PROBE_SHAPES: Final = 4096
 # What `_probe_for` did with a packet.
@@ -320,42 +320,45 @@ class TcpTracker:
         self._track(parking.thaw(self, key, record, None))
         return PROBE_THAWED
 
-    def _probe_result(self, key: bytes, record: bytes, evicted: bool) -> TcpStreamResult:
-        """A probe's result: the one its shape's first probe got through the full path
-        (a stream made by replaying the packet, and finished), with its own values."""
+    def _probe_template(self, key: bytes, record: bytes,
+                        evicted: bool) -> tuple[TcpStreamResult, bool]:
+        """The result of a probe's shape's first probe, made through the full path (a
+        stream made by replaying the packet, and finished), and True; or, when no more
+        shapes are kept, this probe's own result made so, and False."""
         shape = parking.lone_shape(key, record)
         template = self._probe_results.get(shape)
         if template is None:
             template = parking.thaw(self, key, record, None).finish(evicted)
             if len(self._probe_results) >= PROBE_SHAPES:
-                return template
+                return template, False
             self._probe_results[shape] = template
-        return parking.lone_result(template, key, record, evicted)
+        return template, True
 
     def _retire_probe(self, key: bytes, record: bytes, evicted: bool,
                       tombstone: bool) -> None:
-        """`_retire` for a probe."""
+        """`_retire` for a probe: its result is its shape's template with its own
+        values (parking.lone_result), or only those values, to `on_probe`."""
         if evicted:
             self.evictions += 1
-        on_probe = self.on_probe
-        if on_probe is not None:
-            template = self._probe_results.get(parking.lone_shape(key, record))
-            if template is not None:
-                number, frame, start, end, client, server = parking.lone_fields(
-                    template, key, record)
-                on_probe(template, number, frame, start, end, client, server)
-                if tombstone:
-                    self._tombstones.add(key, end, pack_isns(parking.lone_isn(record), -1))
-                return
-        result = self._probe_result(key, record, evicted)
-        if self.on_result is not None:
-            kept = bool(self.on_result(result))
+        template, shared = self._probe_template(key, record, evicted)
+        result: TcpStreamResult | None = None
+        kept = False
+        if shared and self.on_probe is not None:
+            number, frame, start, end, client, server = parking.lone_fields(
+                template, key, record)
+            self.on_probe(template, number, frame, start, end, client, server)
         else:
-            self._results.append(result)
-            kept = True
+            result = parking.lone_result(template, key, record, evicted) if shared \
+                else template
+            end = result.end
+            if self.on_result is not None:
+                kept = bool(self.on_result(result))
+            else:
+                self._results.append(result)
+                kept = True
         if tombstone:
-            self._tombstones.add(key, result.end, pack_isns(parking.lone_isn(record), -1))
-            if kept:
+            self._tombstones.add(key, end, pack_isns(parking.lone_isn(record), -1))
+            if kept and result is not None:
                 self._tombstone_results[key] = result
 
     def _track(self, stream: Stream) -> None:
