@@ -67,6 +67,7 @@ RETRANSMIT_QUIET = 7.0  # ... or until silent this long (atftpd, tftpy resend ev
 POLL_SECONDS = 0.1  # the longest wait between two looks at the stop event
 MAX_DATAGRAM = 65536 + 4
 SOCKET_BUFFER = 4 << 20
+MAX_PORT_TRIES = 1024  # binds before giving up on finding a port new to the session
 SEND_INTERVAL = 0.0002  # at most 5,000 datagrams a second from one transfer
 MIN_GAP = 0.02  # bounded rate: at least this long between two checks
 AFTER_ERROR = 0.3  # a raw probe answered by an ERROR listens this long for more
@@ -121,13 +122,13 @@ class _Transfer:
     with ERROR 0. (The `tftp get` driver is compiled by mypyc and writes files; this
     loop is the few lines the checker needs of it.)"""
 
-    def __init__(self, config: ClientConfig, family: int, local_ip: str,
-                 upload: bytes = b"") -> None:
+    def __init__(self, config: ClientConfig, ports: _LocalPorts, upload: bytes = b"") -> None:
         self.config = config
-        self.sock = _udp_socket(family, local_ip)
+        self.ports = ports
+        self.sock = ports.open()
         self.stray: socket.socket | None = None
         if config.misbehaviour.stray_ack is not None:
-            self.stray = _udp_socket(family, local_ip)
+            self.stray = ports.open()
         self.upload = upload
         self.offset = 0
         self._next_send = 0.0
@@ -178,6 +179,7 @@ class _Transfer:
                 except OSError:  # a timeout, or an ICMP error about an earlier datagram
                     actions = []
                     continue
+                self.ports.heard(int(sender[1]))
                 actions = machine.receive(datagram, (str(sender[0]), int(sender[1])))
         finally:
             self.close()
@@ -192,21 +194,74 @@ class _Transfer:
             sock.sendto(action.payload, action.to)
 
     def close(self) -> None:
-        self.sock.close()
+        self.ports.retire(self.sock)
         if self.stray is not None:
-            self.stray.close()
+            self.ports.retire(self.stray)
 
 
-def _udp_socket(family: int, local_ip: str) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
+class PortsExhausted(Exception):
+    """Every free local port has been used once this session: the remaining checks are
+    skipped with this reason."""
+
+
+class _LocalPorts:
+    """The session's UDP sockets, each on a port no earlier exchange of the session used,
+    ours or the server's: the evidence is kept by our port. The kernel picks a free port
+    at random (from some 28,000), so in one run of 40 sockets it handed the same one out
+    twice about one time in 45, and a later check counted an earlier one's packets as its
+    own (seen: DATA 2 of an earlier transfer taken for a Sorcerer's Apprentice duplicate).
+    So a socket done with is kept bound until the session ends (`close`), which keeps the
+    port from us and from a server on our own address (loopback) alike, and a port the
+    server sent from is never taken for ours. Sockets are opened on the driver's thread;
+    `heard` may be called from any."""
+
+    def __init__(self, family: int, local_ip: str, log: _PacketLog) -> None:
+        self.family = family
+        self.local_ip = local_ip
+        self.log = log
+        self.taken: set[int] = set()
+        self.retired: list[socket.socket] = []
+
+    def heard(self, port: int) -> None:
+        """A port the server sent to us from."""
+        self.taken.add(port)
+
+    def open(self) -> socket.socket:
+        """A bound socket on a port new to the session (give it back with `retire`);
+        PortsExhausted when none is left."""
+        rejected: list[socket.socket] = []  # kept bound meanwhile: the kernel picks others
+        try:
+            for _ in range(MAX_PORT_TRIES):
+                sock = socket.socket(self.family, socket.SOCK_DGRAM)
+                try:
+                    sock.bind((self.local_ip, 0))
+                except OSError:
+                    sock.close()
+                    break  # every free port of the range is held or in use
+                port = int(sock.getsockname()[1])
+                if port not in self.taken and port not in self.log.by_port:
+                    self.taken.add(port)
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+                    return sock
+                rejected.append(sock)
+        finally:
+            for sock in rejected:
+                sock.close()
+        raise PortsExhausted(f"no local UDP port left that this session has not used "
+                             f"({len(self.taken)} used; widen net.ipv4.ip_local_port_range)")
+
+    def retire(self, sock: socket.socket) -> None:
+        """Done with `sock`: it stays bound, with the smallest receive buffer (what a
+        server still sends it is dropped), until `close`."""
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        sock.bind((local_ip, 0))
-    except OSError:
-        sock.close()
-        raise
-    return sock
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
+        self.retired.append(sock)
+
+    def close(self) -> None:
+        for sock in self.retired:
+            sock.close()
+        self.retired.clear()
 
 
 class ServerChecker:
@@ -232,6 +287,8 @@ class ServerChecker:
         self._cancel = threading.Event()
         self._deadline = 0.0
         self.local_ip = _source_address(self.family, self.server)
+        self.log = _PacketLog(self.local_ip)
+        self.ports = _LocalPorts(self.family, self.local_ip, self.log)
 
     # ------------------------------------------------------------ session driver
 
@@ -256,7 +313,11 @@ class ServerChecker:
                 self.on_check(check, "running")
             started = time.monotonic()
             self._deadline = started + (check.budget or self.options.check_timeout)
-            probes = check.drive(self)
+            try:
+                probes = check.drive(self)
+            except PortsExhausted as exc:
+                dead = self.skipped[check.id] = str(exc)
+                continue
             self.probes[check.id] = probes
             self.seconds[check.id] = time.monotonic() - started
             if self.on_check is not None:
@@ -287,7 +348,7 @@ class ServerChecker:
                               put_size=len(data) if put else None, raw_options=options,
                               timeout=timeout or self.options.timeout, retries=RETRIES,
                               misbehaviour=misbehaviour or Misbehaviour())
-        return _Transfer(config, self.family, self.local_ip, data)
+        return _Transfer(config, self.ports, data)
 
     def _run_bounded(self, transfers: Sequence[_Transfer]) -> list[ClientOutcome | None]:
         """Run the transfers at once, each cancelled (ERROR 0) at the check's deadline."""
@@ -326,8 +387,15 @@ class ServerChecker:
         return probe
 
     def transfers(self, what: str, count: int, filename: str) -> list[Probe]:
-        transfers = [self._transfer(filename, False, b"", "octet", (), None, None)
-                     for _ in range(count)]
+        transfers: list[_Transfer] = []
+        try:
+            for _ in range(count):
+                transfers.append(self._transfer(filename, False, b"", "octet", (), None,
+                                                None))
+        except PortsExhausted:
+            for transfer in transfers:
+                transfer.close()
+            raise
         ports = [transfer.port for transfer in transfers]
         outcomes = self._run_bounded(transfers)
         probes = []
@@ -344,11 +412,10 @@ class ServerChecker:
         with ERROR 8 (else as "end"); "silent" answers nothing until the server has been
         quiet RETRANSMIT_QUIET s or RETRANSMIT_WINDOW s have passed, then ends it."""
         wait = listen if listen is not None else RAW_LISTEN
-        sock = socket.socket(self.family, socket.SOCK_DGRAM)
+        sock = self.ports.open()
+        port = int(sock.getsockname()[1])
         answered = False
         try:
-            sock.bind((self.local_ip, 0))
-            port = int(sock.getsockname()[1])
             sock.sendto(payload, self.server)
             started = last = time.monotonic()
             peer: tuple[str, int] | None = None
@@ -374,6 +441,7 @@ class ServerChecker:
                 answered = True
                 last = time.monotonic()
                 sender = (str(sender[0]), int(sender[1]))
+                self.ports.heard(sender[1])
                 peer = peer or sender
                 kind = datagram[1] if len(datagram) >= 2 and datagram[0] == 0 else None
                 if kind == codec.ERROR:
@@ -394,7 +462,7 @@ class ServerChecker:
                                         "analyzer tftp check: done").encode(), peer)
                 time.sleep(0.05)
         finally:
-            sock.close()
+            self.ports.retire(sock)
         probe = Probe(what, [port])
         probe.answered = answered
         return probe
@@ -449,11 +517,14 @@ def run_checks(options: CheckOptions,
     the capture cannot be opened (the verdicts need it)."""
     checks = select_checks(options.only, options.skip)
     checker = ServerChecker(options, checks, on_check)
-    log = _PacketLog(checker.local_ip)
-    session = run_session(checker, watch=True, write=options.write,
-                          tftp_ports=(checker.server[1],),
-                          interface=interface_for(checker.bind()), observers=[log],
-                          bpf=_watch_filter(checker.server[0], checker.local_ip))
+    log = checker.log
+    try:
+        session = run_session(checker, watch=True, write=options.write,
+                              tftp_ports=(checker.server[1],),
+                              interface=interface_for(checker.bind()), observers=[log],
+                              bpf=_watch_filter(checker.server[0], checker.local_ip))
+    finally:
+        checker.ports.close()
     if session.analysis is None:
         raise InputError(f"cannot capture the evidence: {session.no_watch}")
     transfers = list(session.analysis.tftp.results())

@@ -10,6 +10,8 @@ One defect per variant, everything else plain RFC 1350/2347/2348/2349 (reads onl
 | ignore-blksize | OACK echoes blksize but DATA is cut in 512-byte blocks          |
 | port-69        | answers from its listening port, not a new transfer ID          |
 | traversal      | opens names as given: `../` and absolute paths leave the root   |
+| lose-ack-2     | no defect: drops the first ACK 2 of each transfer, as a lossy    |
+|                | link would, so DATA 2 is resent by its timer (TIMEOUT later)     |
 
 Run in a thread of the test (`BrokenServer(...).start()`, `.stop()`), on loopback only.
 """
@@ -22,7 +24,8 @@ import struct
 import threading
 from pathlib import Path
 
-VARIANTS = ("good", "sorcerer", "wrong-tsize", "ignore-blksize", "port-69", "traversal")
+VARIANTS = ("good", "sorcerer", "wrong-tsize", "ignore-blksize", "port-69", "traversal",
+            "lose-ack-2")
 RRQ, DATA, ACK, ERROR, OACK = 1, 3, 4, 5, 6
 TIMEOUT = 0.5
 TRIES = 4
@@ -133,6 +136,7 @@ class BrokenServer:
     def _send_until_ack(self, sock: socket.socket, payload: bytes,
                         client: tuple[str, int], block: int) -> int | None:
         sock.settimeout(TIMEOUT)
+        lose = self.variant == "lose-ack-2" and block == 2
         for _ in range(TRIES):
             sock.sendto(payload, client)
             while True:
@@ -147,6 +151,9 @@ class BrokenServer:
                 if opcode == ERROR:
                     return None
                 if opcode == ACK and number == block & 0xFFFF:
+                    if lose:
+                        lose = False
+                        continue
                     return block
                 if opcode == ACK and self.variant == "sorcerer" and block > 1 \
                         and number == (block - 1) & 0xFFFF:

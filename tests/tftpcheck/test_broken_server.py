@@ -33,7 +33,8 @@ MEANT = {
 }
 
 
-def run_variant(variant: str, tmp_path: Path) -> dict[str, str]:
+def run_variant(variant: str, tmp_path: Path, details: bool = False) -> dict:
+    """Each check's verdict (with `details`: (verdict, detail)) against the variant."""
     root = make_root(f"broken-{variant}")
     (root / "f.bin").write_bytes(CONTENT)
     wait_udp_port_free(IP, 69, 60)
@@ -48,10 +49,12 @@ def run_variant(variant: str, tmp_path: Path) -> dict[str, str]:
             path.unlink()
         root.rmdir()
     assert done.stderr == ""
-    verdicts = {o["check"]: o["verdict"] for o in map(json.loads, done.stdout.splitlines())
-                if o["type"] == "tftp_check"}
+    checks = [o for o in map(json.loads, done.stdout.splitlines()) if o["type"] == "tftp_check"]
+    verdicts = {o["check"]: o["verdict"] for o in checks}
     assert set(verdicts) == set(CHECKS)
     assert done.returncode == (1 if "fail" in verdicts.values() else 0)
+    if details:
+        return {o["check"]: (o["verdict"], o["detail"]) for o in checks}
     return verdicts
 
 
@@ -73,3 +76,13 @@ def test_each_defect_is_caught_by_its_check_only(variant: str, good: dict[str, s
     changed = {check for check in CHECKS if verdicts[check] != good[check]}
     assert changed == {MEANT[variant]}, verdicts
     assert verdicts[MEANT[variant]] == "fail"
+
+
+def test_a_resend_by_timer_is_not_the_sorcerers_apprentice(good: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    # lose-ack-2 drops the first ACK 2 (a lossy link): DATA 2 comes again TIMEOUT (0.5 s)
+    # later, by the server's timer, after the duplicate ACK 1 the check sends.
+    verdicts = run_variant("lose-ack-2", tmp_path, details=True)
+    assert {check: verdict for check, (verdict, _) in verdicts.items()} == good
+    detail = verdicts["sorcerers-apprentice"][1]
+    assert "DATA 2 resent 1 times, each a timeout later" in detail, detail
