@@ -220,15 +220,15 @@ class _LocalPorts:
         self.local_ip = local_ip
         self.log = log
         self.taken: set[int] = set()
-        self.retired: list[socket.socket] = []
+        self.sockets: list[socket.socket] = []  # every one handed out, closed by `close`
 
     def heard(self, port: int) -> None:
         """A port the server sent to us from."""
         self.taken.add(port)
 
     def open(self) -> socket.socket:
-        """A bound socket on a port new to the session (give it back with `retire`);
-        PortsExhausted when none is left."""
+        """A bound socket on a port new to the session, kept until `close` (`retire` it
+        when done); PortsExhausted when none is left."""
         rejected: list[socket.socket] = []  # kept bound meanwhile: the kernel picks others
         try:
             for _ in range(MAX_PORT_TRIES):
@@ -243,6 +243,7 @@ class _LocalPorts:
                     self.taken.add(port)
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+                    self.sockets.append(sock)
                     return sock
                 rejected.append(sock)
         finally:
@@ -256,12 +257,11 @@ class _LocalPorts:
         server still sends it is dropped), until `close`."""
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 0)
-        self.retired.append(sock)
 
     def close(self) -> None:
-        for sock in self.retired:
+        for sock in self.sockets:
             sock.close()
-        self.retired.clear()
+        self.sockets.clear()
 
 
 class ServerChecker:
@@ -387,15 +387,8 @@ class ServerChecker:
         return probe
 
     def transfers(self, what: str, count: int, filename: str) -> list[Probe]:
-        transfers: list[_Transfer] = []
-        try:
-            for _ in range(count):
-                transfers.append(self._transfer(filename, False, b"", "octet", (), None,
-                                                None))
-        except PortsExhausted:
-            for transfer in transfers:
-                transfer.close()
-            raise
+        transfers = [self._transfer(filename, False, b"", "octet", (), None, None)
+                     for _ in range(count)]
         ports = [transfer.port for transfer in transfers]
         outcomes = self._run_bounded(transfers)
         probes = []

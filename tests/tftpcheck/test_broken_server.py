@@ -33,8 +33,8 @@ MEANT = {
 }
 
 
-def run_variant(variant: str, tmp_path: Path, details: bool = False) -> dict:
-    """Each check's verdict (with `details`: (verdict, detail)) against the variant."""
+def run_card(variant: str, tmp_path: Path) -> dict[str, dict]:
+    """Each check's `tftp_check` object against the variant, by check id."""
     root = make_root(f"broken-{variant}")
     (root / "f.bin").write_bytes(CONTENT)
     wait_udp_port_free(IP, 69, 60)
@@ -49,13 +49,16 @@ def run_variant(variant: str, tmp_path: Path, details: bool = False) -> dict:
             path.unlink()
         root.rmdir()
     assert done.stderr == ""
-    checks = [o for o in map(json.loads, done.stdout.splitlines()) if o["type"] == "tftp_check"]
-    verdicts = {o["check"]: o["verdict"] for o in checks}
-    assert set(verdicts) == set(CHECKS)
-    assert done.returncode == (1 if "fail" in verdicts.values() else 0)
-    if details:
-        return {o["check"]: (o["verdict"], o["detail"]) for o in checks}
-    return verdicts
+    card = {o["check"]: o for o in map(json.loads, done.stdout.splitlines())
+            if o["type"] == "tftp_check"}
+    assert set(card) == set(CHECKS)
+    failed = any(o["verdict"] == "fail" for o in card.values())
+    assert done.returncode == (1 if failed else 0)
+    return card
+
+
+def run_variant(variant: str, tmp_path: Path) -> dict[str, str]:
+    return {check: o["verdict"] for check, o in run_card(variant, tmp_path).items()}
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,7 @@ def test_a_resend_by_timer_is_not_the_sorcerers_apprentice(good: dict[str, str],
                                                            tmp_path: Path) -> None:
     # lose-ack-2 drops the first ACK 2 (a lossy link): DATA 2 comes again TIMEOUT (0.5 s)
     # later, by the server's timer, after the duplicate ACK 1 the check sends.
-    verdicts = run_variant("lose-ack-2", tmp_path, details=True)
-    assert {check: verdict for check, (verdict, _) in verdicts.items()} == good
-    detail = verdicts["sorcerers-apprentice"][1]
+    card = run_card("lose-ack-2", tmp_path)
+    assert {check: o["verdict"] for check, o in card.items()} == good
+    detail = card["sorcerers-apprentice"]["detail"]
     assert "DATA 2 resent 1 times, each a timeout later" in detail, detail
